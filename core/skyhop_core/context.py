@@ -1,0 +1,38 @@
+"""What the core hands a backend on every hook call: its state directory, a log, its config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+
+def _print_log(message: str) -> None:
+    print(message, flush=True)
+
+
+@attrs.frozen
+class BackendContext:
+    """Per-call context for backend hooks.
+
+    - ``state_dir``: a directory under the persistent path that belongs to this backend
+      (created on first use). Keep every file the backend writes here: node directories,
+      keys, caches. Never write to the home directory.
+    - ``persistent_path``: the root of all skyhop state (rarely needed directly).
+    - ``log``: write a line of progress to the request's log (what the user sees).
+    - ``config``: the backend's section of the user's config file (may be empty).
+    - ``user_name``/``user_hash``: who the request is for.
+    """
+
+    state_dir: str
+    persistent_path: str
+    log: Callable[[str], None] = _print_log
+    config: Mapping[str, Any] = attrs.field(factory=dict)
+    user_name: str = ""
+    user_hash: str = ""
+
+    def ensure_state_dir(self) -> str:
+        os.makedirs(self.state_dir, exist_ok=True)
+        return self.state_dir

@@ -1,0 +1,163 @@
+"""The exceptions a skyhop user can see, in one hierarchy.
+
+::
+
+    SkyhopError
+    ├── ClusterDoesNotExist
+    ├── ClusterNotUpError
+    ├── ClusterOwnerIdentityMismatchError
+    ├── InvalidClusterNameError
+    ├── NotSupportedError
+    ├── ResourcesUnavailableError        (carries ``failover_history``)
+    │   ├── CapacityError                 a zone/region has no capacity now: try elsewhere
+    │   └── QuotaError                    the account's quota is exhausted there
+    ├── ResourcesMismatchError
+    ├── CredentialsError                  the backend cannot authenticate
+    ├── CommandError                      a command on a node failed (``returncode``)
+    ├── JobNotFoundError
+    ├── RequestNotFoundError / AmbiguousRequestIdError
+    ├── RequestCancelledError
+    ├── ServerRestartedError              the request was running when its server died
+    ├── ApiServerError                    the client cannot reach or talk to the server
+    │   └── ApiVersionMismatchError
+    └── TaskValidationError (also a ValueError)
+
+Every exception crosses the HTTP API as ``{"type": <class name>, "message": ..., "args":
+{...}}`` (see :mod:`skyhop_core.wire`), so the SDK raises the same type the server raised.
+Errors a backend raises while provisioning carry the place they apply to (``backend``,
+``region``, ``zone``) so the optimizer knows what to block before it fails over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SkyhopError(Exception):
+    """Base of every error skyhop raises on purpose; its message is meant for users."""
+
+    #: Extra fields that travel with the error over the wire (names of attributes).
+    wire_fields: tuple[str, ...] = ()
+
+    def __init__(self, message: str = "", **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        for name in self.wire_fields:
+            setattr(self, name, fields.pop(name, None))
+        if fields:
+            raise TypeError(f"unexpected fields for {type(self).__name__}: {sorted(fields)}")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def wire_args(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.wire_fields}
+
+
+class ClusterDoesNotExist(SkyhopError):
+    """The named cluster is not in the state store."""
+
+
+class ClusterNotUpError(SkyhopError):
+    """The operation needs the cluster UP; it is INIT or STOPPED."""
+
+    wire_fields = ("cluster_status",)
+
+
+class ClusterOwnerIdentityMismatchError(SkyhopError):
+    """The cluster belongs to another user."""
+
+
+class InvalidClusterNameError(SkyhopError):
+    """A cluster name does not match the allowed pattern."""
+
+
+class NotSupportedError(SkyhopError):
+    """The backend or the cluster does not support the operation."""
+
+
+class ResourcesUnavailableError(SkyhopError):
+    """No offer satisfies the request, or every candidate failed to provision.
+
+    ``failover_history`` lists, in order, the messages of the attempts that failed.
+    """
+
+    wire_fields = ("failover_history", "backend", "region", "zone")
+
+    def __init__(self, message: str = "", **fields: Any) -> None:
+        super().__init__(message, **fields)
+        if self.failover_history is None:
+            self.failover_history = []
+
+
+class CapacityError(ResourcesUnavailableError):
+    """The place (backend/region/zone) has no capacity right now; another may."""
+
+
+class QuotaError(ResourcesUnavailableError):
+    """The account's quota is exhausted in that place."""
+
+
+class ResourcesMismatchError(SkyhopError):
+    """An existing cluster cannot satisfy the resources asked for."""
+
+
+class CredentialsError(SkyhopError):
+    """The backend's credentials are missing or rejected."""
+
+
+class CommandError(SkyhopError):
+    """A command on a cluster node failed."""
+
+    wire_fields = ("returncode", "command", "detail")
+
+
+class JobNotFoundError(SkyhopError):
+    """No job with that ID on the cluster."""
+
+
+class RequestNotFoundError(SkyhopError):
+    """No request matches the ID or prefix."""
+
+
+class AmbiguousRequestIdError(SkyhopError):
+    """A request ID prefix matches several requests; ``matches`` lists them."""
+
+    wire_fields = ("matches",)
+
+
+class RequestCancelledError(SkyhopError):
+    """The request was cancelled before it finished."""
+
+
+class ServerRestartedError(SkyhopError):
+    """The request was running when its API server stopped; it did not finish."""
+
+
+class ApiServerError(SkyhopError):
+    """The client could not reach the API server, or the server answered nonsense."""
+
+
+class ApiVersionMismatchError(ApiServerError):
+    """The client and the server speak incompatible API versions."""
+
+
+class TaskValidationError(SkyhopError, ValueError):
+    """A task YAML or a Task/Resources argument is invalid.
+
+    ``source`` is the file (or ``<task>``), ``field`` the dotted path of the bad field,
+    ``value`` its repr, ``suggestion`` the closest valid field name for a typo.
+    """
+
+    wire_fields = ("source", "field", "value", "suggestion")
+
+
+def all_error_types() -> dict[str, type[SkyhopError]]:
+    """Every SkyhopError subclass by name, for decoding errors that crossed the wire."""
+    found: dict[str, type[SkyhopError]] = {}
+    pending: list[type[SkyhopError]] = [SkyhopError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found

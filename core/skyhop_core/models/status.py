@@ -1,0 +1,96 @@
+"""Status enums shared by the server, the SDK and the node agent."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ClusterStatus(enum.Enum):
+    """A cluster's status as recorded in the state store (``status --refresh`` updates it).
+
+    INIT: provisioning started but has not finished, or the cluster is unhealthy.
+    UP: provisioning and runtime setup succeeded; the cluster is live.
+    STOPPED: the nodes are stopped; their disks are kept.
+    """
+
+    INIT = "INIT"
+    UP = "UP"
+    STOPPED = "STOPPED"
+
+
+class JobStatus(enum.Enum):
+    """A cluster job's status, as the node agent reports it."""
+
+    INIT = "INIT"
+    PENDING = "PENDING"
+    SETTING_UP = "SETTING_UP"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    FAILED_SETUP = "FAILED_SETUP"
+    FAILED_DRIVER = "FAILED_DRIVER"
+    CANCELLED = "CANCELLED"
+
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_JOB_STATUSES
+
+
+_TERMINAL_JOB_STATUSES = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.FAILED_SETUP,
+        JobStatus.FAILED_DRIVER,
+        JobStatus.CANCELLED,
+    }
+)
+
+
+class JobExitCode(enum.IntEnum):
+    """Exit codes of ``skyhop logs`` and of ``tail_logs``."""
+
+    SUCCEEDED = 0
+    FAILED = 100
+    NOT_FINISHED = 101
+    NOT_FOUND = 102
+    CANCELLED = 103
+
+    @classmethod
+    def from_job_status(cls, status: JobStatus | None) -> JobExitCode:
+        if status is None:
+            return cls.NOT_FOUND
+        if status is JobStatus.SUCCEEDED:
+            return cls.SUCCEEDED
+        if status is JobStatus.CANCELLED:
+            return cls.CANCELLED
+        if status.is_terminal():
+            return cls.FAILED
+        return cls.NOT_FINISHED
+
+
+class RequestStatus(enum.Enum):
+    """An API request's status."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def is_terminal(self) -> bool:
+        return self in (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
+
+
+class OptimizeTarget(enum.Enum):
+    """What the optimizer minimises: hourly cost, or time (the most compute)."""
+
+    COST = "COST"
+    TIME = "TIME"
+
+
+class StatusRefreshMode(enum.Enum):
+    """Whether ``status`` asks the backends for the clusters' real state."""
+
+    NONE = "NONE"
+    AUTO = "AUTO"
+    FORCE = "FORCE"
