@@ -1,0 +1,1 @@
+"""The operations behind the API: one handler per request name, grouped by subject."""

@@ -1,0 +1,281 @@
+"""Cluster operations: launch, exec, start, stop, down, autostop, status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from skyhop_core.exceptions import NotSupportedError
+from skyhop_core.models.records import ClusterHandle, ClusterRecord, Feature, NodeState
+from skyhop_core.models.status import ClusterStatus, OptimizeTarget, StatusRefreshMode
+from skyhop_core.ops import params as P
+from skyhop_core.ops.common import (
+    backend_ctx,
+    build_job_spec,
+    check_owner,
+    find_cluster,
+    generate_cluster_name,
+    get_cluster,
+    parse_task,
+    require_feature,
+    require_up,
+    sync_files,
+    validate_cluster_name,
+)
+from skyhop_core.ops.provisioning import (
+    matching_resources,
+    plan,
+    provision_with_failover,
+    start_stopped,
+)
+from skyhop_core.optimizer import table_rows
+from skyhop_core.requests.context import RequestContext
+from skyhop_core.state import clusters as cl
+
+
+def validate_launch(p: P.LaunchParams) -> None:
+    parse_task(p.task)
+    if p.cluster_name is not None:
+        validate_cluster_name(p.cluster_name)
+
+
+def validate_exec(p: P.ExecParams) -> None:
+    parse_task(p.task)
+    validate_cluster_name(p.cluster_name)
+
+
+async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
+    task, per_rank = parse_task(p.task)
+    name = p.cluster_name or generate_cluster_name(ctx.user.name)
+    if p.dryrun:
+        candidates = await plan(ctx, task, p.optimize_target)
+        for row in table_rows(ctx.services.backends, candidates):
+            ctx.log(f"{'✔' if row['chosen'] else ' '} {row['infra']} {row['instance_type']}")
+        ctx.log("Dry run: nothing was launched.")
+        return {"job_id": None, "handle": None}
+    async with ctx.services.cluster_locks[name]:
+        handle = await _ensure_up(ctx, name, task, p)
+    resources = matching_resources(task, handle)
+    bctx = backend_ctx(ctx, handle.backend)
+    if not (p.fast and p.no_setup):
+        await sync_files(ctx, bctx, handle, task, mounts=True)
+    job_id = None
+    if task.run is not None or per_rank is not None or (task.setup and not p.no_setup):
+        spec = build_job_spec(ctx, task, per_rank, resources, with_setup=not p.no_setup)
+        job_id = await ctx.services.backends.call(
+            handle.backend, "skyhop_submit_job", ctx=bctx, handle=handle, job=spec
+        )
+        ctx.log(f"Job submitted, ID: {job_id}")
+    await _apply_autostop(ctx, name, handle, task, p.idle_minutes_to_autostop, p.down)
+    await ctx.services.store.run(lambda c: cl.update(c, name, last_use=f"launch {name}"))
+    return {"job_id": job_id, "handle": handle}
+
+
+async def _ensure_up(
+    ctx: RequestContext, name: str, task: Any, p: P.LaunchParams
+) -> ClusterHandle:
+    record = await find_cluster(ctx, name)
+    if record is not None:
+        check_owner(ctx, record)
+        if record.status is ClusterStatus.UP and record.handle is not None:
+            matching_resources(task, record.handle)
+            ctx.log(f"Cluster {name!r} is UP; reusing it.")
+            return record.handle
+        if record.status is ClusterStatus.STOPPED and record.handle is not None:
+            return await start_stopped(ctx, record)
+    else:
+        ctx.log(f"Launching a new cluster {name!r}.")
+    return await provision_with_failover(
+        ctx, name, task, target=p.optimize_target, retry_until_up=p.retry_until_up,
+        previous=record,
+    )
+
+
+async def _apply_autostop(
+    ctx: RequestContext,
+    name: str,
+    handle: ClusterHandle,
+    task: Any,
+    idle_minutes: int | None,
+    down: bool,
+) -> None:
+    if idle_minutes is None and not down:
+        for resources in task.resources:
+            minutes, to_down = resources.autostop_config()
+            if minutes is not None:
+                idle_minutes, down = minutes, to_down
+                break
+    if idle_minutes is None and down:
+        idle_minutes = 0
+    if idle_minutes is None:
+        return
+    require_feature(ctx, handle.backend, Feature.AUTOSTOP, "autostop")
+    await ctx.services.store.run(lambda c: cl.set_autostop(c, name, idle_minutes, down))
+    verb = "torn down" if down else "stopped"
+    ctx.log(f"Cluster {name!r} will be {verb} after {idle_minutes} idle minute(s).")
+
+
+async def exec_(ctx: RequestContext, p: P.ExecParams) -> dict[str, Any]:
+    task, per_rank = parse_task(p.task)
+    record = await get_cluster(ctx, p.cluster_name)
+    handle = require_up(record)
+    resources = matching_resources(task, handle)
+    if p.dryrun:
+        return {"job_id": None, "handle": handle}
+    bctx = backend_ctx(ctx, handle.backend)
+    await sync_files(ctx, bctx, handle, task, mounts=False)
+    spec = build_job_spec(ctx, task, per_rank, resources, with_setup=False)
+    job_id = await ctx.services.backends.call(
+        handle.backend, "skyhop_submit_job", ctx=bctx, handle=handle, job=spec
+    )
+    ctx.log(f"Job submitted, ID: {job_id}")
+    if p.down:
+        await _apply_autostop(ctx, p.cluster_name, handle, task, 0, True)
+    await ctx.services.store.run(lambda c: cl.update(c, p.cluster_name, last_use="exec"))
+    return {"job_id": job_id, "handle": handle}
+
+
+async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
+    record = await get_cluster(ctx, p.cluster_name)
+    require_feature(ctx, record.backend, Feature.STOP, "stopping clusters (use `skyhop down`)")
+    await _cancel_others(ctx, p.cluster_name)
+    async with ctx.services.cluster_locks[p.cluster_name]:
+        record = await get_cluster(ctx, p.cluster_name)
+        if record.status is ClusterStatus.STOPPED:
+            ctx.log(f"Cluster {p.cluster_name!r} is already STOPPED.")
+            return
+        await _backend_step(ctx, record, "skyhop_stop", p.purge)
+        await ctx.services.store.run(
+            lambda c: cl.update(c, p.cluster_name, status=ClusterStatus.STOPPED, last_use="stop")
+        )
+        ctx.log(f"Cluster {p.cluster_name!r} is STOPPED.")
+
+
+async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
+    await get_cluster(ctx, p.cluster_name)
+    await _cancel_others(ctx, p.cluster_name)
+    async with ctx.services.cluster_locks[p.cluster_name]:
+        record = await get_cluster(ctx, p.cluster_name)
+        await _backend_step(ctx, record, "skyhop_down", p.purge)
+        await ctx.services.store.run(cl.delete, p.cluster_name)
+        ctx.log(f"Cluster {p.cluster_name!r} is terminated.")
+
+
+async def _cancel_others(ctx: RequestContext, name: str) -> None:
+    engine = ctx.services.engine
+    if engine is not None:
+        cancelled = await engine.cancel_cluster_requests(name, ctx.request_id)
+        if cancelled:
+            ctx.log(f"Cancelled {len(cancelled)} other request(s) on {name!r}.")
+
+
+async def _backend_step(ctx: RequestContext, record: ClusterRecord, hook: str, purge: bool) -> None:
+    if record.handle is None:
+        return  # nothing was provisioned
+    bctx = backend_ctx(ctx, record.backend)
+    try:
+        await ctx.services.backends.call(record.backend, hook, ctx=bctx, handle=record.handle)
+    except Exception as exc:
+        if not purge:
+            raise
+        ctx.log(f"Warning: {hook.removeprefix('skyhop_')} failed ({exc}); --purge: continuing.")
+
+
+async def start(ctx: RequestContext, p: P.StartParams) -> None:
+    if p.down and p.idle_minutes_to_autostop is None:
+        raise ValueError("down=True needs idle_minutes_to_autostop (-i MINUTES).")
+    record = await get_cluster(ctx, p.cluster_name)
+    async with ctx.services.cluster_locks[p.cluster_name]:
+        record = await get_cluster(ctx, p.cluster_name)
+        if record.status is ClusterStatus.UP and not p.force:
+            ctx.log(f"Cluster {p.cluster_name!r} is already UP.")
+            handle = record.handle
+        elif record.status is ClusterStatus.STOPPED and record.handle is not None:
+            handle = await start_stopped(ctx, record)
+        else:
+            task = await _relaunch_task(ctx, record)
+            handle = await provision_with_failover(
+                ctx, p.cluster_name, task, target=OptimizeTarget.COST,
+                retry_until_up=p.retry_until_up, previous=record,
+            )
+    if p.idle_minutes_to_autostop is not None and handle is not None:
+        require_feature(ctx, handle.backend, Feature.AUTOSTOP, "autostop")
+        await ctx.services.store.run(
+            lambda c: cl.set_autostop(c, p.cluster_name, p.idle_minutes_to_autostop, p.down)
+        )
+
+
+async def autostop(ctx: RequestContext, p: P.AutostopParams) -> None:
+    record = await get_cluster(ctx, p.cluster_name)
+    require_up(record)
+    require_feature(ctx, record.backend, Feature.AUTOSTOP, "autostop")
+    if p.down is False and p.idle_minutes >= 0:
+        require_feature(ctx, record.backend, Feature.STOP, "autostop (use --down for autodown)")
+    await ctx.services.store.run(lambda c: cl.set_autostop(c, p.cluster_name, p.idle_minutes, p.down))
+    if p.idle_minutes < 0:
+        ctx.log(f"Autostop cancelled for {p.cluster_name!r}.")
+    else:
+        verb = "torn down" if p.down else "stopped"
+        ctx.log(f"Cluster {p.cluster_name!r} will be {verb} after {p.idle_minutes} idle minute(s).")
+
+
+async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
+    records = await ctx.services.store.run(cl.list_all)
+    if p.cluster_names:
+        wanted = set(p.cluster_names)
+        records = [r for r in records if r.name in wanted]
+    if not p.all_users:
+        records = [r for r in records if r.user_hash == ctx.user.hash]
+    if p.refresh is StatusRefreshMode.NONE:
+        return records
+    refreshed: list[ClusterRecord | None] = [None] * len(records)
+
+    async def one(i: int, record: ClusterRecord) -> None:
+        refreshed[i] = await _refresh(ctx, record)
+
+    async with trio.open_nursery() as nursery:
+        for i, record in enumerate(records):
+            nursery.start_soon(one, i, record)
+    return [r for r in refreshed if r is not None]
+
+
+async def _refresh(ctx: RequestContext, record: ClusterRecord) -> ClusterRecord | None:
+    """Ask the backend for the real node states and update the record to match."""
+    if record.handle is None:
+        return record
+    bctx = backend_ctx(ctx, record.backend)
+    try:
+        nodes = await ctx.services.backends.call(
+            record.backend, "skyhop_query", ctx=bctx, handle=record.handle
+        )
+    except NotSupportedError:
+        return record
+    states = {n.state for n in nodes}
+    store = ctx.services.store
+    if not nodes or states == {NodeState.TERMINATED}:
+        await store.run(cl.delete, record.name)
+        return None
+    if states == {NodeState.RUNNING}:
+        new = ClusterStatus.UP if record.status is not ClusterStatus.STOPPED else ClusterStatus.INIT
+        if record.status is ClusterStatus.INIT:
+            new = ClusterStatus.INIT
+    elif states <= {NodeState.STOPPED, NodeState.STOPPING}:
+        new = ClusterStatus.STOPPED
+    else:
+        new = ClusterStatus.INIT
+    if new is not record.status:
+        await store.run(lambda c: cl.update(c, record.name, status=new))
+        record = await store.run(cl.get, record.name) or record
+    return record
+
+
+async def _relaunch_task(ctx: RequestContext, record: ClusterRecord) -> Any:
+    """A task with the resources the INIT cluster was launched with."""
+    from skyhop_core.models.resources import Resources
+    from skyhop_core.models.task import Task
+
+    resources, num_nodes = await ctx.services.store.run(cl.launch_spec, record.name)
+    task = Task(num_nodes=num_nodes)
+    task.set_resources(Resources.from_yaml_config(resources or {"infra": record.backend}))
+    return task

@@ -1,0 +1,27 @@
+"""Every operation the API serves: name -> parameters, handler, scheduling class."""
+
+from __future__ import annotations
+
+from skyhop_core.ops import clusters, info, jobs
+from skyhop_core.ops import params as P
+from skyhop_core.requests.engine import Operation
+
+
+def operations() -> dict[str, Operation]:
+    ops = [
+        Operation("launch", P.LaunchParams, clusters.launch, "long", clusters.validate_launch),
+        Operation("exec", P.ExecParams, clusters.exec_, "long", clusters.validate_exec),
+        Operation("stop", P.ClusterParams, clusters.stop, "long"),
+        Operation("start", P.StartParams, clusters.start, "long"),
+        Operation("down", P.ClusterParams, clusters.down, "long"),
+        Operation("autostop", P.AutostopParams, clusters.autostop, "short"),
+        Operation("status", P.StatusParams, clusters.status, "short"),
+        Operation("queue", P.QueueParams, jobs.queue, "short"),
+        Operation("job_status", P.JobStatusParams, jobs.job_status, "short"),
+        Operation("cancel", P.CancelParams, jobs.cancel, "short"),
+        Operation("logs", P.LogsParams, jobs.logs, "stream"),
+        Operation("download_logs", P.DownloadLogsParams, jobs.download_logs, "stream"),
+        Operation("optimize", P.OptimizeParams, info.optimize, "short"),
+        Operation("check", P.NoParams, info.check, "short"),
+    ]
+    return {op.name: op for op in ops}

@@ -1,0 +1,181 @@
+"""Choosing where to run: offers from every enabled backend, the cheapest feasible first.
+
+For each of the task's resource options the optimizer asks the backends it allows (the
+one named in ``infra``, or every enabled backend) for offers, keeps those that fit, and
+ranks them: by hourly cost for the whole cluster (``COST``), or by the most accelerators
+and vCPUs, then cost (``TIME``). With ``ordered`` resources the user's order comes first;
+with ``any_of`` (a set) all options compete on the target alone. The launch walks the
+ranked list and fails over to the next candidate when a backend reports that a place has
+no capacity or quota, blocking that place for the rest of the launch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from skyhop_core.context import BackendContext
+from skyhop_core.exceptions import ResourcesUnavailableError
+from skyhop_core.models.records import CheckResult, Offer
+from skyhop_core.models.status import OptimizeTarget
+from skyhop_core.plugins import Backends
+
+
+@attrs.frozen
+class Candidate:
+    resources: Any  # Resources
+    offer: Offer
+    num_nodes: int
+    preference: int = 0
+
+    @property
+    def use_spot(self) -> bool:
+        return bool(getattr(self.resources, "use_spot", False))
+
+    @property
+    def cost(self) -> float:
+        return self.offer.hourly_cost(self.use_spot) * self.num_nodes
+
+    def place(self) -> tuple[str, str | None, str | None]:
+        return (self.offer.backend, self.offer.region, self.offer.zone)
+
+
+def infra_label(backends: Backends, offer: Offer) -> str:
+    name = backends.info(offer.backend).display_name
+    where = offer.zone or offer.region
+    return f"{name} ({where})" if where else name
+
+
+def table_rows(backends: Backends, candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """Rows of the "Considered resources" table; the first candidate is the chosen one."""
+    rows = []
+    for i, c in enumerate(candidates):
+        gpus = ", ".join(f"{k}:{v}" for k, v in sorted(c.offer.accelerators.items())) or "-"
+        rows.append(
+            {
+                "infra": infra_label(backends, c.offer),
+                "instance_type": c.offer.instance_type + (" [spot]" if c.use_spot else ""),
+                "cpus": c.offer.cpus,
+                "memory_gb": c.offer.memory_gb,
+                "gpus": gpus,
+                "cost": round(c.cost, 4),
+                "chosen": i == 0,
+            }
+        )
+    return rows
+
+
+CtxFactory = Callable[[str], BackendContext]
+
+
+class Optimizer:
+    def __init__(self, backends: Backends, ctx_factory: CtxFactory) -> None:
+        self.backends = backends
+        self.ctx_factory = ctx_factory
+        self._checks: dict[str, CheckResult] = {}
+
+    async def check(self, backend: str) -> CheckResult:
+        if backend not in self._checks:
+            result: Awaitable[CheckResult] = self.backends.call(
+                backend, "skyhop_check", ctx=self.ctx_factory(backend)
+            )
+            self._checks[backend] = await result
+        return self._checks[backend]
+
+    async def enabled_backends(self) -> list[str]:
+        results: dict[str, bool] = {}
+
+        async def one(name: str) -> None:
+            results[name] = (await self.check(name)).enabled
+
+        async with trio.open_nursery() as nursery:
+            for name in self.backends.names():
+                nursery.start_soon(one, name)
+        return [n for n in self.backends.names() if results.get(n)]
+
+    async def offers(self, backend: str, resources: Any) -> list[Offer]:
+        offers: list[Offer] = await self.backends.call(
+            backend, "skyhop_offers", ctx=self.ctx_factory(backend), resources=resources
+        )
+        return [o for o in offers if resources.fits(o)]
+
+    async def candidates(
+        self,
+        resources_options: Sequence[Any],
+        num_nodes: int,
+        *,
+        ordered: bool = False,
+        target: OptimizeTarget = OptimizeTarget.COST,
+        blocked: frozenset[tuple[str, str | None, str | None]] = frozenset(),
+    ) -> list[Candidate]:
+        """Every feasible candidate, best first. Raises ResourcesUnavailableError if none."""
+        enabled = await self.enabled_backends()
+        found: list[Candidate] = []
+        for preference, resources in enumerate(resources_options):
+            wanted = resources.backend
+            if wanted is not None and wanted not in self.backends.names():
+                self.backends.info(wanted)  # raises UnknownBackendError with the list
+            names = [wanted] if wanted else enabled
+            for name in names:
+                if name not in enabled:
+                    check = await self.check(name)
+                    raise ResourcesUnavailableError(
+                        f"The {name} backend is not enabled: {check.reason}"
+                        + (f" To fix: {check.fix}" if check.fix else "")
+                    )
+                for offer in await self.offers(name, resources):
+                    c = Candidate(resources, offer, num_nodes, preference if ordered else 0)
+                    if not _is_blocked(c, blocked):
+                        found.append(c)
+        if not found:
+            raise ResourcesUnavailableError(await self._nothing_fits(resources_options, enabled))
+        return sorted(found, key=lambda c: _rank(c, target))
+
+    async def _nothing_fits(self, resources_options: Sequence[Any], enabled: list[str]) -> str:
+        asked = "; ".join(str(r) for r in resources_options)
+        nearest: list[str] = []
+        for name in enabled:
+            try:
+                offers = await self.backends.call(
+                    name, "skyhop_offers", ctx=self.ctx_factory(name), resources=_anything()
+                )
+            except Exception:
+                continue
+            for o in offers[:3]:
+                gpus = ",".join(f"{k}:{v}" for k, v in o.accelerators.items()) or "no GPUs"
+                nearest.append(f"{infra_label(self.backends, o)} {o.instance_type}: "
+                               f"{o.cpus:g} vCPUs, {o.memory_gb:g} GB, {gpus}")
+        msg = f"No resources satisfy the request ({asked})."
+        if nearest:
+            msg += " Offers that exist: " + "; ".join(nearest[:6]) + "."
+        if not enabled:
+            msg += " No backend is enabled: run `skyhop check`."
+        else:
+            msg += " Relax cpus/memory/accelerators or choose another infra."
+        return msg
+
+
+def _anything() -> Any:
+    from skyhop_core.models.resources import Resources
+
+    return Resources()
+
+
+def _is_blocked(c: Candidate, blocked: frozenset[tuple[str, str | None, str | None]]) -> bool:
+    backend, region, zone = c.place()
+    for b_backend, b_region, b_zone in blocked:
+        if b_backend != backend:
+            continue
+        if b_region is None or (b_region == region and (b_zone is None or b_zone == zone)):
+            return True
+    return False
+
+
+def _rank(c: Candidate, target: OptimizeTarget) -> tuple[Any, ...]:
+    if target is OptimizeTarget.TIME:
+        gpus = sum(c.offer.accelerators.values())
+        return (c.preference, -gpus, -c.offer.cpus, c.cost)
+    return (c.preference, c.cost, c.offer.cpus)

@@ -1,0 +1,231 @@
+"""The request engine: one trio nursery, a cancel scope per request, a limiter per class.
+
+Scheduling classes keep cheap reads from waiting behind slow work:
+
+- ``short``: status, queue, job status, check, optimize… (many slots)
+- ``long``: launch, exec, start, stop, down (fewer slots)
+- ``stream``: log tails that may follow for hours (many slots, never blocks the others)
+
+Requests are rows in the state store before they run, and their logs are files under the
+persistent path, so a restarted server still lists them; those that were RUNNING when the
+server died are FAILED with :class:`ServerRestartedError`, PENDING ones run again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from skyhop_core import wire
+from skyhop_core.exceptions import RequestCancelledError, ServerRestartedError, SkyhopError
+from skyhop_core.models.status import RequestStatus
+from skyhop_core.requests.context import RequestContext, User
+from skyhop_core.requests.logs import RequestLogWriter
+from skyhop_core.state import requests as rq
+
+if TYPE_CHECKING:
+    from skyhop_core.services import Services
+
+Handler = Callable[[RequestContext, Any], Awaitable[Any]]
+
+DEFAULT_LIMITS = {"short": 64, "long": 16, "stream": 256}
+
+
+@attrs.frozen
+class Operation:
+    """An API operation: its parameters (an attrs class), handler and scheduling class."""
+
+    name: str
+    params: type
+    handler: Handler
+    schedule: str = "short"
+    #: Called at submission; raise to reject bad parameters before a request exists.
+    validate: Callable[[Any], None] | None = None
+
+
+class Engine:
+    """Runs requests. Start it with ``await nursery.start(engine.serve)``."""
+
+    def __init__(
+        self,
+        services: Services,
+        operations: dict[str, Operation],
+        limits: dict[str, int] | None = None,
+        retention_seconds: float = 7 * 24 * 3600,
+    ) -> None:
+        self.services = services
+        self.operations = operations
+        self.limiters = {k: trio.CapacityLimiter(v) for k, v in (limits or DEFAULT_LIMITS).items()}
+        self.retention_seconds = retention_seconds
+        self._nursery: trio.Nursery | None = None
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._done: dict[str, trio.Event] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        store = self.services.store
+        error = wire.encode_error(
+            ServerRestartedError(
+                "The API server stopped while this request was running; it did not finish. "
+                "Check the cluster with `skyhop status` and submit it again."
+            )
+        )
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            pending = await store.run(rq.recover_after_restart, error)
+            for request_id in pending:
+                row = await store.run(rq.get_row, request_id)
+                self._spawn(row)
+            nursery.start_soon(self._retention_loop)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _retention_loop(self) -> None:
+        while True:
+            cutoff = time.time() - self.retention_seconds
+            expired = await self.services.store.run(rq.expired_ids, cutoff)
+            if expired:
+                await self.services.store.run(rq.delete, expired)
+                for request_id in expired:
+                    self.services.logs.remove(request_id)
+            await trio.sleep(min(3600.0, max(1.0, self.retention_seconds / 10)))
+
+    # --- submitting -----------------------------------------------------------------------
+
+    def parse(self, name: str, body: dict[str, Any]) -> Any:
+        """Structure and validate parameters; raises ValueError/SkyhopError on bad input."""
+        op = self.operations.get(name)
+        if op is None:
+            raise ValueError(f"Unknown operation {name!r}.")
+        try:
+            params = wire.structure(body, op.params)
+        except Exception as exc:  # cattrs raises ClassValidationError groups
+            raise ValueError(f"Invalid parameters for {name}: {_describe(exc)}") from None
+        if op.validate is not None:
+            op.validate(params)
+        return params
+
+    async def submit(self, name: str, body: dict[str, Any], user: User) -> str:
+        params = self.parse(name, body)
+        op = self.operations[name]
+        request_id = str(uuid.uuid4())
+        await self.services.store.run(
+            lambda conn: rq.insert(
+                conn,
+                request_id=request_id,
+                name=name,
+                user_name=user.name,
+                user_hash=user.hash,
+                cluster_name=getattr(params, "cluster_name", None),
+                schedule_type=op.schedule,
+                body=body,
+            )
+        )
+        self._start(request_id, op, params, user)
+        return request_id
+
+    def _spawn(self, row: Any) -> None:
+        op = self.operations.get(row.name)
+        user = User(row.user_name, row.user_hash)
+        if op is None:
+            return
+        self._start(row.request_id, op, self.parse(row.name, row.body), user)
+
+    def _start(self, request_id: str, op: Operation, params: Any, user: User) -> None:
+        assert self._nursery is not None, "engine not started"
+        scope = trio.CancelScope()
+        self._scopes[request_id] = scope
+        self._done[request_id] = trio.Event()
+        self._nursery.start_soon(self._run, request_id, op, params, user, scope)
+
+    async def _run(
+        self, request_id: str, op: Operation, params: Any, user: User, scope: trio.CancelScope
+    ) -> None:
+        store = self.services.store
+        writer = RequestLogWriter(self.services.logs, request_id)
+        ctx = RequestContext(request_id, op.name, user, self.services, writer)
+        status, result, error = RequestStatus.CANCELLED, None, None
+        try:
+            with scope:
+                async with self.limiters[op.schedule]:
+                    if await store.run(rq.set_running, request_id):
+                        value = await op.handler(ctx, params)
+                        status, result = RequestStatus.SUCCEEDED, wire.encode_result(op.name, value)
+            if scope.cancelled_caught:
+                status = RequestStatus.CANCELLED
+        except Exception as exc:
+            status, error = RequestStatus.FAILED, wire.encode_error(exc)
+            if not isinstance(exc, SkyhopError):
+                import traceback
+
+                writer.write(traceback.format_exc().encode())
+            ctx.log(f"Error: {type(exc).__name__}: {error['message']}")
+        finally:
+            with trio.CancelScope(shield=True):
+                if status is RequestStatus.CANCELLED:
+                    error = wire.encode_error(RequestCancelledError("The request was cancelled."))
+                    ctx.log("Request cancelled.")
+                await store.run(
+                    lambda conn: rq.finish(conn, request_id, status, result=result, error=error)
+                )
+                writer.close()
+                self._scopes.pop(request_id, None)
+                self._done.pop(request_id).set()
+
+    # --- following and cancelling ----------------------------------------------------------
+
+    async def resolve(self, prefix: str) -> str:
+        return await self.services.store.run(rq.resolve_prefix, prefix)
+
+    async def is_finished(self, request_id: str) -> bool:
+        if request_id in self._done:
+            return False
+        row = await self.services.store.run(rq.get_row, request_id)
+        return row is None or RequestStatus(row.status).is_terminal()
+
+    async def wait(self, request_id: str) -> Any:
+        """Wait until the request is finished; return its row."""
+        event = self._done.get(request_id)
+        if event is not None:
+            await event.wait()
+        return await self.services.store.run(rq.get_row, request_id)
+
+    async def cancel(self, request_ids: list[str]) -> tuple[list[str], list[str]]:
+        """Cancel requests; returns (cancelled, already finished). Waits for their cleanup."""
+        cancelled, finished = [], []
+        for request_id in request_ids:
+            scope = self._scopes.get(request_id)
+            if scope is None:
+                finished.append(request_id)
+                continue
+            scope.cancel()
+            cancelled.append(request_id)
+        for request_id in cancelled:
+            event = self._done.get(request_id)
+            if event is not None:
+                await event.wait()
+        return cancelled, finished
+
+    async def cancel_cluster_requests(self, cluster_name: str, except_id: str) -> list[str]:
+        ids = await self.services.store.run(
+            lambda conn: rq.unfinished_ids(conn, cluster_name=cluster_name)
+        )
+        others = [i for i in ids if i != except_id]
+        cancelled, _ = await self.cancel(others)
+        return cancelled
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of a cattrs structuring error."""
+    try:
+        from cattrs import transform_error
+
+        return "; ".join(transform_error(exc))  # type: ignore[arg-type]
+    except Exception:
+        return str(exc)

@@ -1,0 +1,147 @@
+"""Request logs: one append-only file per request, and readers that follow it.
+
+Writers notify readers through a per-request :class:`trio.Event` that is replaced after
+every write, so a follower wakes at once instead of polling, and no reader copies the log:
+each reads the file from its own byte offset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+CHUNK = 1 << 20  # bytes read per step when streaming
+
+
+class LogHub:
+    """Where request logs live, plus the wake-up events of their followers."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._events: dict[str, trio.Event] = {}
+
+    def path(self, request_id: str) -> Path:
+        return self.directory / f"{request_id}.log"
+
+    def notify(self, request_id: str) -> None:
+        event = self._events.pop(request_id, None)
+        if event is not None:
+            event.set()
+
+    def growth_event(self, request_id: str) -> trio.Event:
+        """An event set at the next write. Take it *before* reading so no write is missed."""
+        return self._events.setdefault(request_id, trio.Event())
+
+    def remove(self, request_id: str) -> None:
+        self._events.pop(request_id, None)
+        try:
+            self.path(request_id).unlink()
+        except FileNotFoundError:
+            pass
+
+
+class RequestLogWriter:
+    """Appends to one request's log and wakes its followers."""
+
+    def __init__(self, hub: LogHub, request_id: str) -> None:
+        self._hub = hub
+        self._request_id = request_id
+        self._file = open(hub.path(request_id), "ab", buffering=0)  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        if data and not self._file.closed:
+            self._file.write(data)
+            self._hub.notify(self._request_id)
+
+    def line(self, message: str) -> None:
+        self.write(message.rstrip("\n").encode() + b"\n")
+
+    def close(self) -> None:
+        self._file.close()
+        self._hub.notify(self._request_id)
+
+
+def tail_offset(path: Path, lines: int) -> int:
+    """Byte offset where the last ``lines`` lines of ``path`` start (reads only the tail)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if lines <= 0:
+        return size
+    with open(path, "rb") as f:
+        pos = size
+        found = 0
+        block = 64 * 1024
+        # A final newline ends the last line rather than starting a new one.
+        if size:
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                found = -1
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step)
+            idx = len(data)
+            while True:
+                idx = data.rfind(b"\n", 0, idx)
+                if idx < 0:
+                    break
+                found += 1
+                if found == lines:
+                    return pos + idx + 1
+        return 0
+
+
+async def follow(
+    hub: LogHub,
+    request_id: str,
+    *,
+    offset: int,
+    is_finished: Callable[[], Awaitable[bool]] | None,
+    follow: bool,
+    heartbeat: float = 5.0,
+) -> AsyncIterator[bytes]:
+    """Yield the log's bytes from ``offset``; while following, wait for more until
+    ``await is_finished()`` says the request is done, then drain and stop.
+
+    Yields ``b""`` after ``heartbeat`` seconds of silence so servers can keep the
+    connection alive.
+    """
+    path = hub.path(request_id)
+    fd: int | None = None
+    try:
+        while True:
+            grown = hub.growth_event(request_id)
+            if fd is None and path.exists():
+                fd = os.open(path, os.O_RDONLY)
+            data = os.pread(fd, CHUNK, offset) if fd is not None else b""
+            if data:
+                offset += len(data)
+                yield data
+                continue
+            if not follow:
+                return
+            if is_finished is not None and await is_finished():
+                # One last read: the writer may have appended before finishing.
+                if fd is None and path.exists():
+                    fd = os.open(path, os.O_RDONLY)
+                while fd is not None:
+                    data = os.pread(fd, CHUNK, offset)
+                    if not data:
+                        break
+                    offset += len(data)
+                    yield data
+                return
+            with trio.move_on_after(heartbeat) as quiet:
+                await grown.wait()
+            if quiet.cancelled_caught:
+                yield b""  # heartbeat: nothing new for a while
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -1,0 +1,174 @@
+"""HTTP routes of the API server (see docs/http-api.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from skyhop_core import API_VERSION, __version__, exceptions, wire
+from skyhop_core.requests.context import User
+from skyhop_core.requests.engine import Engine
+from skyhop_core.requests.logs import follow, tail_offset
+from skyhop_core.state import requests as rq
+
+_STATUS_CODES: dict[type[BaseException], int] = {
+    exceptions.RequestNotFoundError: 404,
+    exceptions.AmbiguousRequestIdError: 409,
+    exceptions.TaskValidationError: 400,
+    exceptions.InvalidClusterNameError: 400,
+    ValueError: 400,
+}
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    code = next((c for t, c in _STATUS_CODES.items() if isinstance(exc, t)), None)
+    if code is None:
+        code = 400 if isinstance(exc, exceptions.SkyhopError) else 500
+    return JSONResponse({"error": wire.encode_error(exc)}, status_code=code)
+
+
+def _user(request: Request) -> User:
+    name = request.headers.get("x-skyhop-user") or "unknown"
+    user_hash = request.headers.get("x-skyhop-user-hash") or "unknown"
+    return User(name[:128], user_hash[:64])
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None:
+        return default
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"Query parameter {name}={value!r} must be an integer.") from None
+
+
+def build_app(engine: Engine, shutdown: Any) -> Starlette:
+    services = engine.services
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "healthy",
+                "version": __version__,
+                "api_version": API_VERSION,
+                "persistent_path": str(services.persistent_path),
+                "pid": os.getpid(),
+            }
+        )
+
+    async def submit(request: Request) -> Response:
+        operation = request.path_params["operation"]
+        try:
+            raw = await request.body()
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("The request body must be a JSON object.")
+            request_id = await engine.submit(operation, body, _user(request))
+        except Exception as exc:
+            return error_response(exc)
+        return JSONResponse({"request_id": request_id}, status_code=202)
+
+    async def get(request: Request) -> Response:
+        try:
+            request_id = await engine.resolve(request.query_params.get("request_id", ""))
+            row = await engine.wait(request_id)
+        except Exception as exc:
+            return error_response(exc)
+        return JSONResponse(
+            {
+                "request_id": row.request_id,
+                "name": row.name,
+                "status": row.status,
+                "result": row.result,
+                "error": row.error,
+            }
+        )
+
+    async def stream(request: Request) -> Response:
+        q = request.query_params
+        try:
+            request_id = await engine.resolve(q.get("request_id", ""))
+            tail = _int(q.get("tail"), "tail")
+            offset = _int(q.get("offset"), "offset") or 0
+        except Exception as exc:
+            return error_response(exc)
+        if tail is not None:
+            offset = tail_offset(services.logs.path(request_id), tail)
+
+        async def body() -> Any:
+            async for chunk in follow(
+                services.logs,
+                request_id,
+                offset=offset,
+                is_finished=lambda: engine.is_finished(request_id),
+                follow=_bool(q.get("follow"), True),
+            ):
+                if chunk:
+                    yield chunk
+
+        return StreamingResponse(
+            body(),
+            media_type="text/plain; charset=utf-8",
+            headers={"X-Skyhop-Request-Id": request_id},
+        )
+
+    async def api_status(request: Request) -> Response:
+        q = request.query_params
+        user = _user(request)
+        try:
+            ids = [await engine.resolve(i) for i in q.getlist("request_ids")]
+            records = await services.store.run(
+                lambda conn: rq.list_records(
+                    conn,
+                    include_finished=_bool(q.get("all")) or bool(ids),
+                    user_hash=None if _bool(q.get("all_users")) else user.hash,
+                    request_ids=ids or None,
+                    limit=_int(q.get("limit"), "limit"),
+                )
+            )
+        except Exception as exc:
+            return error_response(exc)
+        return JSONResponse(wire.unstructure(records))
+
+    async def cancel(request: Request) -> Response:
+        user = _user(request)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("The request body must be a JSON object.")
+            if body.get("all") or body.get("all_users"):
+                owner = None if body.get("all_users") else user.hash
+                ids = await services.store.run(lambda c: rq.unfinished_ids(c, user_hash=owner))
+            else:
+                ids = [await engine.resolve(str(i)) for i in body.get("request_ids") or []]
+            cancelled, finished = await engine.cancel(ids)
+        except Exception as exc:
+            return error_response(exc)
+        return JSONResponse({"cancelled": cancelled, "finished": finished})
+
+    async def shutdown_route(request: Request) -> Response:
+        shutdown.set()
+        return JSONResponse({})
+
+    routes = [
+        Route("/api/health", health, methods=["GET"]),
+        Route("/api/v1/{operation}", submit, methods=["POST"]),
+        Route("/api/get", get, methods=["GET"]),
+        Route("/api/stream", stream, methods=["GET"]),
+        Route("/api/status", api_status, methods=["GET"]),
+        Route("/api/cancel", cancel, methods=["POST"]),
+        Route("/api/shutdown", shutdown_route, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

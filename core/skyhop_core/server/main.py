@@ -1,0 +1,86 @@
+"""Run the API server: ``python -m skyhop_core.server --host 127.0.0.1 --port 46590``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import trio
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="skyhop-server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=46590)
+    return parser.parse_args(argv)
+
+
+async def serve(host: str, port: int) -> None:
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from skyhop_core.ops.registry import operations
+    from skyhop_core.paths import ensure_persistent_path, load_config
+    from skyhop_core.plugins import load_backends
+    from skyhop_core.requests.engine import Engine
+    from skyhop_core.server.app import build_app
+    from skyhop_core.server.autostop import autostop_loop
+    from skyhop_core.services import Services
+    from skyhop_core.state import open_store
+
+    root = ensure_persistent_path()
+    config = load_config()
+    store = await trio.to_thread.run_sync(open_store, root)
+    services = Services(root, store, load_backends(), config=config.get("backends") or {})
+    retention = float(os.environ.get("SKYHOP_REQUEST_RETENTION_SECONDS", 7 * 24 * 3600))
+    engine = Engine(services, operations(), retention_seconds=retention)
+    services.engine = engine
+    shutdown = trio.Event()
+    app = build_app(engine, shutdown)
+
+    hconfig = Config()
+    hconfig.bind = [f"{host}:{port}"]
+    hconfig.accesslog = None
+    hconfig.errorlog = "-"
+    hconfig.graceful_timeout = 2.0
+    hconfig.keep_alive_timeout = 75.0
+
+    server_dir = root / "server"
+    server_dir.mkdir(exist_ok=True)
+    pid_file = server_dir / "server.pid"
+    interval = float(os.environ.get("SKYHOP_AUTOSTOP_INTERVAL", "30"))
+
+    async def on_signals() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                shutdown.set()
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(on_signals)
+        await nursery.start(engine.serve)
+        nursery.start_soon(autostop_loop, engine, interval)
+        pid_file.write_text(f"{os.getpid()} {host} {port}\n")
+        try:
+            await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+        finally:
+            pid_file.unlink(missing_ok=True)
+            nursery.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        trio.run(serve, args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        from skyhop_core.paths import PersistentPathError
+
+        if isinstance(exc, PersistentPathError):
+            print(f"Error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0

@@ -1,0 +1,67 @@
+"""The server's shared services, passed explicitly to every handler (no module state)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from skyhop_core.context import BackendContext
+from skyhop_core.models.records import ClusterHandle, NodeInfo
+from skyhop_core.plugins import Backends
+from skyhop_core.requests.logs import LogHub
+from skyhop_core.state import Store
+
+if TYPE_CHECKING:
+    from skyhop_core.requests.context import RequestContext
+    from skyhop_core.requests.engine import Engine
+    from skyhop_core.runner import CommandRunner
+
+
+class Services:
+    def __init__(
+        self,
+        persistent_path: Path,
+        store: Store,
+        backends: Backends,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.persistent_path = persistent_path
+        self.store = store
+        self.backends = backends
+        self.config = config or {}
+        self.logs = LogHub(persistent_path / "requests")
+        self.engine: Engine | None = None
+        #: Serialises lifecycle operations (launch/start/stop/down) per cluster.
+        self.cluster_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+
+    def backend_ctx(self, backend: str, request: RequestContext | None = None) -> BackendContext:
+        """The context a backend hook gets: its state dir, the request's log, its config."""
+        section = self.config.get(backend) or {}
+        ctx: BackendContext
+
+        def runner_factory(handle: ClusterHandle, node: NodeInfo) -> CommandRunner:
+            return self.backends.call(
+                backend, "skyhop_command_runner", ctx=ctx, handle=handle, node=node
+            )
+
+        kwargs: dict[str, Any] = dict(
+            state_dir=str(self.persistent_path / "backends" / backend),
+            persistent_path=str(self.persistent_path),
+            config=section if isinstance(section, dict) else {},
+        )
+        if request is not None:
+            kwargs.update(log=request.log, user_name=request.user.name, user_hash=request.user.hash)
+        if "runner_factory" in BackendContext.__attrs_attrs__.__dict__ or hasattr(
+            BackendContext.__attrs_attrs__, "runner_factory"
+        ):
+            kwargs["runner_factory"] = runner_factory
+        ctx = BackendContext(**kwargs)
+        return ctx
+
+    def runner(self, ctx: BackendContext, handle: ClusterHandle, node: NodeInfo) -> CommandRunner:
+        return self.backends.call(
+            handle.backend, "skyhop_command_runner", ctx=ctx, handle=handle, node=node
+        )

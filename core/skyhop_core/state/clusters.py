@@ -1,0 +1,119 @@
+"""Cluster records: every function takes a SQLAlchemy connection (see ``Store.run``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from skyhop_core import wire
+from skyhop_core.models.records import ClusterHandle, ClusterRecord
+from skyhop_core.models.status import ClusterStatus
+from skyhop_core.state.db import clusters
+
+
+def _to_record(row: Any) -> ClusterRecord:
+    handle = wire.structure(row.handle, ClusterHandle) if row.handle else None
+    return ClusterRecord(
+        name=row.name,
+        status=ClusterStatus(row.status),
+        backend=row.backend,
+        launched_at=row.launched_at,
+        last_use=row.last_use,
+        autostop=row.autostop,
+        to_down=row.to_down,
+        user_hash=row.user_hash,
+        user_name=row.user_name,
+        resources_str=row.resources_str,
+        handle=handle,
+        metadata=dict(row.metadata or {}),
+    )
+
+
+def get(conn: sa.Connection, name: str) -> ClusterRecord | None:
+    row = conn.execute(sa.select(clusters).where(clusters.c.name == name)).first()
+    return _to_record(row) if row else None
+
+
+def list_all(conn: sa.Connection) -> list[ClusterRecord]:
+    rows = conn.execute(sa.select(clusters).order_by(clusters.c.launched_at)).all()
+    return [_to_record(r) for r in rows]
+
+
+def autostop_fields(conn: sa.Connection, name: str) -> tuple[int, bool, float | None] | None:
+    row = conn.execute(
+        sa.select(clusters.c.autostop, clusters.c.to_down, clusters.c.autostop_set_at).where(
+            clusters.c.name == name
+        )
+    ).first()
+    return (row.autostop, row.to_down, row.autostop_set_at) if row else None
+
+
+def launch_spec(conn: sa.Connection, name: str) -> tuple[dict[str, Any] | None, int]:
+    """The resources (task-YAML mapping) and node count the cluster was launched with."""
+    row = conn.execute(
+        sa.select(clusters.c.resources, clusters.c.num_nodes).where(clusters.c.name == name)
+    ).first()
+    return (row.resources, row.num_nodes) if row else (None, 1)
+
+
+def create(
+    conn: sa.Connection,
+    *,
+    name: str,
+    backend: str,
+    user_name: str,
+    user_hash: str,
+    resources: dict[str, Any],
+    resources_str: str,
+    num_nodes: int,
+    last_use: str,
+) -> None:
+    """Insert a new INIT cluster, before anything is provisioned for it."""
+    conn.execute(
+        clusters.insert().values(
+            name=name,
+            status=ClusterStatus.INIT.value,
+            backend=backend,
+            handle=None,
+            resources=resources,
+            resources_str=resources_str,
+            num_nodes=num_nodes,
+            launched_at=time.time(),
+            last_use=last_use,
+            autostop=-1,
+            to_down=False,
+            user_hash=user_hash,
+            user_name=user_name,
+            metadata={},
+        )
+    )
+
+
+def update(conn: sa.Connection, name: str, **values: Any) -> None:
+    """Update columns; ``status`` may be a ClusterStatus, ``handle`` a ClusterHandle."""
+    if isinstance(values.get("status"), ClusterStatus):
+        values["status"] = values["status"].value
+    if isinstance(values.get("handle"), ClusterHandle):
+        values["handle"] = wire.unstructure(values["handle"])
+    conn.execute(clusters.update().where(clusters.c.name == name).values(**values))
+
+
+def set_autostop(conn: sa.Connection, name: str, idle_minutes: int, down: bool) -> None:
+    """Set or cancel (negative minutes) autostop; the idle timer restarts only when no
+    autostop was active before, as users expect."""
+    current = autostop_fields(conn, name)
+    if current is None:
+        return
+    was_active = current[0] >= 0
+    values: dict[str, Any] = {"autostop": max(idle_minutes, -1), "to_down": down and idle_minutes >= 0}
+    if idle_minutes >= 0 and not was_active:
+        values["autostop_set_at"] = time.time()
+    if idle_minutes < 0:
+        values["autostop_set_at"] = None
+    update(conn, name, **values)
+
+
+def delete(conn: sa.Connection, name: str) -> None:
+    conn.execute(clusters.delete().where(clusters.c.name == name))

@@ -1,0 +1,98 @@
+"""Engine creation, the table definitions, and the thread-offloading :class:`Store`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import trio
+
+T = TypeVar("T")
+
+metadata = sa.MetaData()
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("backend", sa.String(64), nullable=False),
+    sa.Column("handle", sa.JSON, nullable=True),
+    sa.Column("resources", sa.JSON, nullable=True),
+    sa.Column("resources_str", sa.Text, nullable=False, default=""),
+    sa.Column("num_nodes", sa.Integer, nullable=False, default=1),
+    sa.Column("launched_at", sa.Float, nullable=True),
+    sa.Column("last_use", sa.Text, nullable=False, default=""),
+    sa.Column("autostop", sa.Integer, nullable=False, default=-1),
+    sa.Column("to_down", sa.Boolean, nullable=False, default=False),
+    sa.Column("autostop_set_at", sa.Float, nullable=True),
+    sa.Column("user_hash", sa.String(64), nullable=False),
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("user_hash", sa.String(64), nullable=False),
+    sa.Column("cluster_name", sa.String(128), nullable=True, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("schedule_type", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def create_engine(persistent_path: Path) -> sa.Engine:
+    url = os.environ.get("SKYHOP_DB_URL") or f"sqlite:///{persistent_path / 'skyhop.db'}"
+    engine = sa.create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Store:
+    """The database plus a limiter for the worker threads that talk to it."""
+
+    def __init__(self, engine: sa.Engine, max_threads: int = 8) -> None:
+        self.engine = engine
+        self.limiter = trio.CapacityLimiter(max_threads)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in a transaction on a worker thread."""
+
+        def work() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn, *args)
+
+        return await trio.to_thread.run_sync(work, limiter=self.limiter)
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """The same, from synchronous code (start-up, tests)."""
+        with self.engine.begin() as conn:
+            return fn(conn, *args)
+
+
+def open_store(persistent_path: Path) -> Store:
+    engine = create_engine(persistent_path)
+    metadata.create_all(engine)
+    return Store(engine)

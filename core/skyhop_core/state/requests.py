@@ -1,0 +1,176 @@
+"""Request records: every function takes a SQLAlchemy connection (see ``Store.run``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from skyhop_core.exceptions import AmbiguousRequestIdError, RequestNotFoundError
+from skyhop_core.models.records import RequestRecord
+from skyhop_core.models.status import RequestStatus
+from skyhop_core.state.db import requests
+
+UNFINISHED = (RequestStatus.PENDING.value, RequestStatus.RUNNING.value)
+
+
+def to_record(row: Any) -> RequestRecord:
+    error = row.error or None
+    return RequestRecord(
+        request_id=row.request_id,
+        name=row.name,
+        user_name=row.user_name,
+        user_hash=row.user_hash,
+        status=RequestStatus(row.status),
+        created_at=row.created_at,
+        cluster_name=row.cluster_name,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        schedule_type=row.schedule_type,
+        error=f"{error['type']}: {error['message']}" if error else None,
+    )
+
+
+def insert(
+    conn: sa.Connection,
+    *,
+    request_id: str,
+    name: str,
+    user_name: str,
+    user_hash: str,
+    cluster_name: str | None,
+    schedule_type: str,
+    body: dict[str, Any],
+) -> None:
+    conn.execute(
+        requests.insert().values(
+            request_id=request_id,
+            name=name,
+            user_name=user_name,
+            user_hash=user_hash,
+            cluster_name=cluster_name,
+            status=RequestStatus.PENDING.value,
+            schedule_type=schedule_type,
+            created_at=time.time(),
+            body=body,
+        )
+    )
+
+
+def get_row(conn: sa.Connection, request_id: str) -> Any:
+    return conn.execute(sa.select(requests).where(requests.c.request_id == request_id)).first()
+
+
+def resolve_prefix(conn: sa.Connection, prefix: str) -> str:
+    """The full ID of the one request whose ID starts with ``prefix``."""
+    prefix = prefix.strip()
+    if not prefix:
+        raise RequestNotFoundError("An empty request ID matches nothing.")
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        sa.select(requests.c.request_id)
+        .where(requests.c.request_id.like(escaped + "%", escape="\\"))
+        .limit(11)
+    ).all()
+    ids = [r.request_id for r in rows]
+    if prefix in ids:
+        return prefix
+    if not ids:
+        raise RequestNotFoundError(
+            f"No request with an ID starting with {prefix!r}. Run `skyhop api status -a` to list requests."
+        )
+    if len(ids) > 1:
+        shown = ", ".join(ids[:10])
+        raise AmbiguousRequestIdError(
+            f"The request ID prefix {prefix!r} matches {len(ids)}{'+' if len(ids) > 10 else ''} "
+            f"requests: {shown}. Give more characters.",
+            matches=ids[:10],
+        )
+    return ids[0]
+
+
+def set_running(conn: sa.Connection, request_id: str) -> bool:
+    """PENDING -> RUNNING; False when the request is no longer PENDING (cancelled)."""
+    res = conn.execute(
+        requests.update()
+        .where(requests.c.request_id == request_id, requests.c.status == RequestStatus.PENDING.value)
+        .values(status=RequestStatus.RUNNING.value, started_at=time.time())
+    )
+    return res.rowcount == 1
+
+
+def finish(
+    conn: sa.Connection,
+    request_id: str,
+    status: RequestStatus,
+    *,
+    result: Any = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        requests.update()
+        .where(requests.c.request_id == request_id)
+        .values(status=status.value, finished_at=time.time(), result=result, error=error)
+    )
+
+
+def list_records(
+    conn: sa.Connection,
+    *,
+    include_finished: bool,
+    user_hash: str | None,
+    request_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[RequestRecord]:
+    query = sa.select(requests).order_by(requests.c.created_at.desc())
+    if not include_finished:
+        query = query.where(requests.c.status.in_(UNFINISHED))
+    if user_hash is not None:
+        query = query.where(requests.c.user_hash == user_hash)
+    if request_ids:
+        query = query.where(requests.c.request_id.in_(list(request_ids)))
+    if limit:
+        query = query.limit(limit)
+    return [to_record(r) for r in conn.execute(query).all()]
+
+
+def unfinished_ids(
+    conn: sa.Connection, *, cluster_name: str | None = None, user_hash: str | None = None
+) -> list[str]:
+    query = sa.select(requests.c.request_id).where(requests.c.status.in_(UNFINISHED))
+    if cluster_name is not None:
+        query = query.where(requests.c.cluster_name == cluster_name)
+    if user_hash is not None:
+        query = query.where(requests.c.user_hash == user_hash)
+    return [r.request_id for r in conn.execute(query).all()]
+
+
+def recover_after_restart(conn: sa.Connection, error: dict[str, Any]) -> list[str]:
+    """Mark requests that were RUNNING as FAILED; return the PENDING ones to run again."""
+    conn.execute(
+        requests.update()
+        .where(requests.c.status == RequestStatus.RUNNING.value)
+        .values(status=RequestStatus.FAILED.value, finished_at=time.time(), error=error)
+    )
+    rows = conn.execute(
+        sa.select(requests.c.request_id)
+        .where(requests.c.status == RequestStatus.PENDING.value)
+        .order_by(requests.c.created_at)
+    ).all()
+    return [r.request_id for r in rows]
+
+
+def expired_ids(conn: sa.Connection, older_than: float) -> list[str]:
+    rows = conn.execute(
+        sa.select(requests.c.request_id).where(
+            requests.c.status.not_in(UNFINISHED), requests.c.finished_at < older_than
+        )
+    ).all()
+    return [r.request_id for r in rows]
+
+
+def delete(conn: sa.Connection, request_ids: Sequence[str]) -> None:
+    if request_ids:
+        conn.execute(requests.delete().where(requests.c.request_id.in_(list(request_ids))))
