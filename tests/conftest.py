@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,14 +41,10 @@ def processes_under(path: Path) -> list[int]:
 
 def kill_processes_under(path: Path) -> None:
     for pid in processes_under(path):
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class ServerProcess:
@@ -62,6 +59,7 @@ class ServerProcess:
             "SKYHOP_PERSISTENT_PATH": str(root),
             "SKYHOP_API_SERVER_ENDPOINT": self.endpoint,
             "SKYHOP_CONFIG": str(root / "config.yaml"),
+            "SKYHOP_AUTOSTOP_INTERVAL": "0.5",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -54,11 +54,7 @@ class Services:
         )
         if request is not None:
             kwargs.update(log=request.log, user_name=request.user.name, user_hash=request.user.hash)
-        if "runner_factory" in BackendContext.__attrs_attrs__.__dict__ or hasattr(
-            BackendContext.__attrs_attrs__, "runner_factory"
-        ):
-            kwargs["runner_factory"] = runner_factory
-        ctx = BackendContext(**kwargs)
+        ctx = BackendContext(**kwargs, runner_factory=runner_factory)
         return ctx
 
     def runner(self, ctx: BackendContext, handle: ClusterHandle, node: NodeInfo) -> CommandRunner:

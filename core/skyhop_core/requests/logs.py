@@ -7,6 +7,7 @@ each reads the file from its own byte offset.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -38,10 +39,8 @@ class LogHub:
 
     def remove(self, request_id: str) -> None:
         self._events.pop(request_id, None)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.path(request_id).unlink()
-        except FileNotFoundError:
-            pass
 
 
 class RequestLogWriter:
