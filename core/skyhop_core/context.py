@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from skyhop_core.models.records import ClusterHandle, NodeInfo
+    from skyhop_core.runner import CommandRunner
+
+#: Builds the command runner of one node of a cluster (the backend's ``skyhop_command_runner``).
+RunnerFactory = Callable[["ClusterHandle", "NodeInfo"], "CommandRunner"]
 
 
 def _print_log(message: str) -> None:
@@ -24,6 +31,9 @@ class BackendContext:
     - ``log``: write a line of progress to the request's log (what the user sees).
     - ``config``: the backend's section of the user's config file (may be empty).
     - ``user_name``/``user_hash``: who the request is for.
+    - ``runner_factory``: ``runner_factory(handle, node)`` returns the backend's command
+      runner for a node; the core fills it in so the default job hooks (the node agent)
+      can reach the head node of any backend. ``None`` outside the server (tests).
     """
 
     state_dir: str
@@ -32,6 +42,7 @@ class BackendContext:
     config: Mapping[str, Any] = attrs.field(factory=dict)
     user_name: str = ""
     user_hash: str = ""
+    runner_factory: RunnerFactory | None = None
 
     def ensure_state_dir(self) -> str:
         os.makedirs(self.state_dir, exist_ok=True)

@@ -1,0 +1,213 @@
+"""The scheduler daemon: one per runtime directory, detached from whoever started it.
+
+Exactly one daemon runs per runtime directory: it holds an exclusive ``flock`` on
+``daemon.lock`` for its whole life (the kernel drops it when the process dies, so a
+crashed daemon never looks alive). It wakes on SIGUSR1 (sent by ``submit``), when a job
+finishes, and every :data:`POLL_SECONDS` as a fallback.
+
+On start it reconciles: jobs left SETTING_UP/RUNNING by a daemon that died are killed and
+marked FAILED_DRIVER. ``stop`` ends the daemon and then cancels every unfinished job —
+they are marked CANCELLED, because stopping or downing a cluster is a deliberate act
+(FAILED_DRIVER is kept for a daemon that died unexpectedly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from . import db
+from .cluster import ClusterInfo
+from .forward import start_forwarders
+from .layout import Runtime
+from .procs import kill_groups, pid_alive
+
+POLL_SECONDS = 0.2
+LOCK_RETRY_SECONDS = 1.0
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 3.0
+
+
+def daemon_running(runtime: Runtime) -> bool:
+    """Whether a daemon holds the lock (a brief probe; the daemon retries around it)."""
+    if not os.path.exists(runtime.lock_file):
+        return False
+    fd = os.open(runtime.lock_file, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+    return False
+
+
+def daemon_pid(runtime: Runtime) -> int | None:
+    """The live daemon's pid, or None."""
+    if not daemon_running(runtime):
+        return None
+    try:
+        with open(runtime.pid_file) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def wake(runtime: Runtime) -> None:
+    """Ask the daemon for a scheduling pass now."""
+    pid = daemon_pid(runtime)
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGUSR1)
+
+
+def _boot_argv(runtime: Runtime) -> list[str]:
+    """argv that runs this package's CLI in a fresh interpreter, wherever it was copied."""
+    package = __package__ or "skyhop_core.agent"
+    top = os.path.dirname(os.path.abspath(__file__))
+    for _ in package.split("."):
+        top = os.path.dirname(top)
+    boot = f"import sys, runpy; sys.path.insert(0, {top!r}); runpy.run_module({package!r}, run_name='__main__')"
+    return [sys.executable, "-c", boot, "--root", runtime.root, "daemon"]
+
+
+def start(runtime: Runtime) -> dict[str, object]:
+    """Start the daemon unless one runs; wait until it holds its lock."""
+    runtime.ensure()
+    pid = daemon_pid(runtime)
+    if pid is not None:
+        return {"pid": pid, "started": False}
+    ClusterInfo.load(runtime.cluster_json)  # fail here, clearly, if it is missing or bad
+    with open(runtime.daemon_log, "ab") as log:
+        proc = subprocess.Popen(
+            _boot_argv(runtime),
+            cwd=runtime.root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        pid = daemon_pid(runtime)
+        if pid is not None:
+            return {"pid": pid, "started": pid == proc.pid}
+        if proc.poll() is not None and not daemon_running(runtime):
+            break
+        time.sleep(0.01)
+    raise RuntimeError(f"the agent daemon did not start; see {runtime.daemon_log}")
+
+
+def stop(runtime: Runtime) -> dict[str, object]:
+    """Stop the daemon, then cancel every unfinished job and kill its processes."""
+    if not os.path.exists(runtime.db):
+        return {"stopped": False, "cancelled": []}
+    pid = daemon_pid(runtime)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while daemon_running(runtime) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if daemon_running(runtime):
+            os.kill(pid, signal.SIGKILL)
+            while daemon_running(runtime):
+                time.sleep(0.02)
+    cancelled, pgids = [], []
+    with db.connect(runtime.db) as conn:
+        for row in db.jobs_with_status(conn, db.UNFINISHED):
+            if db.transition(conn, int(row["id"]), db.CANCELLED):
+                cancelled.append(int(row["id"]))
+                pgids.extend(db.job_pids(row))
+    kill_groups(pgids)
+    return {"stopped": pid is not None, "cancelled": cancelled}
+
+
+def reconcile(runtime: Runtime) -> list[int]:
+    """Mark jobs a dead daemon left active FAILED_DRIVER (and kill their processes).
+
+    Only call while no daemon runs (at daemon start, or after checking).
+    """
+    failed, pgids = [], []
+    with db.connect(runtime.db) as conn:
+        for row in db.jobs_with_status(conn, db.ACTIVE):
+            if db.transition(conn, int(row["id"]), db.FAILED_DRIVER, only_from=db.ACTIVE):
+                failed.append(int(row["id"]))
+                pgids.extend(db.job_pids(row))
+    kill_groups(pgids)
+    for job_id in failed:
+        os.makedirs(runtime.job_dir(job_id), exist_ok=True)
+        with open(runtime.log_path(job_id), "ab") as f:
+            f.write(b"skyhop: the agent daemon died while this job ran; it was stopped.\n")
+    return failed
+
+
+def _acquire_lock(runtime: Runtime) -> int | None:
+    fd = os.open(runtime.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)
+
+
+def run(runtime: Runtime) -> int:
+    """The daemon's main loop (``agent daemon``); returns when SIGTERM arrives."""
+    from .scheduler import Scheduler
+
+    runtime.ensure()
+    lock_fd = _acquire_lock(runtime)
+    if lock_fd is None:
+        return 0  # another daemon runs
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    stopping = []
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    reconcile(runtime)
+    with db.connect(runtime.db) as conn:
+        db.set_meta(conn, "daemon_started_at", repr(time.time()))
+    with open(runtime.pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    cluster = ClusterInfo.load(runtime.cluster_json)
+    loaded_mtime = os.stat(runtime.cluster_json).st_mtime_ns
+    forwarding = start_forwarders(list(cluster.data.get("forwards") or []))
+
+    def poke() -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(wake_w, b"j")
+
+    scheduler = Scheduler(runtime, cluster, poke)
+    while not stopping:
+        try:
+            mtime = os.stat(runtime.cluster_json).st_mtime_ns
+            if mtime != loaded_mtime:  # setup_runtime ran again (relaunch, new ports)
+                cluster = ClusterInfo.load(runtime.cluster_json)
+                loaded_mtime = mtime
+                scheduler.reload(cluster)
+                new = [
+                    f for f in cluster.data.get("forwards") or [] if f["listen"] not in forwarding
+                ]
+                forwarding.update(start_forwarders(new))
+            scheduler.schedule_once()
+        except Exception as exc:  # keep scheduling; the log tells why a pass failed
+            print(
+                f"scheduling pass failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True
+            )
+        readable, _, _ = select.select([wake_r], [], [], POLL_SECONDS)
+        if readable:
+            os.read(wake_r, 4096)
+    return 0

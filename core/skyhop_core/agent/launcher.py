@@ -1,0 +1,118 @@
+"""Starting a job's command on one node and copying its output into the job's log.
+
+On a node whose ``launcher`` is null the command runs here as ``bash -c`` with the
+environment passed directly. Otherwise the launcher argv gets one extra argument, a
+small shell line that reads a script from stdin and evaluates it, so secrets never
+appear on a command line; the script exports the environment, changes to the workdir
+and execs ``bash -c <command>``. Either way the process starts a new session, so its
+pid is the process group to kill.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import threading
+from typing import Any, BinaryIO
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+REMOTE_EVAL = "bash -c 'eval \"$(cat)\"'"
+
+
+class LaunchError(Exception):
+    """A command could not be started on a node (bad workdir, launcher missing)."""
+
+
+def valid_env_name(name: str) -> bool:
+    return bool(_ENV_NAME.match(name))
+
+
+def resolve_path(path: str | None, home: str) -> str:
+    """A node path with ``~`` meaning the node's home; None means the home itself."""
+    if not path or path == "~":
+        return home
+    if path.startswith("~/"):
+        return home.rstrip("/") + path[1:]
+    return path
+
+
+def spawn(
+    node: dict[str, Any], command: str, env: dict[str, str], workdir: str | None
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` on ``node``; stdout and stderr come merged from ``proc.stdout``."""
+    cwd = resolve_path(workdir, str(node.get("home") or os.path.expanduser("~")))
+    launcher = node.get("launcher")
+    common: dict[str, Any] = dict(
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    if not launcher:
+        if not os.path.isdir(cwd):
+            raise LaunchError(f"the working directory {cwd} does not exist on node {node['rank']}")
+        return subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            **common,
+        )
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    lines.append(f"cd {shlex.quote(cwd)} || exit 1")
+    lines.append(f"exec bash -c {shlex.quote(command)} </dev/null")
+    try:
+        proc = subprocess.Popen([*launcher, REMOTE_EVAL], stdin=subprocess.PIPE, **common)
+    except OSError as exc:
+        raise LaunchError(f"cannot run the launcher of node {node['rank']}: {exc}") from exc
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(("\n".join(lines) + "\n").encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    return proc
+
+
+class JobLog:
+    """The job's single log file; writers from several threads, optionally rank-prefixed."""
+
+    def __init__(self, path: str, prefixed: bool) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._file: BinaryIO = open(path, "ab", buffering=0)  # noqa: SIM115
+        self._lock = threading.Lock()
+        self.prefixed = prefixed
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._file.write(data)
+
+    def message(self, text: str, rank: int | None = None) -> None:
+        """A line from the agent itself (not from the job)."""
+        prefix = f"(rank {rank}) " if self.prefixed and rank is not None else ""
+        self.write(f"{prefix}skyhop: {text}\n".encode())
+
+    def pump(self, stream: BinaryIO, rank: int) -> None:
+        """Copy ``stream`` into the log until EOF (run in a thread)."""
+        prefix = f"(rank {rank}) ".encode()
+        pending = b""
+        fd = stream.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            if not self.prefixed:
+                self.write(chunk)
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                self.write(b"".join(prefix + line + b"\n" for line in lines))
+        if pending:
+            self.write(prefix + pending + b"\n")
+        stream.close()
+
+    def close(self) -> None:
+        self._file.close()

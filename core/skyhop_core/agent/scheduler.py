@@ -1,0 +1,99 @@
+"""The daemon's scheduling pass: strict FIFO over queued jobs with resource accounting.
+
+Jobs are considered oldest first. A job starts when ``num_nodes`` nodes each have its
+``cpus`` and ``gpus`` free; otherwise it and every later job wait (no backfilling, so a
+big job is never starved by small ones). A job that could never fit the cluster fails
+at once instead of blocking the queue forever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from . import db
+from .cluster import Accounting, ClusterInfo
+from .driver import JobDriver
+from .layout import Runtime
+
+
+class Scheduler:
+    """Starts queued jobs when resources free up; ``wake`` asks for another pass soon."""
+
+    def __init__(self, runtime: Runtime, cluster: ClusterInfo, wake: Callable[[], None]) -> None:
+        self.runtime = runtime
+        self.cluster = cluster
+        self.accounting = Accounting(cluster)
+        self._lock = threading.Lock()
+        self._wake = wake
+
+    def reload(self, cluster: ClusterInfo) -> None:
+        """Use a new cluster description; running jobs keep their reservations."""
+        with self._lock:
+            accounting = Accounting(cluster)
+            for job_id, ranks in self.accounting.allocations.items():
+                accounting.reserve(job_id, ranks, *self.accounting.held(job_id))
+            self.cluster, self.accounting = cluster, accounting
+
+    def running_jobs(self) -> list[int]:
+        with self._lock:
+            return list(self.accounting.allocations)
+
+    def _job_done(self, job_id: int) -> None:
+        with self._lock:
+            self.accounting.release(job_id)
+        self._wake()
+
+    def schedule_once(self) -> list[int]:
+        """One pass over the queue; returns the IDs of the jobs it started."""
+        started: list[int] = []
+        with db.connect(self.runtime.db) as conn:
+            conn.execute("UPDATE jobs SET status = ? WHERE status = ?", (db.PENDING, db.INIT))
+            for row in db.jobs_with_status(conn, (db.PENDING,)):
+                job_id = int(row["id"])
+                spec = json.loads(row["spec"])
+                num_nodes = int(spec.get("num_nodes") or 1)
+                cpus = float(spec.get("cpus", 0.5))
+                gpus = {k: int(v) for k, v in (spec.get("gpus") or {}).items()}
+                if not self.accounting.feasible(cpus, gpus, num_nodes):
+                    self._reject(conn, job_id, cpus, gpus, num_nodes)
+                    continue
+                with self._lock:
+                    ranks = self.accounting.allocate(job_id, cpus, gpus, num_nodes)
+                if ranks is None:
+                    break
+                first = db.SETTING_UP if spec.get("setup") else db.RUNNING
+                if not db.transition(
+                    conn, job_id, first, only_from=(db.PENDING,), start_at=time.time()
+                ):
+                    self._job_done(job_id)  # cancelled meanwhile
+                    continue
+                JobDriver(self.runtime, self.cluster, job_id, spec, ranks, self._job_done).start()
+                started.append(job_id)
+        return started
+
+    def _reject(
+        self,
+        conn: sqlite3.Connection,
+        job_id: int,
+        cpus: float,
+        gpus: dict[str, int],
+        num_nodes: int,
+    ) -> None:
+        nodes = ", ".join(
+            f"rank {n['rank']}: {n.get('cpus')} CPUs {n.get('gpus') or {}}"
+            for n in self.cluster.nodes
+        )
+        message = (
+            f"skyhop: the job asks for {cpus:g} CPUs and {gpus or 'no GPUs'} on each of "
+            f"{num_nodes} node(s), more than this cluster has ({nodes}).\n"
+        )
+        path = self.runtime.log_path(job_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "ab") as f:
+            f.write(message.encode())
+        db.transition(conn, job_id, db.FAILED, only_from=(db.PENDING,))

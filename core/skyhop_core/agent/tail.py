@@ -1,0 +1,102 @@
+"""``agent tail``: copy a job's log to stdout, optionally following it until the job ends.
+
+Exit codes: 0 succeeded, 100 failed (FAILED, FAILED_SETUP, FAILED_DRIVER), 101 not
+finished (without ``--follow``), 102 no such job, 103 cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import BinaryIO
+
+from . import db
+from .daemon import daemon_running, reconcile
+from .layout import Runtime
+
+EXIT_SUCCEEDED = 0
+EXIT_FAILED = 100
+EXIT_NOT_FINISHED = 101
+EXIT_NOT_FOUND = 102
+EXIT_CANCELLED = 103
+FOLLOW_POLL_SECONDS = 0.05
+LIVENESS_CHECK_SECONDS = 1.0
+
+
+def exit_code(status: str | None) -> int:
+    """The tail exit code for a job status (None: no such job)."""
+    if status is None:
+        return EXIT_NOT_FOUND
+    if status == db.SUCCEEDED:
+        return EXIT_SUCCEEDED
+    if status == db.CANCELLED:
+        return EXIT_CANCELLED
+    if status in db.TERMINAL:
+        return EXIT_FAILED
+    return EXIT_NOT_FINISHED
+
+
+def _last_lines_offset(path: str, lines: int) -> int:
+    """Offset in ``path`` where its last ``lines`` lines start."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return 0
+    body = data[:-1] if data.endswith(b"\n") else data
+    cut = len(body)
+    for _ in range(lines):
+        cut = body.rfind(b"\n", 0, cut)
+        if cut < 0:
+            return 0
+    return cut + 1
+
+
+def _copy_new(path: str, offset: int, out: BinaryIO) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while chunk := f.read(65536):
+                out.write(chunk)
+                offset += len(chunk)
+    except FileNotFoundError:
+        return offset
+    out.flush()
+    return offset
+
+
+def _status(runtime: Runtime, job_id: int) -> str | None:
+    with db.connect(runtime.db) as conn:
+        row = db.get_job(conn, job_id)
+    return None if row is None else str(row["status"])
+
+
+def tail(
+    runtime: Runtime, job_id: int | None, follow: bool, lines: int, out: BinaryIO | None = None
+) -> int:
+    """Write the log of ``job_id`` (None: the latest job) to ``out``; return the exit code."""
+    out = out or sys.stdout.buffer
+    if not os.path.exists(runtime.db):
+        print("no jobs on this cluster", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if job_id is None:
+        with db.connect(runtime.db) as conn:
+            job_id = db.latest_job_id(conn)
+    status = None if job_id is None else _status(runtime, job_id)
+    if job_id is None or status is None:
+        print(f"job {job_id} not found", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    path = runtime.log_path(job_id)
+    offset = _last_lines_offset(path, lines) if lines > 0 else 0
+    next_liveness = time.monotonic() + LIVENESS_CHECK_SECONDS
+    while True:
+        status = _status(runtime, job_id)
+        offset = _copy_new(path, offset, out)  # after reading the status: drains the end
+        if not follow or status is None or status in db.TERMINAL:
+            return exit_code(status)
+        if time.monotonic() > next_liveness:
+            next_liveness = time.monotonic() + LIVENESS_CHECK_SECONDS
+            if status in db.ACTIVE and not daemon_running(runtime):
+                reconcile(runtime)
+        time.sleep(FOLLOW_POLL_SECONDS)

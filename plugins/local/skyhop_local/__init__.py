@@ -1,0 +1,1 @@
+"""The ``local`` backend: clusters whose nodes are directories on this machine."""
