@@ -1,0 +1,87 @@
+"""Every hook in the plugin contract is documented, described in docs, and tested.
+
+A hook added to ``skyhop_core/hookspecs.py`` fails here until it has a docstring, a
+``## skyhop_xxx`` section in ``docs/plugin_hooks.md`` showing its signature, and a test in
+the conformance suite (``skyhop_core/testing/``) that calls it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from skyhop_core import hookspecs, testing
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs" / "plugin_hooks.md"
+SPEC_MARK = f"{hookspecs.PROJECT}_spec"
+
+
+def hook_names() -> list[str]:
+    return sorted(
+        name
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(fn, SPEC_MARK)
+    )
+
+
+def doc_sections() -> dict[str, str]:
+    """``## skyhop_xxx`` heading -> the text up to the next heading."""
+    text = DOCS.read_text()
+    parts = re.split(r"^(#{1,2} .*)$", text, flags=re.MULTILINE)
+    sections: dict[str, str] = {}
+    for heading, body in zip(parts[1::2], parts[2::2], strict=True):
+        match = re.fullmatch(r"## (skyhop_\w+)\s*", heading)
+        if match:
+            sections[match.group(1)] = body
+    return sections
+
+
+def conformance_source() -> str:
+    package = Path(testing.__file__).parent
+    return "\n".join(path.read_text() for path in sorted(package.glob("*.py")))
+
+
+def test_the_contract_has_hooks() -> None:
+    assert len(hook_names()) >= 15, hook_names()
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_hook_has_docstring(hook: str) -> None:
+    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    assert len(doc) > 40, f"hookspecs.{hook} needs a docstring: what, when, returns."
+    assert "versionadded" in doc, f"hookspecs.{hook}: say `.. versionadded::` in its docstring."
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_hook_has_a_docs_section_with_its_signature(hook: str) -> None:
+    sections = doc_sections()
+    assert hook in sections, f"docs/plugin_hooks.md has no `## {hook}` section."
+    body = sections[hook]
+    signature = re.search(rf"def {hook}\((.*?)\)\s*(->|\n)", body, flags=re.DOTALL)
+    assert signature, f"the `## {hook}` section must show `def {hook}(...)` in a code block."
+    documented = re.findall(r"(\w+)\s*:", signature.group(1))
+    expected = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+    assert documented == expected, (
+        f"`## {hook}` documents parameters {documented}; hookspecs.py has {expected}."
+    )
+    for word in ("Fires", "Returns", "Cancellation", "Default"):
+        assert f"**{word}" in body, (
+            f"`## {hook}` must say **{word}**: when it fires, what it returns, how it is "
+            "cancelled, and its default implementation (or none)."
+        )
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_hook_is_exercised_by_the_conformance_suite(hook: str) -> None:
+    assert re.search(rf"\b{hook}\b", conformance_source()), (
+        f"no test in skyhop_core/testing/ calls {hook}; add it to the conformance suite."
+    )
+
+
+def test_docs_describe_no_hook_that_does_not_exist() -> None:
+    stale = sorted(set(doc_sections()) - set(hook_names()))
+    assert not stale, f"docs/plugin_hooks.md documents hooks that hookspecs.py lacks: {stale}"
