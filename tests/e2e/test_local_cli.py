@@ -77,8 +77,14 @@ def test_user_strings_never_reach_a_shell_unquoted(server, tmp_path):
 
 def test_check_lists_every_backend(server):
     out = skyhop(server, "check").stdout
-    assert "local" in out.lower()
-    assert "skyhop[aws]" in out
+    assert "local: enabled" in out
+    for name in ("aws", "gcp", "kubernetes", "ssh"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(f"{name}:"))
+        assert "disabled" in line and len(line.split("—", 1)[1].strip()) > 10, line
+    import importlib.util
+
+    if importlib.util.find_spec("lightkube") is None:
+        assert "pip install 'skyhop[kubernetes]'" in out
 
 
 def test_ctrl_c_leaves_the_request_running(server):

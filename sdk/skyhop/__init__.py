@@ -1,0 +1,142 @@
+"""skyhop: run AI and batch workloads on any infrastructure through one API server.
+
+::
+
+    import skyhop as sky
+
+    task = sky.Task(run="echo hello", resources=sky.Resources(infra="local"))
+    request_id = sky.launch(task, cluster_name="dev")    # every call returns a request ID
+    result = sky.stream_and_get(request_id)              # stream its log, get its result
+    sky.tail_logs("dev", result["job_id"], follow=True)  # synchronous; the exit code
+
+Names are loaded on first use (module ``__getattr__``), so ``import skyhop`` stays cheap
+and the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_SDK_FUNCTIONS = (
+    "api_cancel",
+    "api_info",
+    "api_start",
+    "api_status",
+    "api_stop",
+    "autostop",
+    "cancel",
+    "check",
+    "down",
+    "download_logs",
+    "exec",
+    "get",
+    "job_status",
+    "launch",
+    "optimize",
+    "queue",
+    "start",
+    "status",
+    "stop",
+    "stream_and_get",
+    "tail_logs",
+)
+
+#: public name -> (module, attribute); attribute None means the module itself.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    **{name: ("skyhop.sdk", name) for name in _SDK_FUNCTIONS},
+    "Task": ("skyhop_core.models", "Task"),
+    "Resources": ("skyhop_core.models", "Resources"),
+    "ClusterStatus": ("skyhop_core.models.status", "ClusterStatus"),
+    "JobStatus": ("skyhop_core.models.status", "JobStatus"),
+    "JobExitCode": ("skyhop_core.models.status", "JobExitCode"),
+    "RequestStatus": ("skyhop_core.models.status", "RequestStatus"),
+    "OptimizeTarget": ("skyhop_core.models.status", "OptimizeTarget"),
+    "StatusRefreshMode": ("skyhop_core.models.status", "StatusRefreshMode"),
+    "exceptions": ("skyhop_core.exceptions", None),
+}
+
+__all__ = [
+    "ClusterStatus",
+    "JobExitCode",
+    "JobStatus",
+    "OptimizeTarget",
+    "RequestStatus",
+    "Resources",
+    "StatusRefreshMode",
+    "Task",
+    "api_cancel",
+    "api_info",
+    "api_start",
+    "api_status",
+    "api_stop",
+    "autostop",
+    "cancel",
+    "check",
+    "down",
+    "download_logs",
+    "exceptions",
+    "exec",
+    "get",
+    "job_status",
+    "launch",
+    "optimize",
+    "queue",
+    "start",
+    "status",
+    "stop",
+    "stream_and_get",
+    "tail_logs",
+]
+
+if TYPE_CHECKING:
+    from skyhop.sdk import (
+        api_cancel,
+        api_info,
+        api_start,
+        api_status,
+        api_stop,
+        autostop,
+        cancel,
+        check,
+        down,
+        download_logs,
+        exec,
+        get,
+        job_status,
+        launch,
+        optimize,
+        queue,
+        start,
+        status,
+        stop,
+        stream_and_get,
+        tail_logs,
+    )
+    from skyhop_core import exceptions
+    from skyhop_core.models import Resources, Task
+    from skyhop_core.models.status import (
+        ClusterStatus,
+        JobExitCode,
+        JobStatus,
+        OptimizeTarget,
+        RequestStatus,
+        StatusRefreshMode,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'skyhop' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

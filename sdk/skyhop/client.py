@@ -1,0 +1,332 @@
+"""The HTTP client between the SDK and the API server (docs/http-api.md).
+
+:class:`ApiClient` wraps one ``httpx.Client``; it takes an injectable ``transport=`` so
+tests drive it with ``httpx.MockTransport``. It finds the endpoint
+(``SKYHOP_API_SERVER_ENDPOINT``, else ``api_server.endpoint`` in the config file, else
+``http://127.0.0.1:46590``), sends the caller's identity with every call, and on its
+first call makes sure a compatible server answers:
+
+- a loopback endpoint where nothing answers gets a local server started, detached, with
+  its output in ``<persistent path>/server/server.log``;
+- a server whose API version differs in the major part raises
+  :class:`~skyhop_core.exceptions.ApiVersionMismatchError`;
+- an unreachable remote server raises :class:`~skyhop_core.exceptions.ApiServerError`.
+
+Error bodies (``{"error": {...}}``) are decoded with :func:`skyhop_core.wire.decode_error`
+and raised, so callers see the exception type the server raised.
+
+The SDK functions use :func:`current_client`: the client installed by :func:`using`
+(tests, embedding applications), else one cached client per endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import getpass
+import hashlib
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+import skyhop_core
+from skyhop_core import exceptions, paths, wire
+
+DEFAULT_PORT = 46590
+DEFAULT_ENDPOINT = f"http://127.0.0.1:{DEFAULT_PORT}"
+#: How long to wait for a freshly started local server to answer /api/health.
+SERVER_START_TIMEOUT = 20.0
+_HEALTH_TIMEOUT = 3.0
+_CALL_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+#: /api/get and /api/stream wait for the request to finish: no read timeout.
+_WAIT_TIMEOUT = httpx.Timeout(None, connect=10.0)
+
+
+class RequestInterrupted(KeyboardInterrupt):
+    """Ctrl+C while the client waited on a request; the request keeps running.
+
+    It is a ``KeyboardInterrupt``, so code that does not care behaves as usual; the CLI
+    uses ``request_id`` and ``endpoint`` to tell the user how to reattach or cancel.
+    """
+
+    def __init__(self, request_id: str, endpoint: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+        self.endpoint = endpoint
+
+
+def resolve_endpoint() -> str:
+    """The API server endpoint: environment, then config file, then the local default."""
+    endpoint = os.environ.get("SKYHOP_API_SERVER_ENDPOINT")
+    if not endpoint:
+        section = paths.load_config().get("api_server") or {}
+        if isinstance(section, dict):
+            endpoint = section.get("endpoint")
+    return str(endpoint or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether the endpoint's host is this machine (so the client may start a server)."""
+    host = urlparse(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def identity() -> tuple[str, str]:
+    """The caller's user name and a stable 8-hex-digit hash of ``user@hostname``."""
+    user = getpass.getuser()
+    digest = hashlib.sha256(f"{user}@{socket.gethostname()}".encode()).hexdigest()
+    return user, digest[:8]
+
+
+def _major(version: str) -> str:
+    return str(version).split(".", 1)[0]
+
+
+class ApiClient:
+    """A synchronous client of one API server.
+
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests);
+    ``auto_start=False`` never starts a local server.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        auto_start: bool = True,
+        start_timeout: float = SERVER_START_TIMEOUT,
+    ) -> None:
+        self.endpoint = (endpoint or resolve_endpoint()).rstrip("/")
+        self.user_name, self.user_hash = identity()
+        self.auto_start = auto_start and transport is None
+        self.start_timeout = start_timeout
+        self._checked = False
+        self._http = httpx.Client(
+            base_url=self.endpoint,
+            transport=transport,
+            timeout=_CALL_TIMEOUT,
+            headers={"X-Skyhop-User": self.user_name, "X-Skyhop-User-Hash": self.user_hash},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- health and the local server -------------------------------------------------
+
+    def health(self, timeout: float = _HEALTH_TIMEOUT) -> dict[str, Any]:
+        """``GET /api/health`` without any checks; raises httpx errors as they are."""
+        response = self._http.get("/api/health", timeout=timeout)
+        self._raise_for_error(response)
+        return dict(response.json())
+
+    def is_up(self) -> bool:
+        try:
+            self.health()
+        except (httpx.TransportError, exceptions.ApiServerError):
+            return False
+        return True
+
+    def ensure_server(self) -> dict[str, Any]:
+        """Make sure a compatible server answers (starting a local one if needed)."""
+        try:
+            info = self.health()
+        except httpx.TransportError as exc:
+            if not (is_loopback(self.endpoint) and self.auto_start):
+                raise self._unreachable(exc) from None
+            start_local_server(self.endpoint, timeout=self.start_timeout)
+            info = self.health()
+        self.check_version(info)
+        self._checked = True
+        return info
+
+    def check_version(self, info: dict[str, Any]) -> None:
+        """Raise ApiVersionMismatchError if the server's API major version differs."""
+        server = str(info.get("api_version", "?"))
+        client = skyhop_core.API_VERSION
+        if _major(server) == _major(client):
+            return
+        raise exceptions.ApiVersionMismatchError(
+            f"The API server at {self.endpoint} speaks API version {server} "
+            f"(skyhop {info.get('version', '?')}), but this client speaks API version "
+            f"{client} (skyhop {skyhop_core.__version__}). Install the same skyhop version "
+            "as the server (pip install -U skyhop), or, for a local server, restart it "
+            "with this client's version: skyhop api stop; skyhop api start"
+        )
+
+    def _unreachable(self, exc: Exception) -> exceptions.ApiServerError:
+        return exceptions.ApiServerError(
+            f"Could not reach the API server at {self.endpoint} ({type(exc).__name__}: "
+            f"{exc}). Check that it is running and that the endpoint is right "
+            f"(SKYHOP_API_SERVER_ENDPOINT, or api_server.endpoint in {paths.config_file()})."
+        )
+
+    # --- calls -----------------------------------------------------------------------
+
+    def call(self, method: str, path: str, *, wait: bool = False, **kwargs: Any) -> Any:
+        """One JSON call; returns the decoded body, raises the decoded error."""
+        if not self._checked:
+            self.ensure_server()
+        timeout = _WAIT_TIMEOUT if wait else _CALL_TIMEOUT
+        try:
+            try:
+                response = self._http.request(method, path, timeout=timeout, **kwargs)
+            except httpx.ConnectError:
+                # The local server went away since the last call (``api stop``): the call
+                # never reached it, so starting a new one and retrying once is safe.
+                if not (self.auto_start and is_loopback(self.endpoint)):
+                    raise
+                self.ensure_server()
+                response = self._http.request(method, path, timeout=timeout, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        self._raise_for_error(response)
+        return response.json()
+
+    def submit(self, operation: str, body: dict[str, Any]) -> str:
+        """``POST /api/v1/<operation>``; returns the new request's ID."""
+        data = self.call("POST", f"/api/v1/{operation}", json=body)
+        return str(data["request_id"])
+
+    def get(self, request_id: str) -> dict[str, Any]:
+        """``GET /api/get``: waits for the request to finish; returns the raw body."""
+        try:
+            return dict(self.call("GET", "/api/get", wait=True, params={"request_id": request_id}))
+        except KeyboardInterrupt:
+            raise RequestInterrupted(request_id, self.endpoint) from None
+
+    def stream(
+        self,
+        request_id: str,
+        *,
+        follow: bool = True,
+        tail: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[str]:
+        """``GET /api/stream``: yields the request's log as text chunks."""
+        if not self._checked:
+            self.ensure_server()
+        params: dict[str, Any] = {
+            "request_id": request_id,
+            "follow": "true" if follow else "false",
+            "offset": offset,
+        }
+        if tail is not None:
+            params["tail"] = tail
+        try:
+            with self._http.stream("GET", "/api/stream", params=params, timeout=_WAIT_TIMEOUT) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    self._raise_for_error(r)
+                yield from r.iter_text()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        except KeyboardInterrupt:
+            raise RequestInterrupted(request_id, self.endpoint) from None
+
+    def shutdown(self) -> None:
+        """``POST /api/shutdown`` (a local server stops); a dropped connection is fine."""
+        with contextlib.suppress(httpx.TransportError):
+            response = self._http.post("/api/shutdown", timeout=5.0)
+            self._raise_for_error(response)
+
+    def _raise_for_error(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            error = response.json().get("error")
+        except (ValueError, AttributeError):
+            error = None
+        if isinstance(error, dict):
+            raise wire.decode_error(error)
+        raise exceptions.ApiServerError(
+            f"The API server at {self.endpoint} answered {response.request.method} "
+            f"{response.request.url.path} with HTTP {response.status_code}: "
+            f"{response.text[:200]!r}"
+        )
+
+
+def start_local_server(
+    endpoint: str, *, host: str = "127.0.0.1", timeout: float = SERVER_START_TIMEOUT
+) -> None:
+    """Start ``python -m skyhop_core.server`` detached on the endpoint's port; wait for it.
+
+    ``host`` is the address it binds. Raises ApiServerError naming the server log if the
+    server does not answer ``endpoint`` within ``timeout`` seconds.
+    """
+    port = urlparse(endpoint).port or DEFAULT_PORT
+    log_path = paths.subdir("server") / "server.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "skyhop_core.server", "--host", host, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    probe = httpx.Client(base_url=endpoint, timeout=1.0)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            exited = proc.poll() is not None
+            try:
+                if probe.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if exited:  # another client may have won the race; it answered above if so
+                raise exceptions.ApiServerError(
+                    f"The local API server exited with code {proc.returncode} while starting "
+                    f"on port {port}; see its log: {log_path}"
+                )
+            time.sleep(0.1)
+    finally:
+        probe.close()
+    raise exceptions.ApiServerError(
+        f"The local API server did not answer at {endpoint} within {timeout:.0f} s; "
+        f"see its log: {log_path}"
+    )
+
+
+# --- the client the SDK functions use ------------------------------------------------
+
+_installed: contextvars.ContextVar[ApiClient | None] = contextvars.ContextVar(
+    "skyhop_client", default=None
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _client_for(endpoint: str) -> ApiClient:
+    return ApiClient(endpoint)
+
+
+def current_client() -> ApiClient:
+    """The client installed by :func:`using`, else the cached client for the endpoint."""
+    installed = _installed.get()
+    if installed is not None:
+        return installed
+    return _client_for(resolve_endpoint())
+
+
+@contextlib.contextmanager
+def using(client: ApiClient) -> Iterator[ApiClient]:
+    """Make the SDK functions use ``client`` inside the ``with`` block."""
+    token = _installed.set(client)
+    try:
+        yield client
+    finally:
+        _installed.reset(token)
