@@ -1,0 +1,260 @@
+"""The task YAML: loading it and validating every field of SkyPilot's schema.
+
+Top-level fields: ``name``, ``workdir``, ``num_nodes``, ``resources``, ``envs``,
+``secrets``, ``file_mounts``, ``setup``, ``run``, ``service``, ``config``.
+
+Semantics that follow SkyPilot:
+
+- An ``envs``/``secrets`` entry whose value is null must be supplied by the caller
+  (``--env NAME=VALUE`` / ``--secret NAME=VALUE``); overrides may also add new names.
+  Numbers and booleans become strings.
+- ``$VAR``/``${VAR}`` naming an env (after overrides) is substituted into ``workdir``
+  and into the keys and values of ``file_mounts``. Other references are left alone;
+  ``setup`` and ``run`` are never substituted here (the shell expands them on the node).
+  Secrets are never substituted anywhere.
+- ``file_mounts`` maps a remote path to a local path or bucket URI; neither may end
+  with ``/``. Storage-object mappings are not supported.
+
+Every problem becomes one :class:`~skyhop_core.exceptions.TaskValidationError` naming the
+source, the dotted field, the value and what was expected; no other exception escapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from skyhop_core.exceptions import TaskValidationError
+from skyhop_core.models.resources import Resources
+from skyhop_core.models.resources_yaml import resources_options_from_yaml
+from skyhop_core.models.validate import (
+    FieldError,
+    check_keys,
+    check_mapping,
+    env_mapping,
+    join_path,
+    task_error,
+)
+
+TASK_KEYS = (
+    "name", "workdir", "num_nodes", "resources", "envs", "secrets", "file_mounts",
+    "setup", "run", "service", "config",
+)
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_MAX_PLAIN_DEPTH = 50
+
+EnvInput = Mapping[str, Any] | Iterable[tuple[str, Any]] | None
+
+
+def read_yaml_file(path: str) -> str:
+    """The text of a task YAML file; an unreadable file is a TaskValidationError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise TaskValidationError(
+            f"{path}: cannot read the task YAML: {reason}.", source=str(path)
+        ) from None
+
+
+def load_yaml(text: Any, source: str) -> dict[str, Any]:
+    """Parse one YAML document into a task mapping (empty document -> ``{}``)."""
+    if not isinstance(text, str):
+        raise task_error(source, "", text, "YAML text")
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = err.problem or err.context or "invalid YAML"
+        raise TaskValidationError(
+            f"{source}: YAML syntax error{where}: {problem}. Fix the YAML and try again.",
+            source=source,
+        ) from None
+    except Exception as err:  # PyYAML raises ValueError etc. for some bad scalars
+        raise TaskValidationError(
+            f"{source}: the file is not valid YAML: {type(err).__name__}: {err}.",
+            source=source,
+        ) from None
+    if len(documents) > 1:
+        raise TaskValidationError(
+            f"{source}: holds {len(documents)} YAML documents; a task is one document "
+            "(pipelines of several tasks are not supported).",
+            source=source,
+        )
+    config = documents[0] if documents else {}
+    if not isinstance(config, dict):
+        raise task_error(source, "", config, "a mapping of task fields (name, resources, run, ...)")
+    return config
+
+
+def interpolate(text: str, envs: Mapping[str, str | None]) -> str:
+    """``$VAR``/``${VAR}`` replaced by the value of env VAR; unknown names left alone."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        value = envs.get(name)
+        return value if value is not None else match.group(0)
+
+    return _ENV_REFERENCE.sub(replace, text)
+
+
+def validate_optional_str(value: Any, field: str, what: str) -> str | None:
+    """A string (numbers are turned into one, as YAML users expect), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise FieldError(field, value, what)
+    return str(value)
+
+
+def validate_num_nodes(value: Any, field: str = "num_nodes") -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FieldError(field, value, "a whole number of nodes >= 1")
+    return value
+
+
+def validate_workdir(value: Any, field: str = "workdir") -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        raise FieldError(field, value, "a local directory path (git workdirs are not supported)")
+    if not isinstance(value, str) or not value.strip():
+        raise FieldError(field, value, "a local directory path")
+    return value
+
+
+def validate_file_mounts(
+    value: Any, field: str = "file_mounts", envs: Mapping[str, str | None] | None = None
+) -> dict[str, str]:
+    """``{remote path: local path or bucket URI}``, env references substituted."""
+    if value is None:
+        return {}
+    mapping = check_mapping(value, field, "remote paths to local paths")
+    mounts: dict[str, str] = {}
+    for remote, local in mapping.items():
+        path = join_path(field, remote)
+        if not isinstance(remote, str) or not remote.strip():
+            raise FieldError(path, remote, "a remote path such as '/data' or '~/data'")
+        if isinstance(local, Mapping):
+            raise FieldError(path, local, "a local path or bucket URI (storage mounts with "
+                             "name/source/mode are not supported)")
+        if not isinstance(local, str) or not local.strip():
+            raise FieldError(path, local, "a local path or bucket URI")
+        target = interpolate(remote, envs or {})
+        source = interpolate(local, envs or {})
+        if target.endswith("/"):
+            raise FieldError(path, target, "a remote path that does not end with '/'")
+        if source.endswith("/"):
+            raise FieldError(path, source, "a local path that does not end with '/'")
+        if target in mounts:
+            raise FieldError(path, target, "a remote path not already mounted")
+        mounts[target] = source
+    return mounts
+
+
+def validate_run(value: Any, field: str = "run") -> Any:
+    """A shell command, a ``(node_rank, node_ips) -> str | None`` callable, or None."""
+    if value is None or isinstance(value, str) or callable(value):
+        return value
+    raise FieldError(field, value, "a shell command (string)")
+
+
+def validate_plain(value: Any, field: str, depth: int = 0) -> Any:
+    """A deep copy of JSON-like data (str keys; str/number/bool/None/list/dict values)."""
+    if depth > _MAX_PLAIN_DEPTH:
+        raise FieldError(field, value, "less deeply nested data")
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [validate_plain(v, join_path(field, i), depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FieldError(join_path(field, str(key)), key, "a string key")
+            result[key] = validate_plain(item, join_path(field, key), depth + 1)
+        return result
+    raise FieldError(field, value, "strings, numbers, booleans, lists and mappings")
+
+
+def validate_section(value: Any, field: str, what: str) -> dict[str, Any] | None:
+    """An optional mapping section (``service``, ``config``), deep-copied."""
+    if value is None:
+        return None
+    check_mapping(value, field, what)
+    return validate_plain(value, field)
+
+
+def merge_env_overrides(
+    envs: dict[str, str | None], overrides: EnvInput, section: str, flag: str
+) -> dict[str, str]:
+    """``envs`` (the YAML's ``section``) updated with ``overrides``; all must be set."""
+    merged = dict(envs)
+    merged.update(env_mapping(overrides, section, allow_missing=False, flag=flag,
+                              redact=section == "secrets"))
+    for name, value in merged.items():
+        if value is None:
+            raise FieldError(
+                join_path(section, name), None,
+                f"a value: it is null in the YAML, so pass one with `{flag} {name}=VALUE`",
+            )
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def parse_task_config(
+    config: Any,
+    source: str,
+    env_overrides: EnvInput = None,
+    secrets_overrides: EnvInput = None,
+) -> dict[str, Any]:
+    """The validated constructor arguments of a Task from its YAML mapping.
+
+    Returns keyword arguments for ``Task`` plus ``resources`` (a tuple of Resources)
+    and ``resources_ordered``.
+
+    Raises:
+        TaskValidationError: the first invalid field, with source and dotted path.
+    """
+    try:
+        return _parse(config, source, env_overrides, secrets_overrides)
+    except FieldError as err:
+        raise err.to_task_error(source) from None
+
+
+def _parse(
+    config: Any, source: str, env_overrides: EnvInput, secrets_overrides: EnvInput
+) -> dict[str, Any]:
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise FieldError("", config, "a mapping of task fields (name, resources, run, ...)")
+    check_keys(config, TASK_KEYS)
+    envs = env_mapping(config.get("envs"), "envs", allow_missing=True, flag="--env")
+    envs_final = merge_env_overrides(envs, env_overrides, "envs", "--env")
+    secrets = env_mapping(config.get("secrets"), "secrets", allow_missing=True,
+                          flag="--secret", redact=True)
+    secrets_final = merge_env_overrides(secrets, secrets_overrides, "secrets", "--secret")
+    workdir = validate_workdir(config.get("workdir"))
+    options: tuple[Resources, ...]
+    options, ordered = resources_options_from_yaml(config.get("resources"), source)
+    return {
+        "name": validate_optional_str(config.get("name"), "name", "a task name (string)"),
+        "setup": validate_optional_str(config.get("setup"), "setup", "a shell script (string)"),
+        "run": validate_optional_str(config.get("run"), "run", "a shell command (string)"),
+        "envs": envs_final,
+        "secrets": secrets_final,
+        "workdir": interpolate(workdir, envs_final) if workdir is not None else None,
+        "num_nodes": validate_num_nodes(config.get("num_nodes")),
+        "file_mounts": validate_file_mounts(config.get("file_mounts"), envs=envs_final),
+        "service": validate_section(config.get("service"), "service", "service settings"),
+        "config": validate_section(config.get("config"), "config", "config overrides"),
+        "resources": options,
+        "resources_ordered": ordered,
+    }
