@@ -97,10 +97,12 @@ class Optimizer:
         return [n for n in self.backends.names() if results.get(n)]
 
     async def offers(self, backend: str, resources: Any) -> list[Offer]:
+        # Backends filter their own offers (a pool like `local` fits differently from a
+        # fixed instance type), so the list is taken as it is.
         offers: list[Offer] = await self.backends.call(
             backend, "skyhop_offers", ctx=self.ctx_factory(backend), resources=resources
         )
-        return [o for o in offers if resources.fits(o)]
+        return list(offers)
 
     async def candidates(
         self,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from agent_harness import TERMINAL, Agent, wait_gone
+
 from skyhop_core.agent.procs import pid_alive
 
 

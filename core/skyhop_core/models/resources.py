@@ -174,12 +174,16 @@ class Resources:
             return None, False
         return int(self.autostop["idle_minutes"]), bool(self.autostop.get("down", False))
 
-    def fits(self, offer: Offer) -> bool:
+    def fits(self, offer: Offer, *, pooled: bool = False) -> bool:
         """Whether ``offer`` satisfies these requirements.
 
         cpus/memory: at least the amount with ``+``, exactly otherwise; accelerators:
         the same name (case-insensitive) and count; instance type, backend, region and
         zone must match when set; spot needs an offer with a spot price.
+
+        ``pooled=True`` is for offers that are a pool of capacity rather than a fixed
+        machine size (this machine, an existing host): every amount is then "at most what
+        the offer has", so ``cpus: 1`` fits a 2-CPU machine.
         """
         backend, region, zone = rf.split_infra(self.infra)
         if backend is not None and offer.backend.lower() != backend:
@@ -192,12 +196,16 @@ class Resources:
             return False
         if self.use_spot and offer.spot_price is None:
             return False
-        if not _amount_fits(self.cpus_requirement(), offer.cpus):
-            return False
-        if not _amount_fits(self.memory_requirement(), offer.memory_gb):
+        cpus, memory = self.cpus_requirement(), self.memory_requirement()
+        if pooled:
+            cpus, memory = (cpus[0], True), (memory[0], True)
+        if not _amount_fits(cpus, offer.cpus) or not _amount_fits(memory, offer.memory_gb):
             return False
         have = {name.lower(): count for name, count in offer.accelerators.items()}
-        return all(have.get(name.lower()) == count for name, count in (self.accelerators or {}).items())
+        wanted = (self.accelerators or {}).items()
+        if pooled:
+            return all(have.get(name.lower(), 0) >= count for name, count in wanted)
+        return all(have.get(name.lower()) == count for name, count in wanted)
 
     # --- Copies and YAML --------------------------------------------------------------
 

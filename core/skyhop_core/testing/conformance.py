@@ -237,7 +237,7 @@ class BackendConformance:
                 f"skyhop_offers: {offer!r} needs an instance_type, cpus > 0 and memory_gb > 0."
             )
             assert offer.price >= 0, f"skyhop_offers: {offer!r} has a negative price."
-            assert conformance.resources.fits(offer), (
+            assert conformance.resources.fits(offer, pooled=True), (
                 f"skyhop_offers: {offer!r} does not fit {conformance.resources}; return only "
                 "offers that satisfy the request."
             )

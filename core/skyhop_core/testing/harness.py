@@ -154,7 +154,7 @@ class BackendHarness:
         return offers
 
     async def best_offer(self) -> Offer:
-        offers = [o for o in await self.offers() if self.resources.fits(o)]
+        offers = [o for o in await self.offers() if self.resources.fits(o, pooled=True)]
         if not offers:
             raise self.fail(
                 "skyhop_offers",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import attrs
 import trio
+
 from skyhop_core.agentjobs import agent_call, cluster_description
 from skyhop_core.context import BackendContext
 from skyhop_core.hookspecs import hookimpl
@@ -35,8 +36,8 @@ from skyhop_core.models.records import (
     Offer,
     ProvisionRequest,
 )
+from skyhop_core.models.resources import Resources
 from skyhop_core.runner import CommandRunner
-
 from skyhop_local import machine
 
 NAME = "local"
@@ -84,10 +85,10 @@ async def machine_offer() -> Offer:
 
 
 @hookimpl
-async def skyhop_offers(ctx: BackendContext, resources: object) -> list[Offer]:
+async def skyhop_offers(ctx: BackendContext, resources: Resources) -> list[Offer]:
     offer = await machine_offer()
-    fits = getattr(resources, "fits", None)
-    return [offer] if fits is None or fits(offer) else []
+    # This machine is a pool: asking for 1 of its 2 CPUs fits.
+    return [offer] if resources.fits(offer, pooled=True) else []
 
 
 def _map_ports(

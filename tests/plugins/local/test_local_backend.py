@@ -11,10 +11,10 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
-import skyhop_local.plugin
 import trio
+
+import skyhop_local.plugin
 from skyhop_core.agent.procs import pid_alive
 from skyhop_core.context import BackendContext
 from skyhop_core.models.records import (
@@ -25,6 +25,7 @@ from skyhop_core.models.records import (
     Offer,
     ProvisionRequest,
 )
+from skyhop_core.models.resources import Resources
 from skyhop_core.models.status import JobStatus
 from skyhop_core.plugins import Backends, load_backends
 
@@ -115,16 +116,13 @@ def local(tmp_path: Path) -> Iterator[Local]:
 
 @trio_test
 async def test_offers_describe_this_machine(local: Local) -> None:
-    [offer] = await local.call("skyhop_offers", resources=None)
+    [offer] = await local.call("skyhop_offers", resources=Resources(infra="local"))
     assert offer.backend == "local" and offer.cpus == os.cpu_count() and offer.price == 0
     assert offer.memory_gb > 0 and offer.region is None
-
-    @attrs.frozen
-    class Nothing:
-        def fits(self, offer: Offer) -> bool:
-            return False
-
-    assert await local.call("skyhop_offers", resources=Nothing()) == []
+    # The machine is a pool: part of it fits, more than it has does not.
+    assert await local.call("skyhop_offers", resources=Resources(cpus=1))
+    too_many = Resources(cpus=(os.cpu_count() or 1) + 1)
+    assert await local.call("skyhop_offers", resources=too_many) == []
     assert (await local.call("skyhop_check")).enabled
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
 from skyhop_core.agent.procs import pid_alive
 from skyhop_core.localrunner import LocalCommandRunner, is_excluded
 from skyhop_core.models.records import NodeInfo
