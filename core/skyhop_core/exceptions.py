@@ -62,6 +62,7 @@ class ClusterNotUpError(SkyhopError):
     """The operation needs the cluster UP; it is INIT or STOPPED."""
 
     wire_fields = ("cluster_status",)
+    cluster_status: str | None
 
 
 class ClusterOwnerIdentityMismatchError(SkyhopError):
@@ -83,6 +84,10 @@ class ResourcesUnavailableError(SkyhopError):
     """
 
     wire_fields = ("failover_history", "backend", "region", "zone")
+    failover_history: list[str]
+    backend: str | None
+    region: str | None
+    zone: str | None
 
     def __init__(self, message: str = "", **fields: Any) -> None:
         super().__init__(message, **fields)
@@ -110,6 +115,9 @@ class CommandError(SkyhopError):
     """A command on a cluster node failed."""
 
     wire_fields = ("returncode", "command", "detail")
+    returncode: int | None
+    command: str | None
+    detail: str | None
 
 
 class JobNotFoundError(SkyhopError):
@@ -124,6 +132,7 @@ class AmbiguousRequestIdError(SkyhopError):
     """A request ID prefix matches several requests; ``matches`` lists them."""
 
     wire_fields = ("matches",)
+    matches: list[str] | None
 
 
 class RequestCancelledError(SkyhopError):
@@ -150,6 +159,10 @@ class TaskValidationError(SkyhopError, ValueError):
     """
 
     wire_fields = ("source", "field", "value", "suggestion")
+    source: str | None
+    field: str | None
+    value: str | None
+    suggestion: str | None
 
 
 def all_error_types() -> dict[str, type[SkyhopError]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pluggy
@@ -53,7 +53,7 @@ class Backends:
         self._owners: dict[str, Any] = {}
         self._infos: dict[str, BackendInfo] = {}
         for impl in pm.hook.skyhop_backend_info.get_hookimpls():
-            info = impl.function()
+            info = cast(BackendInfo, impl.function())
             if info.name in self._owners:
                 continue  # the first registered wins; built-ins come first
             self._owners[info.name] = impl.plugin

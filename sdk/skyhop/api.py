@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 import attrs
 
+import skyhop_core.paths as paths
+import skyhop_core.wire as wire
 from skyhop.client import (
     DEFAULT_PORT,
     ApiClient,
@@ -22,7 +24,7 @@ from skyhop.client import (
     is_loopback,
     start_local_server,
 )
-from skyhop_core import exceptions, paths, wire
+from skyhop_core import exceptions
 from skyhop_core.models.records import RequestRecord
 
 #: Operations whose records ``get`` returns as plain dicts (SkyPilot-compatible).

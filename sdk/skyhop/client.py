@@ -39,7 +39,9 @@ from urllib.parse import urlparse
 import httpx
 
 import skyhop_core
-from skyhop_core import exceptions, paths, wire
+import skyhop_core.paths as paths
+import skyhop_core.wire as wire
+from skyhop_core import exceptions
 
 DEFAULT_PORT = 46590
 DEFAULT_ENDPOINT = f"http://127.0.0.1:{DEFAULT_PORT}"

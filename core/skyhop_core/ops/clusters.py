@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import trio
 
 from skyhop_core.exceptions import NotSupportedError
@@ -199,11 +200,10 @@ async def start(ctx: RequestContext, p: P.StartParams) -> None:
                 ctx, p.cluster_name, task, target=OptimizeTarget.COST,
                 retry_until_up=p.retry_until_up, previous=record,
             )
-    if p.idle_minutes_to_autostop is not None and handle is not None:
+    minutes = p.idle_minutes_to_autostop
+    if minutes is not None and handle is not None:
         require_feature(ctx, handle.backend, Feature.AUTOSTOP, "autostop")
-        await ctx.services.store.run(
-            lambda c: cl.set_autostop(c, p.cluster_name, p.idle_minutes_to_autostop, p.down)
-        )
+        await ctx.services.store.run(lambda c: cl.set_autostop(c, p.cluster_name, minutes, p.down))
 
 
 async def autostop(ctx: RequestContext, p: P.AutostopParams) -> None:
@@ -266,7 +266,7 @@ async def _refresh(ctx: RequestContext, record: ClusterRecord) -> ClusterRecord 
         new = ClusterStatus.INIT
     if new is not record.status:
         await store.run(lambda c: cl.update(c, record.name, status=new))
-        record = await store.run(cl.get, record.name) or record
+        record = attrs.evolve(record, status=new)
     return record
 
 
