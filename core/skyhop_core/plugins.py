@@ -6,7 +6,9 @@ Built-in and third-party backends are found the same way: entry points in the gr
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import os
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -104,7 +106,9 @@ def load_backends(
 ) -> Backends:
     """Build the plugin manager: the default agent plugin, entry points, then extras.
 
-    ``extra_plugins`` lets tests and embedders register plugin objects directly.
+    ``extra_plugins`` lets tests and embedders register plugin objects directly; the
+    ``SKYHOP_PLUGINS`` environment variable (comma-separated module names, like pytest's
+    ``PYTEST_PLUGINS``) loads plugins that are importable but not installed as packages.
     """
     from skyhop_core import agentjobs
 
@@ -121,6 +125,12 @@ def load_backends(
                 pm.register(plugin, name=ep.name)
             except Exception as exc:  # a broken third-party plugin must not break skyhop
                 broken.append(BrokenPlugin(ep.name, f"{type(exc).__name__}: {exc}"))
+    for module_name in filter(None, os.environ.get("SKYHOP_PLUGINS", "").split(",")):
+        module_name = module_name.strip()
+        try:
+            pm.register(importlib.import_module(module_name), name=module_name)
+        except Exception as exc:
+            broken.append(BrokenPlugin(module_name, f"{type(exc).__name__}: {exc}"))
     for plugin in extra_plugins:
         pm.register(plugin)
     return Backends(pm, broken)

@@ -47,6 +47,7 @@ def validate_exec(p: P.ExecParams) -> None:
 
 
 async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
+    """Provision (or reuse) a cluster and run the task on it; returns the job ID and handle."""
     task, per_rank = parse_task(p.task)
     name = p.cluster_name or generate_cluster_name(ctx.user.name)
     if p.dryrun:
@@ -118,6 +119,7 @@ async def _apply_autostop(
 
 
 async def exec_(ctx: RequestContext, p: P.ExecParams) -> dict[str, Any]:
+    """Run a task on an existing UP cluster (workdir synced, setup skipped)."""
     task, per_rank = parse_task(p.task)
     record = await get_cluster(ctx, p.cluster_name)
     handle = require_up(record)
@@ -138,6 +140,7 @@ async def exec_(ctx: RequestContext, p: P.ExecParams) -> dict[str, Any]:
 
 
 async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
+    """Stop a cluster, keeping its disks; cancels the cluster's other requests first."""
     record = await get_cluster(ctx, p.cluster_name)
     require_feature(ctx, record.backend, Feature.STOP, "stopping clusters (use `skyhop down`)")
     await _cancel_others(ctx, p.cluster_name)
@@ -154,6 +157,7 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
 
 
 async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
+    """Tear a cluster down; cancels the cluster's other requests first."""
     await get_cluster(ctx, p.cluster_name)
     await _cancel_others(ctx, p.cluster_name)
     async with ctx.services.cluster_locks[p.cluster_name]:
@@ -184,6 +188,7 @@ async def _backend_step(ctx: RequestContext, record: ClusterRecord, hook: str, p
 
 
 async def start(ctx: RequestContext, p: P.StartParams) -> None:
+    """Start a STOPPED cluster, or retry provisioning an INIT one."""
     if p.down and p.idle_minutes_to_autostop is None:
         raise ValueError("down=True needs idle_minutes_to_autostop (-i MINUTES).")
     record = await get_cluster(ctx, p.cluster_name)
@@ -207,6 +212,7 @@ async def start(ctx: RequestContext, p: P.StartParams) -> None:
 
 
 async def autostop(ctx: RequestContext, p: P.AutostopParams) -> None:
+    """Set (or, with negative minutes, cancel) autostop/autodown for a cluster."""
     record = await get_cluster(ctx, p.cluster_name)
     require_up(record)
     require_feature(ctx, record.backend, Feature.AUTOSTOP, "autostop")
@@ -221,6 +227,7 @@ async def autostop(ctx: RequestContext, p: P.AutostopParams) -> None:
 
 
 async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
+    """List clusters (the caller's unless all_users), optionally refreshed from backends."""
     records = await ctx.services.store.run(cl.list_all)
     if p.cluster_names:
         wanted = set(p.cluster_names)

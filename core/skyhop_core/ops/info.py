@@ -15,6 +15,7 @@ from skyhop_core.requests.context import RequestContext
 
 
 async def check(ctx: RequestContext, p: P.NoParams) -> list[CheckResult]:
+    """Whether each backend can be used, and how to enable those that cannot."""
     backends = ctx.services.backends
     results: dict[str, CheckResult] = {}
 

@@ -23,6 +23,7 @@ async def _queue(ctx: RequestContext, cluster_name: str, skip_finished: bool) ->
 
 
 async def queue(ctx: RequestContext, p: P.QueueParams) -> list[JobRecord]:
+    """A cluster's job queue (the caller's jobs unless all_users)."""
     jobs = await _queue(ctx, p.cluster_name, p.skip_finished)
     if not p.all_users:
         jobs = [j for j in jobs if j.user_hash == ctx.user.hash]
@@ -30,6 +31,7 @@ async def queue(ctx: RequestContext, p: P.QueueParams) -> list[JobRecord]:
 
 
 async def job_status(ctx: RequestContext, p: P.JobStatusParams) -> dict[str, JobStatus | None]:
+    """Statuses of jobs on a cluster (the latest job when no IDs are given)."""
     jobs = await _queue(ctx, p.cluster_name, False)
     by_id = {j.job_id: j.status for j in jobs}
     if p.job_ids is None:
@@ -41,6 +43,7 @@ async def job_status(ctx: RequestContext, p: P.JobStatusParams) -> dict[str, Job
 
 
 async def cancel(ctx: RequestContext, p: P.CancelParams) -> list[int]:
+    """Cancel jobs on a cluster, killing their process trees."""
     if not p.all and not p.job_ids:
         raise ValueError("Name the job IDs to cancel, or pass all=True (--all).")
     record = await get_cluster(ctx, p.cluster_name)
@@ -83,6 +86,7 @@ async def logs(ctx: RequestContext, p: P.LogsParams) -> int:
 
 
 async def download_logs(ctx: RequestContext, p: P.DownloadLogsParams) -> dict[str, str]:
+    """Copy job logs from a cluster under the persistent path; returns their paths."""
     record = await get_cluster(ctx, p.cluster_name)
     handle = require_up(record)
     bctx = backend_ctx(ctx, handle.backend)

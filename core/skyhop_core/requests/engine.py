@@ -13,6 +13,7 @@ server died are FAILED with :class:`ServerRestartedError`, PENDING ones run agai
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,22 @@ if TYPE_CHECKING:
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 DEFAULT_LIMITS = {"short": 64, "long": 16, "stream": 256}
+
+
+def slot_limits(spec: str | None = None) -> dict[str, int]:
+    """Slots per scheduling class: the defaults, overridden by ``SKYHOP_REQUEST_SLOTS``
+    (e.g. ``long=4,short=128``)."""
+    limits = dict(DEFAULT_LIMITS)
+    spec = os.environ.get("SKYHOP_REQUEST_SLOTS", "") if spec is None else spec
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, value = item.partition("=")
+        if name not in limits or not value.isdigit() or int(value) < 1:
+            raise ValueError(
+                f"SKYHOP_REQUEST_SLOTS: {item!r} is not CLASS=N with CLASS one of "
+                f"{', '.join(limits)} and N >= 1."
+            )
+        limits[name] = int(value)
+    return limits
 
 
 @attrs.frozen

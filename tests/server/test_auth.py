@@ -1,0 +1,214 @@
+"""A deployed (team) API server on loopback: bearer tokens, identity, ownership."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import skyhop as sky
+from conftest import ServerProcess, kill_processes_under
+from skyhop import exceptions
+from skyhop.client import ApiClient, using
+from skyhop_core.state import open_store
+from skyhop_core.state import tokens as tk
+
+
+class Team:
+    """A deployed server plus tokens for alice and bob."""
+
+    def __init__(self, root: Path) -> None:
+        self.server = ServerProcess(root, args=("--deploy",)).start()
+        self.endpoint = self.server.endpoint
+        store = open_store(root)
+        self.store = store
+        self.alice, _ = store.run_sync(tk.create, "alice")
+        self.bob, _ = store.run_sync(tk.create, "bob")
+
+    def headers(self, token: str | None, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", **extra} if token else dict(extra)
+
+    @contextlib.contextmanager
+    def as_user(self, token: str) -> Iterator[ApiClient]:
+        client = ApiClient(self.endpoint, token=token, auto_start=False)
+        with using(client):
+            yield client
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    root = tmp_path_factory.mktemp("team")
+    team = Team(root)
+    yield team
+    try:
+        team.server.stop()
+    finally:
+        team.server.kill()
+        kill_processes_under(root)
+
+
+@pytest.fixture(scope="module")
+def alice_cluster(team: Team) -> str:
+    """A local cluster that alice launched (``echo hi``)."""
+    task = sky.Task(run="echo hi", resources=sky.Resources(infra="local"))
+    with team.as_user(team.alice):
+        result = sky.stream_and_get(sky.launch(task, cluster_name="adev"), output_stream=io.StringIO())
+    assert result["job_id"] == 1
+    return "adev"
+
+
+def submit(team: Team, op: str, body: dict[str, Any], token: str | None, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{team.endpoint}/api/v1/{op}", json=body, headers=team.headers(token, **headers), timeout=30
+    )
+
+
+def test_health_is_open_and_names_a_token_holder(team: Team) -> None:
+    anonymous = httpx.get(f"{team.endpoint}/api/health").json()
+    assert anonymous["auth_required"] is True
+    assert anonymous["user"] is None
+    named = httpx.get(f"{team.endpoint}/api/health", headers=team.headers(team.alice)).json()
+    assert named["user"]["name"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/v1/status"), ("GET", "/api/status"), ("POST", "/api/cancel"),
+     ("GET", "/api/get?request_id=x"), ("GET", "/api/stream?request_id=x"), ("POST", "/api/shutdown")],
+)
+@pytest.mark.parametrize("token", [None, "skyhop_000000000000.nope", "garbage"])
+def test_no_or_bad_token_is_401_with_a_login_hint(team: Team, method: str, path: str, token: str | None) -> None:
+    r = httpx.request(method, team.endpoint + path, json={}, headers=team.headers(token))
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert error["type"] == "NotAuthenticatedError"
+    assert f"skyhop api login -e {team.endpoint} --token" in error["message"]
+
+
+def test_identity_headers_are_ignored(team: Team) -> None:
+    fake = {"X-Skyhop-User": "alice", "X-Skyhop-User-Hash": "a11ce000"}
+    assert submit(team, "status", {}, None, **fake).status_code == 401
+    request_id = submit(team, "status", {}, team.bob, **fake).json()["request_id"]
+    mine = httpx.get(
+        f"{team.endpoint}/api/status", params={"request_ids": request_id}, headers=team.headers(team.bob)
+    ).json()
+    assert [(r["user_name"], r["user_hash"]) for r in mine][0][0] == "bob"
+    assert mine[0]["user_hash"] != "a11ce000"
+
+
+@pytest.mark.parametrize(
+    ("op", "body"),
+    [
+        ("exec", {"task": {"run": "echo bob"}, "cluster_name": "adev"}),
+        ("launch", {"task": {"run": "echo bob"}, "cluster_name": "adev"}),
+        ("stop", {"cluster_name": "adev"}),
+        ("start", {"cluster_name": "adev"}),
+        ("down", {"cluster_name": "adev"}),
+        ("autostop", {"cluster_name": "adev", "idle_minutes": 5}),
+        ("queue", {"cluster_name": "adev", "all_users": True}),
+        ("job_status", {"cluster_name": "adev"}),
+        ("cancel", {"cluster_name": "adev", "all": True, "all_users": True}),
+        ("cancel", {"cluster_name": "adev", "job_ids": [1]}),
+        ("logs", {"cluster_name": "adev", "job_id": 1, "follow": False}),
+        ("download_logs", {"cluster_name": "adev"}),
+    ],
+)
+def test_bob_cannot_touch_alices_cluster(team: Team, alice_cluster: str, op: str, body: dict[str, Any]) -> None:
+    with team.as_user(team.bob), pytest.raises(exceptions.ClusterOwnerIdentityMismatchError) as info:
+        sky.get(submit(team, op, body, team.bob).json()["request_id"])
+    assert "alice" in str(info.value) and "bob" in str(info.value)
+
+
+def test_status_lists_others_clusters_only_with_all_users(team: Team, alice_cluster: str) -> None:
+    with team.as_user(team.bob):
+        assert sky.get(sky.status()) == []
+        everyone = sky.get(sky.status(all_users=True))
+    assert [(r["name"], r["user_name"]) for r in everyone] == [("adev", "alice")]
+    with team.as_user(team.alice):
+        assert [r["name"] for r in sky.get(sky.status())] == ["adev"]
+
+
+def test_alice_still_owns_her_cluster(team: Team, alice_cluster: str) -> None:
+    with team.as_user(team.alice):
+        result = sky.get(sky.exec(sky.Task(run="echo again"), cluster_name="adev"))
+        assert result["job_id"] >= 2
+        jobs = sky.get(sky.queue("adev"))
+    assert {j["username"] for j in jobs} == {"alice"}
+
+
+def test_api_status_and_cancel_respect_request_owners(team: Team, alice_cluster: str) -> None:
+    with team.as_user(team.alice):
+        # A request that keeps running: follow a job that sleeps.
+        job = sky.get(sky.exec(sky.Task(run="sleep 300"), cluster_name="adev"))["job_id"]
+        request_id = sky.submit_logs("adev", job, follow=True)
+        assert request_id in [r.request_id for r in sky.api_status()]
+    with team.as_user(team.bob):
+        assert request_id not in [r.request_id for r in sky.api_status(all_status=True)]
+        assert request_id in [r.request_id for r in sky.api_status(all_status=True, all_users=True)]
+        with pytest.raises(exceptions.PermissionDeniedError, match="only your own"):
+            sky.api_cancel(request_id)
+        with pytest.raises(exceptions.PermissionDeniedError):
+            sky.api_cancel(request_id, all_users=True)
+        with pytest.raises(exceptions.PermissionDeniedError):
+            sky.api_cancel(all_users=True)
+        assert request_id not in sky.api_cancel(all=True)
+    with team.as_user(team.alice):
+        assert request_id in [r.request_id for r in sky.api_status()]
+        assert sky.api_cancel(request_id[:12]) == [request_id]
+        assert sky.get(sky.cancel("adev", job_ids=[job])) == [job]
+
+
+def test_a_deployed_server_refuses_shutdown(team: Team) -> None:
+    r = httpx.post(f"{team.endpoint}/api/shutdown", headers=team.headers(team.alice))
+    assert r.status_code == 403
+    assert r.json()["error"]["type"] == "PermissionDeniedError"
+    assert httpx.get(f"{team.endpoint}/api/health").status_code == 200
+
+
+def test_revoked_token_is_refused_and_rotation_keeps_the_identity(team: Team) -> None:
+    carol, record = team.store.run_sync(tk.create, "carol")
+    assert submit(team, "status", {}, carol).status_code == 202
+    with pytest.raises(ValueError, match="already has an active token"):
+        team.store.run_sync(tk.create, "carol")
+    assert team.store.run_sync(tk.revoke, "carol") == 1
+    r = submit(team, "status", {}, carol)
+    assert r.status_code == 401
+    assert "invalid or revoked" in r.json()["error"]["message"]
+    again, rotated = team.store.run_sync(tk.create, "carol")
+    assert rotated.user_hash == record.user_hash
+    assert submit(team, "status", {}, again).status_code == 202
+
+
+def test_only_hashes_are_stored(team: Team) -> None:
+    import sqlalchemy as sa
+
+    from skyhop_core.state.db import api_tokens
+
+    with team.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(api_tokens)).all()
+    stored = " ".join(str(v) for row in rows for v in row)
+    assert team.alice not in stored and team.alice.split(".", 1)[1] not in stored
+    assert tk.hash_token(team.alice) in stored
+
+
+def test_a_local_server_trusts_headers_but_guards_other_users_requests(make_server: Any) -> None:
+    server = make_server()
+    alice = {"X-Skyhop-User": "alice", "X-Skyhop-User-Hash": "a11ce000"}
+    bob = {"X-Skyhop-User": "bob", "X-Skyhop-User-Hash": "b0b00000"}
+    health = httpx.get(f"{server.endpoint}/api/health", headers=alice).json()
+    assert health["auth_required"] is False
+    assert health["user"] == {"name": "alice", "hash": "a11ce000"}
+    request_id = httpx.post(f"{server.endpoint}/api/v1/status", json={}, headers=alice).json()["request_id"]
+    r = httpx.post(f"{server.endpoint}/api/cancel", json={"request_ids": [request_id]}, headers=bob)
+    assert r.status_code == 403
+    assert "--all-users" in r.json()["error"]["message"]
+    r = httpx.post(
+        f"{server.endpoint}/api/cancel", json={"request_ids": [request_id], "all_users": True}, headers=bob
+    )
+    assert r.status_code == 200
