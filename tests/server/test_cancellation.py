@@ -145,7 +145,7 @@ def test_running_requests_fail_and_pending_ones_run_after_a_sigkill(make_server,
 
 def test_finished_requests_expire_with_their_logs(make_server):
     server = make_server(env={"SKYHOP_REQUEST_RETENTION_SECONDS": "1"})
-    request_id = submit(server, "status", {})
+    request_id = submit(server, "queue", {"cluster_name": "gone"})  # fails, and logs why
     result(server, request_id)
     log = server.root / "requests" / f"{request_id}.log"
     assert log.exists()

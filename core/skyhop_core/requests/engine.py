@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import time
+import types
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 DEFAULT_LIMITS = {"short": 64, "long": 16, "stream": 256}
+
+#: Finished requests whose outcome is kept in memory for clients waiting on them.
+FINISHED_CACHE_SIZE = 20_000
 
 
 def slot_limits(spec: str | None = None) -> dict[str, int]:
@@ -82,6 +87,7 @@ class Engine:
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, trio.CancelScope] = {}
         self._done: dict[str, trio.Event] = {}
+        self._finished: OrderedDict[str, Any] = OrderedDict()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -110,6 +116,7 @@ class Engine:
             if expired:
                 await self.services.store.run(rq.delete, expired)
                 for request_id in expired:
+                    self._finished.pop(request_id, None)
                     self.services.logs.remove(request_id)
             await trio.sleep(min(3600.0, max(1.0, self.retention_seconds / 10)))
 
@@ -132,19 +139,32 @@ class Engine:
         params = self.parse(name, body)
         op = self.operations[name]
         request_id = str(uuid.uuid4())
-        await self.services.store.run(
-            lambda conn: rq.insert(
-                conn,
-                request_id=request_id,
-                name=name,
-                user_name=user.name,
-                user_hash=user.hash,
-                cluster_name=getattr(params, "cluster_name", None),
-                schedule_type=op.schedule,
-                body=body,
+        # A free slot is taken now, so the row is written once, already RUNNING.
+        limiter = self.limiters[op.schedule]
+        try:
+            limiter.acquire_on_behalf_of_nowait(request_id)
+            holds_slot = True
+        except trio.WouldBlock:
+            holds_slot = False
+        try:
+            await self.services.store.run(
+                lambda conn: rq.insert(
+                    conn,
+                    request_id=request_id,
+                    name=name,
+                    user_name=user.name,
+                    user_hash=user.hash,
+                    cluster_name=getattr(params, "cluster_name", None),
+                    schedule_type=op.schedule,
+                    body=body,
+                    running=holds_slot,
+                )
             )
-        )
-        self._start(request_id, op, params, user)
+        except BaseException:
+            if holds_slot:
+                limiter.release_on_behalf_of(request_id)
+            raise
+        self._start(request_id, op, params, user, holds_slot)
         return request_id
 
     def _spawn(self, row: Any) -> None:
@@ -154,15 +174,37 @@ class Engine:
             return
         self._start(row.request_id, op, self.parse(row.name, row.body), user)
 
-    def _start(self, request_id: str, op: Operation, params: Any, user: User) -> None:
+    def _start(
+        self, request_id: str, op: Operation, params: Any, user: User, holds_slot: bool = False
+    ) -> None:
         assert self._nursery is not None, "engine not started"
         scope = trio.CancelScope()
         self._scopes[request_id] = scope
         self._done[request_id] = trio.Event()
-        self._nursery.start_soon(self._run, request_id, op, params, user, scope)
+        self._nursery.start_soon(self._run, request_id, op, params, user, scope, holds_slot)
+
+    async def _execute(
+        self, ctx: RequestContext, op: Operation, params: Any, holds_slot: bool
+    ) -> tuple[bool, Any]:
+        """Run the handler in a slot of its class; (False, None) if it never started."""
+        limiter = self.limiters[op.schedule]
+        if not holds_slot:
+            await limiter.acquire_on_behalf_of(ctx.request_id)
+        try:
+            if not holds_slot and not await self.services.store.run(rq.set_running, ctx.request_id):
+                return False, None
+            return True, await op.handler(ctx, params)
+        finally:
+            limiter.release_on_behalf_of(ctx.request_id)
 
     async def _run(
-        self, request_id: str, op: Operation, params: Any, user: User, scope: trio.CancelScope
+        self,
+        request_id: str,
+        op: Operation,
+        params: Any,
+        user: User,
+        scope: trio.CancelScope,
+        holds_slot: bool,
     ) -> None:
         store = self.services.store
         writer = RequestLogWriter(self.services.logs, request_id)
@@ -170,10 +212,9 @@ class Engine:
         status, result, error = RequestStatus.CANCELLED, None, None
         try:
             with scope:
-                async with self.limiters[op.schedule]:
-                    if await store.run(rq.set_running, request_id):
-                        value = await op.handler(ctx, params)
-                        status, result = RequestStatus.SUCCEEDED, wire.encode_result(op.name, value)
+                ran, value = await self._execute(ctx, op, params, holds_slot)
+                if ran:
+                    status, result = RequestStatus.SUCCEEDED, wire.encode_result(op.name, value)
             if scope.cancelled_caught:
                 status = RequestStatus.CANCELLED
         except Exception as exc:
@@ -192,17 +233,32 @@ class Engine:
                     lambda conn: rq.finish(conn, request_id, status, result=result, error=error)
                 )
                 writer.close()
+                self._remember(request_id, op.name, status, result, error)
                 self._scopes.pop(request_id, None)
                 self._done.pop(request_id).set()
+
+    def _remember(
+        self, request_id: str, name: str, status: RequestStatus, result: Any, error: Any
+    ) -> None:
+        """Keep recent outcomes in memory so waiting clients need no database read."""
+        self._finished[request_id] = types.SimpleNamespace(
+            request_id=request_id, name=name, status=status.value, result=result, error=error
+        )
+        while len(self._finished) > FINISHED_CACHE_SIZE:
+            self._finished.popitem(last=False)
 
     # --- following and cancelling ----------------------------------------------------------
 
     async def resolve(self, prefix: str) -> str:
+        if prefix in self._done or prefix in self._finished:
+            return prefix  # a full ID this server knows
         return await self.services.store.run(rq.resolve_prefix, prefix)
 
     async def is_finished(self, request_id: str) -> bool:
         if request_id in self._done:
             return False
+        if request_id in self._finished:
+            return True
         row = await self.services.store.run(rq.get_row, request_id)
         return row is None or RequestStatus(row.status).is_terminal()
 
@@ -211,6 +267,8 @@ class Engine:
         event = self._done.get(request_id)
         if event is not None:
             await event.wait()
+        if request_id in self._finished:
+            return self._finished[request_id]
         return await self.services.store.run(rq.get_row, request_id)
 
     async def cancel(self, request_ids: list[str]) -> tuple[list[str], list[str]]:

@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import trio
 
@@ -49,18 +50,24 @@ class RequestLogWriter:
     def __init__(self, hub: LogHub, request_id: str) -> None:
         self._hub = hub
         self._request_id = request_id
-        self._file = open(hub.path(request_id), "ab", buffering=0)  # noqa: SIM115
+        self._file: BinaryIO | None = None  # opened at the first write: most reads log nothing
+        self._closed = False
 
     def write(self, data: bytes) -> None:
-        if data and not self._file.closed:
-            self._file.write(data)
-            self._hub.notify(self._request_id)
+        if not data or self._closed:
+            return
+        if self._file is None:
+            self._file = open(self._hub.path(self._request_id), "ab", buffering=0)  # noqa: SIM115
+        self._file.write(data)
+        self._hub.notify(self._request_id)
 
     def line(self, message: str) -> None:
         self.write(message.rstrip("\n").encode() + b"\n")
 
     def close(self) -> None:
-        self._file.close()
+        self._closed = True
+        if self._file is not None:
+            self._file.close()
         self._hub.notify(self._request_id)
 
 

@@ -43,7 +43,10 @@ def insert(
     cluster_name: str | None,
     schedule_type: str,
     body: dict[str, Any],
+    running: bool = False,
 ) -> None:
+    """Insert a new request, PENDING (or RUNNING when it already holds a slot)."""
+    now = time.time()
     conn.execute(
         requests.insert().values(
             request_id=request_id,
@@ -51,9 +54,10 @@ def insert(
             user_name=user_name,
             user_hash=user_hash,
             cluster_name=cluster_name,
-            status=RequestStatus.PENDING.value,
+            status=(RequestStatus.RUNNING if running else RequestStatus.PENDING).value,
             schedule_type=schedule_type,
-            created_at=time.time(),
+            created_at=now,
+            started_at=now if running else None,
             body=body,
         )
     )
