@@ -134,30 +134,66 @@ class Optimizer:
                         found.append(c)
         if not found:
             raise ResourcesUnavailableError(await self._nothing_fits(resources_options, enabled))
-        return sorted(found, key=lambda c: _rank(c, target))
+        return _unique(sorted(found, key=lambda c: _rank(c, target)))
 
     async def _nothing_fits(self, resources_options: Sequence[Any], enabled: list[str]) -> str:
         asked = "; ".join(str(r) for r in resources_options)
-        nearest: list[str] = []
+        existing: list[Offer] = []
         for name in enabled:
             try:
-                offers = await self.backends.call(
+                existing += await self.backends.call(
                     name, "skyhop_offers", ctx=self.ctx_factory(name), resources=_anything()
                 )
             except Exception:
                 continue
-            for o in offers[:3]:
-                gpus = ",".join(f"{k}:{v}" for k, v in o.accelerators.items()) or "no GPUs"
-                nearest.append(f"{infra_label(self.backends, o)} {o.instance_type}: "
-                               f"{o.cpus:g} vCPUs, {o.memory_gb:g} GB, {gpus}")
         msg = f"No resources satisfy the request ({asked})."
+        nearest = nearest_offers(resources_options, existing)
         if nearest:
-            msg += " Offers that exist: " + "; ".join(nearest[:6]) + "."
+            msg += " Nearest offers that exist: " + "; ".join(
+                self._describe(o) for o in nearest) + "."  # fmt: skip
         if not enabled:
             msg += " No backend is enabled: run `skyhop check`."
         else:
             msg += " Relax cpus/memory/accelerators or choose another infra."
         return msg
+
+    def _describe(self, o: Offer) -> str:
+        name = self.backends.info(o.backend).display_name
+        where = f" ({o.region})" if o.region else ""
+        gpus = ",".join(f"{k}:{v}" for k, v in o.accelerators.items()) or "no GPUs"
+        return (f"{name}{where} {o.instance_type}: {o.cpus:g} vCPUs, {o.memory_gb:g} GB, "
+                f"{gpus}, ${o.price:.2f}/h")  # fmt: skip
+
+
+def nearest_offers(resources_options: Sequence[Any], offers: Sequence[Offer],
+                   limit: int = 5) -> list[Offer]:  # fmt: skip
+    """The offers closest to what was asked (same accelerator first, then size), one per
+    instance type and region, cheapest zone kept."""
+    best: dict[tuple[str, str, str | None], Offer] = {}
+    for o in offers:
+        key = (o.backend, o.instance_type, o.region)
+        if key not in best or o.price < best[key].price:
+            best[key] = o
+    return sorted(best.values(), key=lambda o: min(_distance(r, o) for r in resources_options)
+                  if resources_options else (o.price,))[:limit]  # fmt: skip
+
+
+def _distance(resources: Any, offer: Offer) -> tuple[float, ...]:
+    """How far ``offer`` is from ``resources`` (smaller is nearer), for error messages."""
+    wanted = {k.lower(): v for k, v in (getattr(resources, "accelerators", None) or {}).items()}
+    have = {k.lower(): v for k, v in offer.accelerators.items()}
+    if wanted:
+        same = [n for n in wanted if n in have]
+        kind = 0 if same else (1 if have else 2)
+        count = sum(abs(have.get(n, 0) - c) for n, c in wanted.items())
+    else:
+        kind, count = (1 if have else 0), 0
+    place = 0 if resources.backend in (None, offer.backend) else 1
+    cpus = resources.cpus_requirement()[0]
+    memory = resources.memory_requirement()[0]
+    size = abs(offer.cpus - cpus) / max(cpus, 1.0) if cpus else 0.0
+    size += abs(offer.memory_gb - memory) / max(memory, 1.0) if memory else 0.0
+    return (kind, place, count, size, offer.price)
 
 
 def _anything() -> Any:
@@ -174,6 +210,18 @@ def _is_blocked(c: Candidate, blocked: frozenset[tuple[str, str | None, str | No
         if b_region is None or (b_region == region and (b_zone is None or b_zone == zone)):
             return True
     return False
+
+
+def _unique(ranked: list[Candidate]) -> list[Candidate]:
+    """Drop repeats of the same offer (several options can match one machine)."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for c in ranked:
+        key = (*c.place(), c.offer.instance_type, c.use_spot)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
 
 
 def _rank(c: Candidate, target: OptimizeTarget) -> tuple[Any, ...]:

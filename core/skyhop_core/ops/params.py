@@ -103,5 +103,13 @@ class OptimizeParams:
 
 
 @attrs.frozen
+class ShowGpusParams:
+    """show-gpus: ``name`` filters by accelerator; ``infra`` limits to a backend/region."""
+
+    name: str | None = None
+    infra: str | None = None
+
+
+@attrs.frozen
 class NoParams:
     pass

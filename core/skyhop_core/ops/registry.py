@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, info, jobs
+from skyhop_core.ops import clusters, gpus, info, jobs
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -23,5 +23,6 @@ def operations() -> dict[str, Operation]:
         Operation("download_logs", P.DownloadLogsParams, jobs.download_logs, "stream"),
         Operation("optimize", P.OptimizeParams, info.optimize, "short"),
         Operation("check", P.NoParams, info.check, "short"),
+        Operation("show_gpus", P.ShowGpusParams, gpus.show_gpus, "short"),
     ]
     return {op.name: op for op in ops}

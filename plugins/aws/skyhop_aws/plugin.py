@@ -1,39 +1,50 @@
-"""The ``aws`` backend plugin (placeholder: declared, disabled until it is implemented).
+"""The ``aws`` backend plugin: EC2 instances reached over SSH.
 
-It implements only :func:`skyhop_backend_info` and :func:`skyhop_check`. The check looks
-for the SDK with :func:`importlib.util.find_spec` and never imports it, so loading this
-plugin stays cheap and works without the ``aws`` extra installed.
+:class:`AwsPlugin` implements the hooks; its one dependency, the boto3 client factory,
+is passed in (tests inject a factory whose clients talk to moto and simulate errors).
+The module itself is what the entry point registers: its hook functions are the bound
+methods of a default instance that uses boto3's standard configuration. Nothing here
+imports boto3 at import time; ``skyhop check`` without it says how to install it.
+
+Config (``aws:`` in the config file): ``regions`` (list: restrict offers), ``image_id``
+(str, or region -> AMI), ``ssh_user`` (default ``ubuntu``), ``poll_interval`` (seconds).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 
+from skyhop_aws import catalog, provisioner
+from skyhop_aws.aws import ClientFactory, default_client_factory, in_thread
+from skyhop_aws.runner import make_runner
 from skyhop_core.context import BackendContext
+from skyhop_core.exceptions import CredentialsError
 from skyhop_core.hookspecs import hookimpl
-from skyhop_core.models.records import BackendInfo, CheckResult, Feature
+from skyhop_core.models.records import (
+    BackendInfo,
+    CheckResult,
+    ClusterHandle,
+    Feature,
+    NodeInfo,
+    NodeStatus,
+    Offer,
+    ProvisionRequest,
+)
+from skyhop_core.models.resources import Resources
+from skyhop_core.runner import CommandRunner
 
 NAME = "aws"
 #: Importable modules the backend needs, each with the distribution that provides it.
 SDK_MODULES = {"boto3": "boto3"}
 INSTALL_FIX = "pip install 'skyhop[aws]'"
-
-
-@hookimpl
-def skyhop_backend_info() -> BackendInfo:
-    return BackendInfo(
-        name=NAME,
-        display_name="AWS",
-        features=frozenset(
-            {Feature.STOP, Feature.AUTOSTOP, Feature.SPOT, Feature.MULTI_NODE, Feature.OPEN_PORTS}
-        ),
-        description="Amazon Web Services EC2 instances.",
-    )
+CREDENTIALS_FIX = (
+    "Run `aws configure` (or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)."
+)
+CHECK_REGION = "us-east-1"
 
 
 def _importable(module: str) -> bool:
-    # find_spec imports a dotted name's parent (e.g. the ``google`` namespace), never the
-    # module itself; a missing parent raises instead of returning None.
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
@@ -45,18 +56,106 @@ def missing_sdk() -> list[str]:
     return [dist for module, dist in SDK_MODULES.items() if not _importable(module)]
 
 
-@hookimpl
-async def skyhop_check(ctx: BackendContext) -> CheckResult:
-    missing = missing_sdk()
-    if missing:
-        return CheckResult(
-            backend=NAME,
-            enabled=False,
-            reason=f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed.",
-            fix=INSTALL_FIX,
+def _caller_identity(factory: ClientFactory, region: str) -> str:
+    return str(factory("sts", region).get_caller_identity()["Arn"])
+
+
+class AwsPlugin:
+    """The AWS backend's hooks, with the boto3 client factory injected."""
+
+    def __init__(self, client_factory: ClientFactory = default_client_factory) -> None:
+        self.client_factory = client_factory
+
+    @hookimpl
+    def skyhop_backend_info(self) -> BackendInfo:
+        return BackendInfo(
+            name=NAME,
+            display_name="AWS",
+            features=frozenset(
+                {
+                    Feature.STOP,
+                    Feature.AUTOSTOP,
+                    Feature.SPOT,
+                    Feature.MULTI_NODE,
+                    Feature.OPEN_PORTS,
+                }  # fmt: skip
+            ),
+            description="Amazon Web Services EC2 instances, reached over SSH.",
         )
-    return CheckResult(
-        backend=NAME,
-        enabled=False,
-        reason="The AWS backend is not yet available in this release.",
-    )
+
+    @hookimpl
+    async def skyhop_check(self, ctx: BackendContext) -> CheckResult:
+        missing = missing_sdk()
+        if missing:
+            return CheckResult(
+                backend=NAME, enabled=False, fix=INSTALL_FIX,
+                reason=f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                "not installed.",
+            )  # fmt: skip
+        region = str(ctx.config.get("check_region", CHECK_REGION))
+        try:
+            arn = await in_thread(
+                _caller_identity, self.client_factory, region, place=(region, None)
+            )
+        except CredentialsError as exc:
+            return CheckResult(NAME, False, reason=str(exc), fix=CREDENTIALS_FIX)
+        except Exception as exc:
+            return CheckResult(NAME, False, reason=f"AWS STS check failed: {exc}",
+                               fix=CREDENTIALS_FIX)  # fmt: skip
+        return CheckResult(NAME, True, details={"identity": arn})
+
+    @hookimpl
+    async def skyhop_offers(self, ctx: BackendContext, resources: Resources) -> list[Offer]:
+        offers = catalog.offers_for(resources)
+        allowed = ctx.config.get("regions")
+        if allowed:
+            offers = [o for o in offers if o.region in set(allowed)]
+        return offers
+
+    @hookimpl
+    async def skyhop_provision(
+        self, ctx: BackendContext, request: ProvisionRequest
+    ) -> ClusterHandle:
+        return await provisioner.provision(ctx, self.client_factory, request)
+
+    @hookimpl
+    async def skyhop_stop(self, ctx: BackendContext, handle: ClusterHandle) -> None:
+        await provisioner.stop(ctx, self.client_factory, handle)
+
+    @hookimpl
+    async def skyhop_start(self, ctx: BackendContext, handle: ClusterHandle) -> ClusterHandle:
+        return await provisioner.start(ctx, self.client_factory, handle)
+
+    @hookimpl
+    async def skyhop_down(self, ctx: BackendContext, handle: ClusterHandle) -> None:
+        await provisioner.down(ctx, self.client_factory, handle)
+
+    @hookimpl
+    async def skyhop_query(self, ctx: BackendContext, handle: ClusterHandle) -> list[NodeStatus]:
+        return await provisioner.query(ctx, self.client_factory, handle)
+
+    @hookimpl
+    async def skyhop_open_ports(
+        self, ctx: BackendContext, handle: ClusterHandle, ports: Sequence[int]
+    ) -> ClusterHandle:
+        return await provisioner.open_ports(ctx, self.client_factory, handle, ports)
+
+    @hookimpl
+    def skyhop_command_runner(
+        self, ctx: BackendContext, handle: ClusterHandle, node: NodeInfo
+    ) -> CommandRunner:
+        return make_runner(ctx, node)
+
+
+_DEFAULT = AwsPlugin()
+# The entry point registers this module: its hooks are the default instance's.
+skyhop_backend_info = _DEFAULT.skyhop_backend_info
+skyhop_check = _DEFAULT.skyhop_check
+skyhop_offers = _DEFAULT.skyhop_offers
+skyhop_provision = _DEFAULT.skyhop_provision
+skyhop_stop = _DEFAULT.skyhop_stop
+skyhop_start = _DEFAULT.skyhop_start
+skyhop_down = _DEFAULT.skyhop_down
+skyhop_query = _DEFAULT.skyhop_query
+skyhop_open_ports = _DEFAULT.skyhop_open_ports
+skyhop_command_runner = _DEFAULT.skyhop_command_runner
