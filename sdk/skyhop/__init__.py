@@ -56,6 +56,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "OptimizeTarget": ("skyhop_core.models.status", "OptimizeTarget"),
     "StatusRefreshMode": ("skyhop_core.models.status", "StatusRefreshMode"),
     "exceptions": ("skyhop_core.exceptions", None),
+    "aio": ("skyhop.aio", None),
 }
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from skyhop import aio as aio
     from skyhop.sdk import (
         api_cancel,
         api_info,
