@@ -20,6 +20,8 @@
     ├── ServerRestartedError              the request was running when its server died
     ├── ApiServerError                    the client cannot reach or talk to the server
     │   └── ApiVersionMismatchError
+    ├── NotAuthenticatedError             a deployed server needs a valid bearer token (401)
+    ├── PermissionDeniedError             the caller may not do that (403)
     └── TaskValidationError (also a ValueError)
 
 Every exception crosses the HTTP API as ``{"type": <class name>, "message": ..., "args":
@@ -149,6 +151,14 @@ class ApiServerError(SkyhopError):
 
 class ApiVersionMismatchError(ApiServerError):
     """The client and the server speak incompatible API versions."""
+
+
+class NotAuthenticatedError(SkyhopError):
+    """A deployed API server got no token, or an unknown or revoked one (HTTP 401)."""
+
+
+class PermissionDeniedError(SkyhopError):
+    """The caller is known but may not do this, e.g. cancel another user's request (403)."""
 
 
 class TaskValidationError(SkyhopError, ValueError):

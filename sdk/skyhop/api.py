@@ -19,6 +19,7 @@ import skyhop_core.wire as wire
 from skyhop.client import (
     DEFAULT_PORT,
     ApiClient,
+    ClientBase,
     RequestInterrupted,
     current_client,
     is_loopback,
@@ -92,8 +93,15 @@ def _print_file(log_path: str, tail: int | None, out: TextIO) -> None:
     out.flush()
 
 
+#: ``GET /api/status`` parameters that list every request of yours.
+_ALL_REQUESTS = {"all": "true"}
+
+
 def _latest_request_id(client: ApiClient) -> str:
-    data = client.call("GET", "/api/status", params={"all": "true"})
+    return _latest_of(client.call("GET", "/api/status", params=_ALL_REQUESTS))
+
+
+def _latest_of(data: Any) -> str:
     records: list[RequestRecord] = wire.structure(data, list[RequestRecord])
     if not records:
         raise exceptions.RequestNotFoundError("You have no requests on this API server.")
@@ -110,6 +118,14 @@ def api_status(
 
     ``request_ids`` (prefixes allowed) selects requests whatever their status.
     """
+    params = _status_params(request_ids, all_status, all_users, limit)
+    data = current_client().call("GET", "/api/status", params=params)
+    return list(wire.structure(data, list[RequestRecord]))
+
+
+def _status_params(
+    request_ids: list[str] | None, all_status: bool, all_users: bool, limit: int | None
+) -> dict[str, Any]:
     params: dict[str, Any] = {
         "all": "true" if all_status else "false",
         "all_users": "true" if all_users else "false",
@@ -118,8 +134,7 @@ def api_status(
         params["limit"] = limit
     if request_ids:
         params["request_ids"] = list(request_ids)
-    data = current_client().call("GET", "/api/status", params=params)
-    return list(wire.structure(data, list[RequestRecord]))
+    return params
 
 
 def api_cancel(
@@ -131,24 +146,39 @@ def api_cancel(
 
     Synchronous; returns the IDs that were cancelled (already finished ones are skipped).
     """
-    if isinstance(request_ids, str):
-        request_ids = [request_ids]
-    if not request_ids and not all and not all_users:
-        raise ValueError("Name the request IDs to cancel, or pass all=True or all_users=True.")
-    body = {"request_ids": list(request_ids or []), "all": all, "all_users": all_users}
+    body = _cancel_body(request_ids, all_users, all)
     data = current_client().call("POST", "/api/cancel", json=body)
     return [str(i) for i in data.get("cancelled", [])]
 
 
+def _cancel_body(
+    request_ids: str | list[str] | None,
+    all_users: bool,
+    all: bool,  # noqa: A002
+) -> dict[str, Any]:
+    if isinstance(request_ids, str):
+        request_ids = [request_ids]
+    if not request_ids and not all and not all_users:
+        raise ValueError("Name the request IDs to cancel, or pass all=True or all_users=True.")
+    return {"request_ids": list(request_ids or []), "all": all, "all_users": all_users}
+
+
 def api_info() -> dict[str, Any]:
-    """The server's health document plus ``endpoint`` and ``user`` (name and hash)."""
+    """The server's health document plus ``endpoint`` and ``user`` (name and hash).
+
+    ``user`` is who the server takes the caller to be (the token's name on a deployed
+    server, ``None`` when it requires a token and got no valid one); a local server that
+    does not say falls back to this client's own identity.
+    """
     client = current_client()
-    info = client.ensure_server()
-    return {
-        **info,
-        "endpoint": client.endpoint,
-        "user": {"name": client.user_name, "hash": client.user_hash},
-    }
+    return _info_of(client, client.ensure_server())
+
+
+def _info_of(client: ClientBase, info: dict[str, Any]) -> dict[str, Any]:
+    user = info.get("user")
+    if user is None and not info.get("auth_required"):
+        user = {"name": client.user_name, "hash": client.user_hash}
+    return {**info, "endpoint": client.endpoint, "user": user}
 
 
 def _local_client(host: str, port: int | None) -> ApiClient:

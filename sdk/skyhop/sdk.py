@@ -19,6 +19,7 @@ block until the cluster is up (and its setup job, if any, has finished).
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
@@ -40,8 +41,43 @@ if TYPE_CHECKING:
     from skyhop_core.models import Task
 
 
+class _Captured(BaseException):
+    """Raised by :func:`_submit` under :func:`build_request`: the request, not sent."""
+
+    def __init__(self, operation: str, body: dict[str, Any]) -> None:
+        super().__init__(operation)
+        self.operation = operation
+        self.body = body
+
+
+_capturing: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "skyhop_capture_requests", default=False
+)
+
+
 def _submit(operation: str, body: dict[str, Any]) -> str:
+    if _capturing.get():
+        raise _Captured(operation, body)
     return current_client().submit(operation, body)
+
+
+def build_request(
+    function: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[str, dict[str, Any]]:
+    """``(operation, body)`` of the first request ``function(*args, **kwargs)`` submits.
+
+    The function runs (validating its arguments and building the body) up to its first
+    submission, which is returned instead of sent. :mod:`skyhop.aio` uses it so both
+    SDKs send the same bodies.
+    """
+    token = _capturing.set(True)
+    try:
+        function(*args, **kwargs)
+    except _Captured as captured:
+        return captured.operation, captured.body
+    finally:
+        _capturing.reset(token)
+    raise RuntimeError(f"{getattr(function, '__name__', function)!r} submitted no request")
 
 
 def _enum_value(value: Any) -> Any:
@@ -287,6 +323,13 @@ def optimize(task: Task | dict[str, Any], cluster_name: str | None = None) -> st
 def check() -> str:
     """Check which backends are usable. The result is a list of ``CheckResult``."""
     return _submit("check", {})
+
+
+def show_gpus(name: str | None = None, infra: str | None = None) -> str:
+    """Accelerators the enabled backends offer. The result is a list of dicts with
+    accelerator, count, backend, instance_type, cpus, memory_gb, price, spot_price, region.
+    """
+    return _submit("show_gpus", {"name": name, "infra": infra})
 
 
 # --- jobs ----------------------------------------------------------------------------

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 import skyhop as sky
-from conftest import ServerProcess, kill_processes_under
-from skyhop import exceptions
+from skyhop import exceptions, sdk
 from skyhop.client import ApiClient, using
 from skyhop_core.state import open_store
 from skyhop_core.state import tokens as tk
@@ -22,8 +21,8 @@ from skyhop_core.state import tokens as tk
 class Team:
     """A deployed server plus tokens for alice and bob."""
 
-    def __init__(self, root: Path) -> None:
-        self.server = ServerProcess(root, args=("--deploy",)).start()
+    def __init__(self, root: Path, server_class: Any) -> None:
+        self.server = server_class(root, args=("--deploy",)).start()
         self.endpoint = self.server.endpoint
         store = open_store(root)
         self.store = store
@@ -42,15 +41,17 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+def team(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Team]:
     root = tmp_path_factory.mktemp("team")
-    team = Team(root)
+    import serverproc as helpers
+
+    team = Team(root, helpers.ServerProcess)
     yield team
     try:
         team.server.stop()
     finally:
         team.server.kill()
-        kill_processes_under(root)
+        helpers.kill_processes_under(root)
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +59,21 @@ def alice_cluster(team: Team) -> str:
     """A local cluster that alice launched (``echo hi``)."""
     task = sky.Task(run="echo hi", resources=sky.Resources(infra="local"))
     with team.as_user(team.alice):
-        result = sky.stream_and_get(sky.launch(task, cluster_name="adev"), output_stream=io.StringIO())
+        result = sky.stream_and_get(
+            sky.launch(task, cluster_name="adev"), output_stream=io.StringIO()
+        )
     assert result["job_id"] == 1
     return "adev"
 
 
-def submit(team: Team, op: str, body: dict[str, Any], token: str | None, **headers: str) -> httpx.Response:
+def submit(
+    team: Team, op: str, body: dict[str, Any], token: str | None, **headers: str
+) -> httpx.Response:
     return httpx.post(
-        f"{team.endpoint}/api/v1/{op}", json=body, headers=team.headers(token, **headers), timeout=30
+        f"{team.endpoint}/api/v1/{op}",
+        json=body,
+        headers=team.headers(token, **headers),
+        timeout=30,
     )
 
 
@@ -79,11 +87,19 @@ def test_health_is_open_and_names_a_token_holder(team: Team) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/api/v1/status"), ("GET", "/api/status"), ("POST", "/api/cancel"),
-     ("GET", "/api/get?request_id=x"), ("GET", "/api/stream?request_id=x"), ("POST", "/api/shutdown")],
+    [
+        ("POST", "/api/v1/status"),
+        ("GET", "/api/status"),
+        ("POST", "/api/cancel"),
+        ("GET", "/api/get?request_id=x"),
+        ("GET", "/api/stream?request_id=x"),
+        ("POST", "/api/shutdown"),
+    ],
 )
 @pytest.mark.parametrize("token", [None, "skyhop_000000000000.nope", "garbage"])
-def test_no_or_bad_token_is_401_with_a_login_hint(team: Team, method: str, path: str, token: str | None) -> None:
+def test_no_or_bad_token_is_401_with_a_login_hint(
+    team: Team, method: str, path: str, token: str | None
+) -> None:
     r = httpx.request(method, team.endpoint + path, json={}, headers=team.headers(token))
     assert r.status_code == 401
     error = r.json()["error"]
@@ -96,7 +112,9 @@ def test_identity_headers_are_ignored(team: Team) -> None:
     assert submit(team, "status", {}, None, **fake).status_code == 401
     request_id = submit(team, "status", {}, team.bob, **fake).json()["request_id"]
     mine = httpx.get(
-        f"{team.endpoint}/api/status", params={"request_ids": request_id}, headers=team.headers(team.bob)
+        f"{team.endpoint}/api/status",
+        params={"request_ids": request_id},
+        headers=team.headers(team.bob),
     ).json()
     assert [(r["user_name"], r["user_hash"]) for r in mine][0][0] == "bob"
     assert mine[0]["user_hash"] != "a11ce000"
@@ -119,8 +137,13 @@ def test_identity_headers_are_ignored(team: Team) -> None:
         ("download_logs", {"cluster_name": "adev"}),
     ],
 )
-def test_bob_cannot_touch_alices_cluster(team: Team, alice_cluster: str, op: str, body: dict[str, Any]) -> None:
-    with team.as_user(team.bob), pytest.raises(exceptions.ClusterOwnerIdentityMismatchError) as info:
+def test_bob_cannot_touch_alices_cluster(
+    team: Team, alice_cluster: str, op: str, body: dict[str, Any]
+) -> None:
+    with (
+        team.as_user(team.bob),
+        pytest.raises(exceptions.ClusterOwnerIdentityMismatchError) as info,
+    ):
         sky.get(submit(team, op, body, team.bob).json()["request_id"])
     assert "alice" in str(info.value) and "bob" in str(info.value)
 
@@ -146,7 +169,7 @@ def test_api_status_and_cancel_respect_request_owners(team: Team, alice_cluster:
     with team.as_user(team.alice):
         # A request that keeps running: follow a job that sleeps.
         job = sky.get(sky.exec(sky.Task(run="sleep 300"), cluster_name="adev"))["job_id"]
-        request_id = sky.submit_logs("adev", job, follow=True)
+        request_id = sdk.submit_logs("adev", job, follow=True)
         assert request_id in [r.request_id for r in sky.api_status()]
     with team.as_user(team.bob):
         assert request_id not in [r.request_id for r in sky.api_status(all_status=True)]
@@ -204,11 +227,15 @@ def test_a_local_server_trusts_headers_but_guards_other_users_requests(make_serv
     health = httpx.get(f"{server.endpoint}/api/health", headers=alice).json()
     assert health["auth_required"] is False
     assert health["user"] == {"name": "alice", "hash": "a11ce000"}
-    request_id = httpx.post(f"{server.endpoint}/api/v1/status", json={}, headers=alice).json()["request_id"]
+    request_id = httpx.post(f"{server.endpoint}/api/v1/status", json={}, headers=alice).json()[
+        "request_id"
+    ]
     r = httpx.post(f"{server.endpoint}/api/cancel", json={"request_ids": [request_id]}, headers=bob)
     assert r.status_code == 403
     assert "--all-users" in r.json()["error"]["message"]
     r = httpx.post(
-        f"{server.endpoint}/api/cancel", json={"request_ids": [request_id], "all_users": True}, headers=bob
+        f"{server.endpoint}/api/cancel",
+        json={"request_ids": [request_id], "all_users": True},
+        headers=bob,
     )
     assert r.status_code == 200

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -15,11 +16,15 @@ from skyhop_core import API_VERSION, __version__, exceptions, wire
 from skyhop_core.requests.context import User
 from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
+from skyhop_core.server import openapi
+from skyhop_core.server.auth import AuthMiddleware, current_user
 from skyhop_core.state import requests as rq
 
 _STATUS_CODES: dict[type[BaseException], int] = {
     exceptions.RequestNotFoundError: 404,
     exceptions.AmbiguousRequestIdError: 409,
+    exceptions.NotAuthenticatedError: 401,
+    exceptions.PermissionDeniedError: 403,
     exceptions.TaskValidationError: 400,
     exceptions.InvalidClusterNameError: 400,
     ValueError: 400,
@@ -34,9 +39,8 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 def _user(request: Request) -> User:
-    name = request.headers.get("x-skyhop-user") or "unknown"
-    user_hash = request.headers.get("x-skyhop-user-hash") or "unknown"
-    return User(name[:128], user_hash[:64])
+    """The caller (set by AuthMiddleware; only /api/health may be anonymous)."""
+    return current_user(request) or User("unknown", "unknown")
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -54,10 +58,36 @@ def _int(value: str | None, name: str) -> int | None:
         raise ValueError(f"Query parameter {name}={value!r} must be an integer.") from None
 
 
-def build_app(engine: Engine, shutdown: Any) -> Starlette:
+async def _check_cancel_allowed(
+    engine: Engine, ids: list[str], user: User, *, all_users: bool, deploy: bool
+) -> None:
+    """Refuse cancelling another user's request by ID (unless ``all_users`` on a local
+    server; never on a deployed one)."""
+    if all_users and not deploy:
+        return
+    rows = [await engine.services.store.run(rq.get_row, i) for i in ids]
+    foreign = [r for r in rows if r is not None and r.user_hash != user.hash]
+    if not foreign:
+        return
+    listed = ", ".join(f"{r.request_id} ({r.user_name})" for r in foreign)
+    hint = (
+        "On a deployed API server you can cancel only your own requests."
+        if deploy
+        else "Pass all_users (--all-users) to cancel other users' requests."
+    )
+    raise exceptions.PermissionDeniedError(
+        f"Request(s) {listed} belong to another user; nothing was cancelled. {hint}"
+    )
+
+
+def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlette:
+    """The ASGI app. ``deploy``: a team server that authenticates callers by bearer token
+    (see :mod:`skyhop_core.server.auth`) instead of trusting identity headers."""
     services = engine.services
+    heartbeat = float(os.environ.get("SKYHOP_STREAM_HEARTBEAT_SECONDS", "5"))
 
     async def health(request: Request) -> Response:
+        user = current_user(request)
         return JSONResponse(
             {
                 "status": "healthy",
@@ -65,6 +95,8 @@ def build_app(engine: Engine, shutdown: Any) -> Starlette:
                 "api_version": API_VERSION,
                 "persistent_path": str(services.persistent_path),
                 "pid": os.getpid(),
+                "auth_required": deploy,
+                "user": {"name": user.name, "hash": user.hash} if user else None,
             }
         )
 
@@ -114,14 +146,14 @@ def build_app(engine: Engine, shutdown: Any) -> Starlette:
                 offset=offset,
                 is_finished=lambda: engine.is_finished(request_id),
                 follow=_bool(q.get("follow"), True),
+                heartbeat=heartbeat,
             ):
-                if chunk:
-                    yield chunk
+                yield chunk or b"\0"  # an empty chunk is a heartbeat: NUL, dropped by clients
 
         return StreamingResponse(
             body(),
             media_type="text/plain; charset=utf-8",
-            headers={"X-Skyhop-Request-Id": request_id},
+            headers={"X-Skyhop-Request-Id": request_id, "X-Skyhop-Log-Offset": str(offset)},
         )
 
     async def api_status(request: Request) -> Response:
@@ -148,19 +180,40 @@ def build_app(engine: Engine, shutdown: Any) -> Starlette:
             body = json.loads(await request.body() or b"{}")
             if not isinstance(body, dict):
                 raise ValueError("The request body must be a JSON object.")
-            if body.get("all") or body.get("all_users"):
-                owner = None if body.get("all_users") else user.hash
+            all_users = bool(body.get("all_users"))
+            if body.get("request_ids"):
+                ids = [await engine.resolve(str(i)) for i in body["request_ids"]]
+            elif body.get("all") or all_users:
+                owner = None if all_users and not deploy else user.hash
+                if all_users and deploy:
+                    raise exceptions.PermissionDeniedError(
+                        "On a deployed API server you can cancel only your own requests; "
+                        "use --all (-a) instead of --all-users."
+                    )
                 ids = await services.store.run(lambda c: rq.unfinished_ids(c, user_hash=owner))
             else:
-                ids = [await engine.resolve(str(i)) for i in body.get("request_ids") or []]
+                ids = []
+            await _check_cancel_allowed(engine, ids, user, all_users=all_users, deploy=deploy)
             cancelled, finished = await engine.cancel(ids)
         except Exception as exc:
             return error_response(exc)
         return JSONResponse({"cancelled": cancelled, "finished": finished})
 
     async def shutdown_route(request: Request) -> Response:
+        if deploy:
+            return error_response(
+                exceptions.PermissionDeniedError(
+                    "A deployed API server cannot be shut down over the API; stop it on the "
+                    "server machine (skyhop api stop there, or SIGTERM its process)."
+                )
+            )
         shutdown.set()
         return JSONResponse({})
+
+    openapi_doc = openapi.build(engine.operations)
+
+    async def openapi_route(request: Request) -> Response:
+        return JSONResponse(openapi_doc)
 
     routes = [
         Route("/api/health", health, methods=["GET"]),
@@ -170,5 +223,7 @@ def build_app(engine: Engine, shutdown: Any) -> Starlette:
         Route("/api/status", api_status, methods=["GET"]),
         Route("/api/cancel", cancel, methods=["POST"]),
         Route("/api/shutdown", shutdown_route, methods=["POST"]),
+        Route("/api/openapi.json", openapi_route, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    middleware = [Middleware(AuthMiddleware, store=services.store, deploy=deploy)]
+    return Starlette(routes=routes, middleware=middleware)

@@ -1,4 +1,8 @@
-"""Run the API server: ``python -m skyhop_core.server --host 127.0.0.1 --port 46590``."""
+"""Run the API server: ``python -m skyhop_core.server --host 127.0.0.1 --port 46590``.
+
+``--deploy`` runs a shared team server: callers authenticate with service-account
+tokens (``skyhop api tokens create NAME``) and identity headers are ignored.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,34 @@ import argparse
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from skyhop_core.state.db import Store
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="skyhop-server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=46590)
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="Serve a team: require bearer tokens (skyhop api tokens create NAME).",
+    )
     return parser.parse_args(argv)
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
     from skyhop_core.ops.registry import operations
     from skyhop_core.paths import ensure_persistent_path, load_config
     from skyhop_core.plugins import load_backends
-    from skyhop_core.requests.engine import Engine
+    from skyhop_core.requests.engine import Engine, slot_limits
     from skyhop_core.server.app import build_app
     from skyhop_core.server.autostop import autostop_loop
     from skyhop_core.services import Services
@@ -35,10 +48,12 @@ async def serve(host: str, port: int) -> None:
     store = await trio.to_thread.run_sync(open_store, root)
     services = Services(root, store, load_backends(), config=config.get("backends") or {})
     retention = float(os.environ.get("SKYHOP_REQUEST_RETENTION_SECONDS", 7 * 24 * 3600))
-    engine = Engine(services, operations(), retention_seconds=retention)
+    engine = Engine(services, operations(), limits=slot_limits(), retention_seconds=retention)
     services.engine = engine
     shutdown = trio.Event()
-    app = build_app(engine, shutdown)
+    app = build_app(engine, shutdown, deploy=deploy)
+    if deploy:
+        await _announce_deploy(store, host, port)
 
     hconfig = Config()
     hconfig.bind = [f"{host}:{port}"]
@@ -70,10 +85,27 @@ async def serve(host: str, port: int) -> None:
             nursery.cancel_scope.cancel()
 
 
+async def _announce_deploy(store: Store, host: str, port: int) -> None:
+    """Say on stderr that authentication is on, and how to create the first token."""
+    from skyhop_core.state import tokens
+
+    active = await store.run(tokens.list_tokens)
+    print(
+        f"skyhop API server deployed on {host}:{port}: bearer tokens required "
+        f"({len(active)} active).",
+        file=sys.stderr,
+    )
+    if not active:
+        print(
+            "No tokens exist yet; create one on this machine: skyhop api tokens create NAME",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        trio.run(serve, args.host, args.port)
+        trio.run(serve, args.host, args.port, args.deploy)
     except KeyboardInterrupt:
         pass
     except Exception as exc:

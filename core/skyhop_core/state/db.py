@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-import trio
 
 T = TypeVar("T")
 
@@ -52,6 +51,20 @@ requests = sa.Table(
     sa.Column("error", sa.JSON, nullable=True),
 )
 
+#: Service-account tokens of a deployed server (see ``skyhop_core.state.tokens``). Only a
+#: sha256 of each token is stored; ``token_id`` (part of the token) finds its row.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("token_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("user_hash", sa.String(64), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -75,6 +88,8 @@ class Store:
 
     def __init__(self, engine: sa.Engine, max_threads: int = 8) -> None:
         self.engine = engine
+        import trio  # here, so the tables import without trio (the CLI's token commands)
+
         self.limiter = trio.CapacityLimiter(max_threads)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -83,6 +98,8 @@ class Store:
         def work() -> T:
             with self.engine.begin() as conn:
                 return fn(conn, *args)
+
+        import trio
 
         return await trio.to_thread.run_sync(work, limiter=self.limiter)
 

@@ -1,10 +1,14 @@
-"""``skyhop api``: the API server and its requests (start, stop, status, logs, cancel, info)."""
+"""``skyhop api``: the API server and its requests (start, stop, status, logs, cancel,
+login, info) and, for a deployed server, its service-account tokens (``api tokens``)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+
+from skyhop.cli.tokens import tokens
 
 
 @click.group()
@@ -15,16 +19,43 @@ def api() -> None:
     """
 
 
+api.add_command(tokens)
+
+
 @api.command()
 @click.option(
     "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to bind (0.0.0.0 for remote clients).",
+    help="Address to bind (default 127.0.0.1; 0.0.0.0 with --deploy, for remote clients).",
 )
 @click.option("--port", type=int, help="Port (default: the configured endpoint's, 46590).")
-def start(host: str, port: int | None) -> None:
-    """Start a local API server unless one is running."""
+@click.option(
+    "--deploy",
+    is_flag=True,
+    help="Serve a team: require service-account tokens (skyhop api tokens create NAME).",
+)
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Run the server in this process (for systemd, containers) instead of detached.",
+)
+def start(host: str | None, port: int | None, deploy: bool, foreground: bool) -> None:
+    """Start an API server unless one is running.
+
+    Without --deploy: a local server for you alone, bound to loopback (the CLI also starts
+    it on first use). With --deploy: a shared server on 0.0.0.0 that requires a bearer
+    token from every caller; it runs detached (log in <persistent path>/server/server.log)
+    unless --foreground. Create tokens on this machine with 'skyhop api tokens create'.
+    """
+    from skyhop.cli import deploy as deploy_cli
+
+    host = host or ("0.0.0.0" if deploy else "127.0.0.1")
+    if foreground:
+        deploy_cli.exec_server(host, port, deploy=deploy)
+    if deploy:
+        endpoint = deploy_cli.start_deployed(host, port)
+        click.echo(f"Deployed API server is running at {endpoint} (bound to {host}).")
+        click.echo("Create a token per user: skyhop api tokens create NAME")
+        return
     from skyhop import sdk
 
     endpoint = sdk.api_start(host=host, port=port)
@@ -33,12 +64,22 @@ def start(host: str, port: int | None) -> None:
 
 @api.command()
 def stop() -> None:
-    """Stop the local API server (its running requests are interrupted)."""
+    """Stop the API server running on this machine (its running requests are interrupted).
+
+    A deployed server refuses shutdown over the API; on its own machine it is stopped
+    through its pid file instead.
+    """
     from skyhop import sdk
+    from skyhop.cli import deploy as deploy_cli
     from skyhop.client import current_client
+    from skyhop_core import exceptions
 
     endpoint = current_client().endpoint
-    if sdk.api_stop():
+    try:
+        stopped = sdk.api_stop()
+    except (exceptions.NotAuthenticatedError, exceptions.PermissionDeniedError):
+        stopped = deploy_cli.stop_by_pid_file(endpoint)
+    if stopped:
         click.echo(f"API server at {endpoint} stopped.")
     else:
         click.echo(f"No API server is running at {endpoint}.")
@@ -86,9 +127,18 @@ def logs(request_id: str, no_follow: bool, tail: int | None) -> None:
 @click.option(
     "-a", "--all", "all_requests", is_flag=True, help="Cancel all of your unfinished requests."
 )
-@click.option("-u", "--all-users", is_flag=True, help="Cancel everyone's unfinished requests.")
+@click.option(
+    "-u",
+    "--all-users",
+    is_flag=True,
+    help="Cancel everyone's unfinished requests (a local server only).",
+)
 def cancel(request_ids: tuple[str, ...], all_requests: bool, all_users: bool) -> None:
-    """Cancel requests (running work stops; cleanup leaves records consistent)."""
+    """Cancel requests (running work stops; cleanup leaves records consistent).
+
+    Another user's request is cancelled only with --all-users, and never on a deployed
+    server.
+    """
     from skyhop import sdk
 
     if not request_ids and not all_requests and not all_users:
@@ -108,10 +158,52 @@ def info() -> None:
     from skyhop import sdk
 
     data = sdk.api_info()
-    user = data.get("user", {})
+    user = data.get("user")
+    auth = "token required" if data.get("auth_required") else "local (identity headers)"
+    who = (
+        f"{user.get('name', '?')} ({user.get('hash', '?')})"
+        if isinstance(user, dict)
+        else f"not authenticated (run: skyhop api login -e {data['endpoint']} --token <TOKEN>)"
+    )
     click.echo(f"Using the API server at {data['endpoint']}")
     click.echo(
-        f"├── Status: {data.get('status', '?')}, version {data.get('version', '?')}, API version {data.get('api_version', '?')}"
+        f"├── Status: {data.get('status', '?')}, version {data.get('version', '?')}, "
+        f"API version {data.get('api_version', '?')}"
     )
+    click.echo(f"├── Authentication: {auth}")
     click.echo(f"├── Persistent path: {data.get('persistent_path', '?')}")
-    click.echo(f"└── User: {user.get('name', '?')} ({user.get('hash', '?')})")
+    click.echo(f"└── User: {who}")
+
+
+@api.command()
+@click.option("-e", "--endpoint", required=True, help="The API server's URL, e.g. http://host:46590.")
+@click.option(
+    "--token",
+    envvar="SKYHOP_API_TOKEN",
+    help="Your service-account token (prompted for when the server requires one).",
+)
+def login(endpoint: str, token: str | None) -> None:
+    """Use the API server at ENDPOINT from now on (saved in the config file, mode 600)."""
+    from skyhop import login as login_mod
+    from skyhop.client import ApiClient
+
+    endpoint = endpoint.rstrip("/")
+    if "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    if not token:
+        probe = ApiClient(endpoint, token="", auto_start=False)
+        try:
+            needs_token = bool(probe.ensure_server().get("auth_required"))
+        finally:
+            probe.close()
+        if needs_token:
+            token = click.prompt("Token", hide_input=True).strip()
+    info, path = login_mod.login(endpoint, token)
+    user = info.get("user") or {}
+    click.echo(f"Logged in to {endpoint} as {user.get('name', '?')}; saved to {path}.")
+    env_endpoint = os.environ.get("SKYHOP_API_SERVER_ENDPOINT")
+    if env_endpoint and env_endpoint.rstrip("/") != endpoint:
+        click.echo(
+            f"Note: SKYHOP_API_SERVER_ENDPOINT={env_endpoint} is set and overrides the config.",
+            err=True,
+        )

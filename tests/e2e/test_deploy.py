@@ -1,0 +1,183 @@
+"""A team's API server from the CLI: deploy, tokens, login, info, revoke, stop.
+
+The deployed server binds 127.0.0.1 here (only loopback traffic in tests); the admin
+and the user each get their own config file and persistent path, as on two machines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+
+def skyhop(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "skyhop.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"skyhop {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHOP_")}
+    env.update(
+        SKYHOP_PERSISTENT_PATH=str(home / "state"),
+        SKYHOP_CONFIG=str(home / ".skyhop" / "config.yaml"),
+    )
+    return env
+
+
+@pytest.fixture
+def deployed(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[tuple[dict[str, str], str]]:
+    """(the admin's environment, the endpoint) of a server started with ``api start --deploy``."""
+    import serverproc as helpers
+
+    admin = base_env(tmp_path / "admin")
+    port = helpers.free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    admin["SKYHOP_API_SERVER_ENDPOINT"] = endpoint
+    try:
+        out = skyhop(
+            admin, "api", "start", "--deploy", "--host", "127.0.0.1", "--port", str(port)
+        ).stdout
+        assert f"Deployed API server is running at {endpoint}" in out
+        yield admin, endpoint
+    finally:
+        skyhop(admin, "api", "stop", check=False)
+        helpers.kill_processes_under(tmp_path / "admin")
+
+
+def create_token(admin: dict[str, str], name: str) -> str:
+    out = skyhop(admin, "api", "tokens", "create", name).stdout
+    match = re.search(r"skyhop_[0-9a-f]{12}\.\S+", out)
+    assert match, out
+    return match.group(0)
+
+
+def test_deploy_tokens_login_info_revoke_stop(
+    deployed: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    admin, endpoint = deployed
+    assert httpx.get(f"{endpoint}/api/health").json()["auth_required"] is True
+    token = create_token(admin, "alice")
+    listed = skyhop(admin, "api", "tokens", "list").stdout
+    assert "alice" in listed and token not in listed and token.split(".", 1)[1] not in listed
+
+    user = base_env(tmp_path / "alice")
+    config = Path(user["SKYHOP_CONFIG"])
+    anonymous = skyhop({**user, "SKYHOP_API_SERVER_ENDPOINT": endpoint}, "status", check=False)
+    assert anonymous.returncode == 1
+    assert "NotAuthenticatedError" in anonymous.stderr
+    assert f"skyhop api login -e {endpoint} --token" in anonymous.stderr
+
+    bad = skyhop(
+        user, "api", "login", "-e", endpoint, "--token", "skyhop_000000000000.x", check=False
+    )
+    assert bad.returncode == 1 and "NotAuthenticatedError" in bad.stderr
+    assert not config.exists()
+
+    out = skyhop(user, "api", "login", "-e", endpoint, "--token", token).stdout
+    assert "as alice" in out
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert yaml.safe_load(config.read_text())["api_server"] == {
+        "endpoint": endpoint,
+        "token": token,
+    }
+
+    skyhop(user, "status")  # authenticated: succeeds
+    info = skyhop(user, "api", "info").stdout
+    assert endpoint in info and "User: alice" in info and "token required" in info
+    assert str(tmp_path / "admin" / "state") in info  # the server's persistent path
+
+    skyhop(admin, "api", "tokens", "revoke", "alice")
+    revoked = skyhop(user, "status", check=False)
+    assert revoked.returncode == 1 and "invalid or revoked" in revoked.stderr
+    assert "not authenticated" in skyhop(user, "api", "info").stdout
+
+    # A user cannot shut the team server down; the admin on its machine can.
+    refused = skyhop(user, "api", "stop", check=False)
+    assert refused.returncode == 1 and "stop it on its own machine" in refused.stderr
+    assert "stopped" in skyhop(admin, "api", "stop").stdout
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{endpoint}/api/health", timeout=2)
+
+
+def test_the_env_token_is_used_and_login_prompts_for_one(
+    deployed: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    admin, endpoint = deployed
+    token = create_token(admin, "bob")
+    user = {**base_env(tmp_path / "bob"), "SKYHOP_API_SERVER_ENDPOINT": endpoint}
+    assert "User: bob" in skyhop({**user, "SKYHOP_API_TOKEN": token}, "api", "info").stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "skyhop.cli", "api", "login", "-e", endpoint],
+        env=user,
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "as bob" in proc.stdout and token not in proc.stdout
+
+
+def test_foreground_deploy_runs_in_place(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+    import serverproc as helpers
+
+    env = base_env(tmp_path / "fg")
+    port = helpers.free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "skyhop.cli",
+            "api",
+            "start",
+            "--deploy",
+            "--foreground",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert health["auth_required"] is True
+        assert health["pid"] == proc.pid  # the CLI process became the server
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert b"No tokens exist yet" in (proc.stderr.read() if proc.stderr else b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        helpers.kill_processes_under(tmp_path / "fg")
