@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import free_port, kill_processes_under
+from serverproc import free_port, kill_processes_under
 
 
 def snapshot(directory: Path) -> set[str]:

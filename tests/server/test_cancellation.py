@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import processes_under
+from serverproc import processes_under
 
 HEADERS = {"X-Skyhop-User": "carol", "X-Skyhop-User-Hash": "ca201000"}
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -136,6 +136,10 @@ def test_running_requests_fail_and_pending_ones_run_after_a_sigkill(make_server,
     assert done["status"] == "FAILED"
     assert done["error"]["type"] == "ServerRestartedError"
     wait_status(again, pending, "RUNNING")  # the PENDING launch was picked up again
+    deadline = time.monotonic() + 20
+    while "rs2" not in {c["name"] for c in result(again, submit(again, "status", {}))["result"]}:
+        assert time.monotonic() < deadline, "the resumed launch never started provisioning"
+        time.sleep(0.05)
     assert cancel(again, pending)["cancelled"] == [pending]
     names = {c["name"]: c["status"] for c in result(again, submit(again, "status", {}))["result"]}
     assert names == {"rs": "INIT", "rs2": "INIT"}

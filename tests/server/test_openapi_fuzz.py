@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 import schemathesis
-from conftest import ServerProcess, kill_processes_under
 from hypothesis import HealthCheck, settings
+from serverproc import ServerProcess, kill_processes_under
 
 from skyhop_core.ops.registry import operations
 

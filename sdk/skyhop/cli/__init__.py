@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from skyhop.cli import api, clusters, jobs
+from skyhop.cli import api, clusters, gpus, jobs
 
 #: Exit code after Ctrl+C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -73,6 +73,7 @@ for command in (
     clusters.down,
     clusters.autostop,
     clusters.check,
+    gpus.show_gpus,
     jobs.queue,
     jobs.logs,
     jobs.cancel,
@@ -82,5 +83,17 @@ for command in (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (``skyhop``)."""
+    """Run the CLI (tests call this in-process)."""
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="skyhop")
+
+
+def console_main() -> None:
+    """Console-script entry point (``skyhop``, ``python -m skyhop.cli``).
+
+    The CLI never runs an event loop, but httpcore imports trio and anyio when they are
+    installed just to support them: ~50 ms of every command's start. A CLI process
+    marks them unavailable before anything imports them.
+    """
+    for name in ("trio", "anyio"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    main()

@@ -1,6 +1,6 @@
 """``python -m skyhop.cli``: the same as the ``skyhop`` command."""
 
-from skyhop.cli import main
+from skyhop.cli import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()
