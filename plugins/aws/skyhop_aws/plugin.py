@@ -12,8 +12,9 @@ Config (``aws:`` in the config file): ``regions`` (list: restrict offers), ``ima
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
+
+import trio
 
 from skyhop_aws import catalog, provisioner
 from skyhop_aws.aws import ClientFactory, default_client_factory, in_thread
@@ -33,27 +34,32 @@ from skyhop_core.models.records import (
 )
 from skyhop_core.models.resources import Resources
 from skyhop_core.runner import CommandRunner
+from skyhop_core.sdkcheck import missing_sdk_result
 
 NAME = "aws"
 #: Importable modules the backend needs, each with the distribution that provides it.
 SDK_MODULES = {"boto3": "boto3"}
-INSTALL_FIX = "pip install 'skyhop[aws]'"
 CREDENTIALS_FIX = (
     "Run `aws configure` (or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)."
 )
 CHECK_REGION = "us-east-1"
 
 
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+def has_local_credentials(use_instance_metadata: bool) -> bool:
+    """Whether boto3 finds credentials without asking the network.
 
+    The instance-metadata and container providers are HTTP calls to link-local
+    addresses; they are skipped unless the config allows them
+    (``aws: {use_instance_metadata: true}`` on an EC2 machine with an instance role).
+    """
+    import botocore.session
 
-def missing_sdk() -> list[str]:
-    """Distributions of the SDK that are not installed (without importing them)."""
-    return [dist for module, dist in SDK_MODULES.items() if not _importable(module)]
+    session = botocore.session.get_session()
+    if not use_instance_metadata:
+        resolver = session.get_component("credential_provider")
+        for provider in ("iam-role", "container-role"):
+            resolver.remove(provider)
+    return session.get_credentials() is not None
 
 
 def _caller_identity(factory: ClientFactory, region: str) -> str:
@@ -85,13 +91,13 @@ class AwsPlugin:
 
     @hookimpl
     async def skyhop_check(self, ctx: BackendContext) -> CheckResult:
-        missing = missing_sdk()
-        if missing:
-            return CheckResult(
-                backend=NAME, enabled=False, fix=INSTALL_FIX,
-                reason=f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                "not installed.",
-            )  # fmt: skip
+        missing = missing_sdk_result(NAME, SDK_MODULES, NAME)
+        if missing is not None:
+            return missing
+        use_imds = bool(ctx.config.get("use_instance_metadata", False))
+        if not await trio.to_thread.run_sync(has_local_credentials, use_imds):
+            return CheckResult(NAME, False, reason="No AWS credentials found.",
+                               fix=CREDENTIALS_FIX)  # fmt: skip
         region = str(ctx.config.get("check_region", CHECK_REGION))
         try:
             arn = await in_thread(

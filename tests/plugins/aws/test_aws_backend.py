@@ -65,6 +65,22 @@ def test_check_without_boto3_says_how_to_install(
     assert not result.enabled and result.fix == "pip install 'skyhop[aws]'"
 
 
+def test_check_without_credentials_asks_no_network(
+    ctx: BackendContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+
+    def no_sts(service: str, region: str) -> Any:
+        raise AssertionError("the check must not call AWS without credentials")
+
+    result = run(AwsPlugin(client_factory=no_sts).skyhop_check, ctx)
+    assert not result.enabled
+    assert result.reason == "No AWS credentials found." and "aws configure" in result.fix
+
+
 def test_full_lifecycle_with_ports(plugin: AwsPlugin, ctx: BackendContext, ec2_client: Any) -> None:
     resources = Resources(infra=f"aws/{REGION}", instance_type="m6i.large", ports=8080)
     request = request_for("life", resources, num_nodes=2, ports=(8080,))
