@@ -306,16 +306,21 @@ def autostop(cluster_name: str, idle_minutes: int, down: bool = False) -> str:
     )
 
 
-def optimize(task: Task | dict[str, Any], cluster_name: str | None = None) -> str:
+def optimize(
+    task: Task | dict[str, Any],
+    cluster_name: str | None = None,
+    optimize_target: OptimizeTarget = OptimizeTarget.COST,
+) -> str:
     """Plan where the task would run, without launching anything.
 
     Returns the request ID; its result is the rows of the "Considered resources" table
     (dicts with infra, instance_type, cpus, memory_gb, gpus, cost, chosen), or ``[]``
-    when ``cluster_name`` already exists.
+    when ``cluster_name`` already exists. ``optimize_target`` ranks as ``launch`` does.
     """
     body = {
         "task": _task_mapping(task, without_run=_has_callable_run(task)),
         "cluster_name": cluster_name,
+        "optimize_target": _enum_value(optimize_target),
     }
     return _submit("optimize", body)
 

@@ -100,7 +100,7 @@ def test_launch_options_travel(fake, client):
             "cancel",
             {"cluster_name": "dev", "all": False, "all_users": False, "job_ids": [3]},
         ),
-        (lambda: sky.optimize(TASK, "dev"), "optimize", {"task": TASK, "cluster_name": "dev"}),
+        (lambda: sky.optimize(TASK, "dev"), "optimize", {"task": TASK, "cluster_name": "dev", "optimize_target": "COST"}),
         (lambda: sky.check(), "check", {}),
     ],
 )

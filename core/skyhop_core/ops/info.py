@@ -42,7 +42,5 @@ async def optimize(ctx: RequestContext, p: P.OptimizeParams) -> list[dict[str, A
     if p.cluster_name and await find_cluster(ctx, p.cluster_name) is not None:
         return []
     task, _ = parse_task(p.task)
-    from skyhop_core.models.status import OptimizeTarget
-
-    candidates = await plan(ctx, task, OptimizeTarget.COST)
+    candidates = await plan(ctx, task, p.optimize_target)
     return table_rows(ctx.services.backends, candidates)

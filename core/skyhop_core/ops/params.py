@@ -100,6 +100,7 @@ class DownloadLogsParams:
 class OptimizeParams:
     task: dict[str, Any]
     cluster_name: str | None = None
+    optimize_target: OptimizeTarget = OptimizeTarget.COST
 
 
 @attrs.frozen

@@ -71,6 +71,12 @@ def _launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--retry-until-up", is_flag=True, help="Keep retrying until the cluster is up.")
 @click.option("--dryrun", is_flag=True, help="Plan only; launch nothing.")
+@click.option(
+    "--optimize-target",
+    type=click.Choice(["COST", "TIME"], case_sensitive=False),
+    default="COST",
+    help="Choose the cheapest resources (COST) or the fastest (TIME: most GPUs/vCPUs).",
+)
 @click.option("--no-setup", is_flag=True, help="Skip the task's setup commands.")
 @click.option(
     "--fast", is_flag=True, help="Skip provisioning and syncing if the cluster is already up."
@@ -93,7 +99,8 @@ def launch(
 
     task = build_task(entrypoint, **task_kwargs(params))
     name = cluster_name or _default_cluster_name()
-    rows = sdk.get(sdk.optimize(task, name))
+    target = sdk.OptimizeTarget(params["optimize_target"].upper())
+    rows = sdk.get(sdk.optimize(task, name, optimize_target=target))
     if rows:
         from skyhop.cli import render
 
@@ -112,6 +119,7 @@ def launch(
         down=params["down"],
         no_setup=params["no_setup"],
         fast=params["fast"],
+        optimize_target=target,
     )
     result = submit_or_follow("launch", request_id, f"Launching cluster '{name}'", params["async_"])
     if not params["async_"] and not params["dryrun"]:
