@@ -31,7 +31,7 @@ Send = Any
 #: Where the caller goes in the ASGI scope.
 USER_KEY = "skyhop.user"
 #: Routes a deployed server answers without a token.
-OPEN_PATHS = frozenset({"/api/health"})
+OPEN_PATHS = frozenset({"/api/health", "/api/openapi.json"})
 
 LOGIN_HINT = "skyhop api login -e {endpoint} --token <TOKEN>"
 
