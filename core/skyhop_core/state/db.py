@@ -110,6 +110,9 @@ class Store:
 
 
 def open_store(persistent_path: Path) -> Store:
+    """Open the state store, upgrading its schema in place first."""
+    from skyhop_core.state.migrate import upgrade
+
     engine = create_engine(persistent_path)
-    metadata.create_all(engine)
+    upgrade(engine)
     return Store(engine)

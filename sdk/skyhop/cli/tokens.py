@@ -21,10 +21,11 @@ class _Tokens:
 
     def __init__(self) -> None:
         from skyhop_core.paths import ensure_persistent_path
-        from skyhop_core.state.db import create_engine, metadata
+        from skyhop_core.state.db import create_engine
+        from skyhop_core.state.migrate import upgrade
 
         self.engine = create_engine(ensure_persistent_path())
-        metadata.create_all(self.engine)
+        upgrade(self.engine)
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)`` in one transaction."""

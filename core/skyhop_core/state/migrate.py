@@ -1,0 +1,42 @@
+"""Bring a database to the current schema with Alembic, keeping its data.
+
+:func:`upgrade` runs at every server start (and before the CLI's token commands). A
+database made before migrations existed (tables but no ``alembic_version``) is stamped
+with the revision its tables match, then upgraded like any other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _config(conn: sa.Connection):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Upgrade the database to ``revision`` (the newest by default)."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        cfg = _config(conn)
+        tables = set(sa.inspect(conn).get_table_names())
+        if "alembic_version" not in tables and "clusters" in tables:
+            command.stamp(cfg, "0002" if "api_tokens" in tables else "0001")
+        command.upgrade(cfg, revision)
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

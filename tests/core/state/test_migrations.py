@@ -1,0 +1,57 @@
+"""Schema migrations: new databases match the tables, old ones upgrade keeping their data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from skyhop_core.state import clusters as cl
+from skyhop_core.state import open_store
+from skyhop_core.state import tokens as tk
+from skyhop_core.state.db import create_engine, metadata
+from skyhop_core.state.migrate import current_revision, upgrade
+
+
+def test_a_new_database_is_at_head_and_matches_the_tables(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    assert current_revision(store.engine) == "0002"
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], f"the migrations and state/db.py disagree: {diff}"
+
+
+def test_an_old_database_upgrades_in_place_keeping_its_data(tmp_path: Path) -> None:
+    engine = create_engine(tmp_path)
+    upgrade(engine, "0001")
+    assert "api_tokens" not in sa.inspect(engine).get_table_names()
+    with engine.begin() as conn:
+        cl.create(conn, name="old", backend="local", user_name="u", user_hash="h",
+                  resources={"infra": "local"}, resources_str="1x(local)", num_nodes=1,
+                  last_use="launch old")
+        conn.execute(sa.text(
+            "INSERT INTO requests (request_id, name, user_name, user_hash, status, "
+            "schedule_type, created_at, body) VALUES ('r1', 'status', 'u', 'h', "
+            f"'SUCCEEDED', 'short', {time.time()}, '{{}}')"
+        ))
+    engine.dispose()
+    store = open_store(tmp_path)
+    assert current_revision(store.engine) == "0002"
+    assert store.run_sync(cl.get, "old").backend == "local"
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM requests")).scalar() == 1
+    token, _ = store.run_sync(tk.create, "alice")
+    assert token.startswith("skyhop_")
+
+
+def test_a_database_from_before_migrations_is_stamped_and_upgraded(tmp_path: Path) -> None:
+    engine = create_engine(tmp_path)
+    old_tables = [metadata.tables["clusters"], metadata.tables["requests"]]
+    metadata.create_all(engine, tables=old_tables)
+    engine.dispose()
+    store = open_store(tmp_path)
+    assert current_revision(store.engine) == "0002"
+    assert "api_tokens" in sa.inspect(store.engine).get_table_names()
