@@ -12,7 +12,8 @@ Encoding decisions (all in this module, nowhere else):
   client does not know, a ``SkyhopError`` whose message names the original type. Builtin
   ``ValueError``/``RuntimeError``/``KeyError`` keep their type too.
 - A request's result is encoded with the type its operation declares in
-  :data:`RESULT_TYPES`, so the client gets records back, not bare dicts.
+  :data:`RESULT_TYPES`, so the client gets records back, not bare dicts; ``launch`` and
+  ``exec`` decode to a :class:`JobSubmission` (``job_id, handle = result``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from skyhop_core.models.records import (
     ClusterHandle,
     ClusterRecord,
     JobRecord,
+    JobSubmission,
     RequestRecord,
 )
 from skyhop_core.models.status import JobStatus
@@ -73,10 +75,10 @@ def decode_result(operation: str, data: Any) -> Any:
         return None
     if operation in ("launch", "exec"):
         handle = data.get("handle")
-        return {
-            "job_id": data.get("job_id"),
-            "handle": structure(handle, ClusterHandle) if handle is not None else None,
-        }
+        return JobSubmission(
+            job_id=data.get("job_id"),
+            handle=structure(handle, ClusterHandle) if handle is not None else None,
+        )
     cls = RESULT_TYPES.get(operation)
     if cls is None:
         return data

@@ -28,8 +28,7 @@ def test_docs_example_launch_stream_tail(server):
     request_id = sky.launch(task, cluster_name="dev")
     assert isinstance(request_id, str)
     out = io.StringIO()
-    result = sky.stream_and_get(request_id, output_stream=out)
-    job_id, handle = result["job_id"], result["handle"]
+    job_id, handle = sky.stream_and_get(request_id, output_stream=out)  # as the docs unpack it
     assert job_id == 1
     assert handle.cluster_name == "dev"
     logs = io.StringIO()

@@ -6,7 +6,7 @@ All are frozen attrs classes; :mod:`skyhop_core.wire` turns them into JSON and b
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -206,6 +206,29 @@ class RequestRecord:
     finished_at: float | None = None
     schedule_type: str = "short"
     error: str | None = None
+
+
+class JobSubmission(NamedTuple):
+    """What ``launch`` and ``exec`` return: ``job_id, handle = sky.get(request_id)``.
+
+    Also readable by key (``result["job_id"]``), as the SkyPilot docs' dict form.
+    """
+
+    job_id: int | None
+    handle: ClusterHandle | None
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            if key not in self._fields:
+                raise KeyError(key)
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> tuple[str, ...]:
+        return self._fields
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default) if key in self._fields else default
 
 
 @attrs.frozen
