@@ -37,6 +37,7 @@ _SDK_FUNCTIONS = (
     "launch",
     "optimize",
     "queue",
+    "show_gpus",
     "start",
     "status",
     "stop",
@@ -59,38 +60,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "aio": ("skyhop.aio", None),
 }
 
-__all__ = [
-    "ClusterStatus",
-    "JobExitCode",
-    "JobStatus",
-    "OptimizeTarget",
-    "RequestStatus",
-    "Resources",
-    "StatusRefreshMode",
-    "Task",
-    "api_cancel",
-    "api_info",
-    "api_start",
-    "api_status",
-    "api_stop",
-    "autostop",
-    "cancel",
-    "check",
-    "down",
-    "download_logs",
-    "exceptions",
-    "exec",
-    "get",
-    "job_status",
-    "launch",
-    "optimize",
-    "queue",
-    "start",
-    "status",
-    "stop",
-    "stream_and_get",
-    "tail_logs",
-]
+__all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
     from skyhop import aio as aio
