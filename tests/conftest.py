@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pgserver
 import pytest
 from serverproc import ServerProcess, kill_processes_under
 
@@ -35,3 +36,21 @@ def server(make_server: object, monkeypatch: pytest.MonkeyPatch) -> ServerProces
     for key in ("SKYHOP_PERSISTENT_PATH", "SKYHOP_API_SERVER_ENDPOINT", "SKYHOP_CONFIG"):
         monkeypatch.setenv(key, srv.env[key])
     return srv
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pgserver.PostgresServer]:
+    """One real PostgreSQL server for the session (see ``tests/pgserver.py``); skips with
+    the reason where none can run."""
+    problem = pgserver.find_problem()
+    if problem:
+        pytest.skip(f"PostgreSQL is unavailable: {problem}")
+    with pgserver.running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres_server: pgserver.PostgresServer) -> Iterator[str]:
+    """The SQLAlchemy URL of an empty database of its own, dropped after the test."""
+    with pgserver.database(postgres_server) as url:
+        yield url

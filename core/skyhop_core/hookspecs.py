@@ -139,7 +139,10 @@ def skyhop_start(ctx: BackendContext, handle: ClusterHandle) -> Awaitable[Cluste
 def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> Awaitable[None]:
     """*async* — Tear the cluster down completely and release everything it held.
 
-    Must succeed when the cluster is already partly or wholly gone.
+    Must succeed when the cluster is already partly or wholly gone. ``handle.nodes`` is
+    empty when a launch was cancelled or its server died before ``skyhop_provision``
+    returned: remove whatever was created for ``handle.cluster_name`` (in
+    ``handle.region``/``handle.zone`` when the offer had them).
 
     .. versionadded:: 0.1
     """

@@ -176,15 +176,33 @@ async def _cancel_others(ctx: RequestContext, name: str) -> None:
 
 
 async def _backend_step(ctx: RequestContext, record: ClusterRecord, hook: str, purge: bool) -> None:
-    if record.handle is None:
-        return  # nothing was provisioned
+    handle = record.handle
+    if handle is None:
+        if hook != "skyhop_down":
+            return  # nothing was provisioned, so there is nothing to stop
+        # A launch that was cancelled or died (server killed) before the backend returned
+        # a handle may have created nodes already: the backend removes whatever it made
+        # for this cluster name, given a handle with no nodes.
+        handle = provisional_handle(record)
     bctx = backend_ctx(ctx, record.backend)
     try:
-        await ctx.services.backends.call(record.backend, hook, ctx=bctx, handle=record.handle)
+        await ctx.services.backends.call(record.backend, hook, ctx=bctx, handle=handle)
     except Exception as exc:
         if not purge:
             raise
         ctx.log(f"Warning: {hook.removeprefix('skyhop_')} failed ({exc}); --purge: continuing.")
+
+
+def provisional_handle(record: ClusterRecord) -> ClusterHandle:
+    """A handle without nodes for a cluster whose provisioning never returned one."""
+    placement = record.metadata.get("placement") or {}
+    return ClusterHandle(
+        cluster_name=record.name,
+        backend=record.backend,
+        nodes=(),
+        region=placement.get("region"),
+        zone=placement.get("zone"),
+    )
 
 
 async def start(ctx: RequestContext, p: P.StartParams) -> None:

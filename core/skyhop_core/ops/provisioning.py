@@ -126,8 +126,9 @@ async def _provision_one(
     label = infra_label(backends, offer)
     resources = candidate.resources
     if previous is None and await store.run(cl.get, name) is None:
-        await store.run(
-            lambda conn: cl.create(
+
+        def record(conn: Any) -> None:
+            cl.create(
                 conn,
                 name=name,
                 backend=offer.backend,
@@ -138,14 +139,17 @@ async def _provision_one(
                 num_nodes=task.num_nodes or 1,
                 last_use=f"launch {name}",
             )
-        )
+            cl.set_placement(conn, name, offer.region, offer.zone)
     else:
-        await store.run(
-            lambda conn: cl.update(
+
+        def record(conn: Any) -> None:
+            cl.update(
                 conn, name, backend=offer.backend, resources=resources.to_yaml_config(),
                 resources_str=_resources_str(task, offer), status=ClusterStatus.INIT,
             )
-        )
+            cl.set_placement(conn, name, offer.region, offer.zone)
+
+    await store.run(record)
     ctx.log(f"⚙︎ Launching on {label}: {offer.instance_type} x{task.num_nodes or 1}.")
     bctx = backend_ctx(ctx, offer.backend)
     request = ProvisionRequest(

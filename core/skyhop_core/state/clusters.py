@@ -115,5 +115,14 @@ def set_autostop(conn: sa.Connection, name: str, idle_minutes: int, down: bool) 
     update(conn, name, **values)
 
 
+def set_placement(conn: sa.Connection, name: str, region: str | None, zone: str | None) -> None:
+    """Record where the cluster is being provisioned (in ``metadata["placement"]``), before
+    the backend returns a handle, so ``down`` can clean up after a launch that died."""
+    row = conn.execute(sa.select(clusters.c.metadata).where(clusters.c.name == name)).first()
+    if row is not None:
+        meta = {**(row.metadata or {}), "placement": {"region": region, "zone": zone}}
+        update(conn, name, metadata=meta)
+
+
 def delete(conn: sa.Connection, name: str) -> None:
     conn.execute(clusters.delete().where(clusters.c.name == name))

@@ -76,11 +76,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def create_engine(persistent_path: Path) -> sa.Engine:
+    """The engine for ``SKYHOP_DB_URL``, else SQLite at ``<persistent_path>/skyhop.db``.
+
+    A server database (PostgreSQL: ``postgresql+psycopg://user:pass@host/db``) gets a
+    pool that checks each connection before use, so a restarted database or a dropped
+    idle connection costs a reconnect, not a failed request.
+    """
     url = os.environ.get("SKYHOP_DB_URL") or f"sqlite:///{persistent_path / 'skyhop.db'}"
-    engine = sa.create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+        return engine
+    # Store.run uses up to 8 worker threads; the pool holds as many connections.
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=4)
 
 
 class Store:

@@ -140,6 +140,8 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
 
 async def _stop_agent(handle: ClusterHandle) -> None:
     """Stop the head's agent and kill every job (a no-op when there is no runtime)."""
+    if not handle.nodes:
+        return  # a launch that died before its nodes were handed over
     head = handle.head
     if os.path.isdir(head.runtime_dir):
         await agent_call(LocalCommandRunner(head), "stop")
