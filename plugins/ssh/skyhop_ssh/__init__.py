@@ -1,5 +1,4 @@
 """The ``ssh`` backend: run clusters on machines you list in named SSH node pools.
 
-This release ships a placeholder: the backend is registered (so ``skyhop check`` lists it)
-but reports itself disabled until the real implementation arrives.
+See :mod:`skyhop_ssh.plugin` for the hooks and :mod:`skyhop_ssh.pools` for the pool format.
 """

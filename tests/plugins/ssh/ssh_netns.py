@@ -1,0 +1,158 @@
+"""Fake SSH hosts for tests: network namespaces on a private bridge, each with its own sshd.
+
+Every host is a network namespace with its own address (10.213.N.10+i on a bridge only
+this machine can reach) and its own OpenSSH server (key authentication only, a key the
+tests generate). Namespaces share the filesystem, so each host gets its own directory
+for its ``home`` and ``runtime_dir`` (pool options). Needs root, ``ip`` and ``sshd``;
+:func:`unavailable` says why not when they are missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+SSHD = "/usr/sbin/sshd"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def unavailable() -> str | None:
+    """Why fake hosts cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "creating network namespaces needs root"
+    for tool in ("ip", "ssh", "ssh-keygen", "rsync"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install openssh-client rsync iproute2)"
+    if not os.path.exists(SSHD):
+        return f"{SSHD} is missing (apt-get install openssh-server)"
+    probe = f"skyhop-probe-{secrets.token_hex(3)}"
+    done = _ip("netns", "add", probe, check=False)
+    if done.returncode != 0:
+        return f"`ip netns add` failed: {done.stderr.strip()}"
+    _ip("netns", "del", probe, check=False)
+    return None
+
+
+class FakeHosts:
+    """``count`` namespaces with sshd; :meth:`close` removes everything, even half-made."""
+
+    def __init__(self, count: int) -> None:
+        self.tag = secrets.token_hex(2)
+        self.subnet = 10 + secrets.randbelow(240)
+        self.root = Path(f"/tmp/skyhop-ssh-test-{self.tag}")
+        self.bridge = f"shbr{self.tag}"
+        self.namespaces: list[str] = []
+        self.ips: list[str] = []
+        self.sshd: list[subprocess.Popen[bytes]] = []
+        self.key = self.root / "id_ed25519"
+        try:
+            self._setup(count)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, count: int) -> None:
+        self.root.mkdir(mode=0o700)
+        Path("/run/sshd").mkdir(exist_ok=True)
+        keygen = ["ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-f"]
+        subprocess.run([*keygen, str(self.key)], check=True)
+        subprocess.run([*keygen, str(self.root / "host_key")], check=True)
+        (self.root / "authorized_keys").write_text((self.root / "id_ed25519.pub").read_text())
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"10.213.{self.subnet}.1/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for i in range(count):
+            self._add_host(i)
+        for ip in self.ips:
+            self._wait_for_port(ip)
+
+    def _add_host(self, i: int) -> None:
+        ns, veth, ip = (
+            f"skyhop-{self.tag}-h{i}",
+            f"shv{self.tag}{i}",
+            f"10.213.{self.subnet}.{10 + i}",
+        )
+        _ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        _ip("link", "set", f"{veth}p", "netns", ns)
+        _ip("link", "set", veth, "master", self.bridge)
+        _ip("link", "set", veth, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", ns, "link", "set", f"{veth}p", "name", "eth0")
+        _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        self.ips.append(ip)
+        (self.home(i)).mkdir(parents=True)
+        config = self.root / f"sshd-{i}.conf"
+        config.write_text(
+            f"ListenAddress {ip}\nPort 22\nHostKey {self.root / 'host_key'}\n"
+            f"PidFile {self.root / f'sshd-{i}.pid'}\nAuthorizedKeysFile {self.root / 'authorized_keys'}\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+            "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+            "MaxSessions 200\nMaxStartups 200\n"
+        )
+        log = open(self.root / f"sshd-{i}.log", "ab")  # noqa: SIM115
+        self.sshd.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", str(config)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+
+    def _wait_for_port(self, ip: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((ip, 22), timeout=1):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd on {ip} did not start; see {self.root}/sshd-*.log")
+
+    def home(self, i: int) -> Path:
+        return self.root / f"h{i}" / "home"
+
+    def pool(self, indices: list[int] | None = None) -> dict[str, Any]:
+        """A pool spec (for ``ssh_node_pools.yaml``) of the given hosts (default: all)."""
+        indices = list(range(len(self.ips))) if indices is None else indices
+        return {
+            "user": "root",
+            "identity_file": str(self.key),
+            "hosts": [
+                {"ip": self.ips[i], "home": str(self.home(i)),
+                 "runtime_dir": str(self.root / f"h{i}" / "runtime")}
+                for i in indices
+            ],
+        }  # fmt: skip
+
+    def kill_host(self, i: int) -> None:
+        """Simulate host ``i`` dying: every process in it is killed, its link goes down."""
+        pids = _ip("netns", "pids", self.namespaces[i], check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+        _ip("-n", self.namespaces[i], "link", "set", "eth0", "down", check=False)
+
+    def close(self) -> None:
+        for proc in self.sshd:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        for ns in self.namespaces:
+            for pid in _ip("netns", "pids", ns, check=False).stdout.split():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _ip("netns", "del", ns, check=False)
+        _ip("link", "del", self.bridge, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
