@@ -60,7 +60,41 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "aio": ("skyhop.aio", None),
 }
 
-__all__ = sorted(_LAZY)
+#: Literal, so linters and type checkers see the public names (the same as ``_LAZY``).
+__all__ = [
+    "ClusterStatus",
+    "JobExitCode",
+    "JobStatus",
+    "OptimizeTarget",
+    "RequestStatus",
+    "Resources",
+    "StatusRefreshMode",
+    "Task",
+    "aio",
+    "api_cancel",
+    "api_info",
+    "api_start",
+    "api_status",
+    "api_stop",
+    "autostop",
+    "cancel",
+    "check",
+    "down",
+    "download_logs",
+    "exceptions",
+    "exec",
+    "get",
+    "job_status",
+    "launch",
+    "optimize",
+    "queue",
+    "show_gpus",
+    "start",
+    "status",
+    "stop",
+    "stream_and_get",
+    "tail_logs",
+]
 
 if TYPE_CHECKING:
     from skyhop import aio as aio
@@ -81,6 +115,7 @@ if TYPE_CHECKING:
         launch,
         optimize,
         queue,
+        show_gpus,
         start,
         status,
         stop,

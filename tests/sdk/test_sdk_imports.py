@@ -86,3 +86,9 @@ def test_status_command_does_not_import_the_server_stack():
     assert proc.returncode == 0, proc.stderr
     assert "No existing clusters." in proc.stdout
     assert "LOADED []" in proc.stdout
+
+
+def test_the_public_names_are_the_lazy_table() -> None:
+    import skyhop
+
+    assert sorted(skyhop.__all__) == sorted(skyhop._LAZY)

@@ -40,6 +40,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @settings(
     max_examples=15,
+    derandomize=True,  # the same cases every run: CI must not turn red by chance
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )

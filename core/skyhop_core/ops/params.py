@@ -114,3 +114,12 @@ class ShowGpusParams:
 @attrs.frozen
 class NoParams:
     pass
+
+
+@attrs.frozen
+class CancelRequestsParams:
+    """The body of ``POST /api/cancel`` (not an operation: it acts at once)."""
+
+    request_ids: list[str] = attrs.field(factory=list)
+    all: bool = False
+    all_users: bool = False

@@ -8,7 +8,8 @@ Scheduling classes keep cheap reads from waiting behind slow work:
 
 Requests are rows in the state store before they run, and their logs are files under the
 persistent path, so a restarted server still lists them; those that were RUNNING when the
-server died are FAILED with :class:`ServerRestartedError`, PENDING ones run again.
+server died are FAILED with ``ServerRestartedError``, PENDING ones run again — on this
+server after a restart, or on another replica (see :mod:`skyhop_core.requests.replicas`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import attrs
 import trio
 
 from skyhop_core import wire
-from skyhop_core.exceptions import RequestCancelledError, ServerRestartedError, SkyhopError
+from skyhop_core.exceptions import RequestCancelledError, SkyhopError
 from skyhop_core.models.status import RequestStatus
 from skyhop_core.requests.context import RequestContext, User
 from skyhop_core.requests.logs import RequestLogWriter
+from skyhop_core.requests.replicas import Replica
 from skyhop_core.state import requests as rq
 
 if TYPE_CHECKING:
@@ -37,6 +39,11 @@ if TYPE_CHECKING:
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 DEFAULT_LIMITS = {"short": 64, "long": 16, "stream": 256}
+
+#: How often a replica looks at a request another replica runs.
+REMOTE_POLL_SECONDS = 0.1
+#: How long a cancel waits for another replica to finish cancelling.
+REMOTE_CANCEL_WAIT_SECONDS = 10.0
 
 #: Finished requests whose outcome is kept in memory for clients waiting on them.
 FINISHED_CACHE_SIZE = 20_000
@@ -88,23 +95,17 @@ class Engine:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._done: dict[str, trio.Event] = {}
         self._finished: OrderedDict[str, Any] = OrderedDict()
+        self.replica = Replica()
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        store = self.services.store
-        error = wire.encode_error(
-            ServerRestartedError(
-                "The API server stopped while this request was running; it did not finish. "
-                "Check the cluster with `skyhop status` and submit it again."
-            )
-        )
+        """Register this replica, take over dead replicas' requests, then run requests."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            pending = await store.run(rq.recover_after_restart, error)
-            for request_id in pending:
-                row = await store.run(rq.get_row, request_id)
-                self._spawn(row)
+            await self.replica.register(self)
+            await self.replica.take_over_dead(self, legacy=True)
+            nursery.start_soon(self.replica.run, self)
             nursery.start_soon(self._retention_loop)
             task_status.started()
             await trio.sleep_forever()
@@ -158,6 +159,7 @@ class Engine:
                     schedule_type=op.schedule,
                     body=body,
                     running=holds_slot,
+                    owner=self.replica.server_id,
                 )
             )
         except BaseException:
@@ -167,7 +169,8 @@ class Engine:
         self._start(request_id, op, params, user, holds_slot)
         return request_id
 
-    def _spawn(self, row: Any) -> None:
+    def resume(self, row: Any) -> None:
+        """Run a PENDING request this replica has just come to own."""
         op = self.operations.get(row.name)
         user = User(row.user_name, row.user_hash)
         if op is None:
@@ -191,7 +194,10 @@ class Engine:
         if not holds_slot:
             await limiter.acquire_on_behalf_of(ctx.request_id)
         try:
-            if not holds_slot and not await self.services.store.run(rq.set_running, ctx.request_id):
+            owner = self.replica.server_id
+            if not holds_slot and not await self.services.store.run(
+                rq.set_running, ctx.request_id, owner
+            ):
                 return False, None
             return True, await op.handler(ctx, params)
         finally:
@@ -229,8 +235,11 @@ class Engine:
                 if status is RequestStatus.CANCELLED:
                     error = wire.encode_error(RequestCancelledError("The request was cancelled."))
                     ctx.log("Request cancelled.")
+                owner = self.replica.server_id
                 await store.run(
-                    lambda conn: rq.finish(conn, request_id, status, result=result, error=error)
+                    lambda conn: rq.finish(
+                        conn, request_id, status, result=result, error=error, owner=owner
+                    )
                 )
                 writer.close()
                 self._remember(request_id, op.name, status, result, error)
@@ -262,30 +271,50 @@ class Engine:
         row = await self.services.store.run(rq.get_row, request_id)
         return row is None or RequestStatus(row.status).is_terminal()
 
+    def is_local(self, request_id: str) -> bool:
+        """Whether this replica runs the request (so its log writes wake followers)."""
+        return request_id in self._done
+
     async def wait(self, request_id: str) -> Any:
-        """Wait until the request is finished; return its row."""
+        """Wait until the request is finished; return its row (polling the database for
+        a request another replica runs)."""
         event = self._done.get(request_id)
         if event is not None:
             await event.wait()
         if request_id in self._finished:
             return self._finished[request_id]
-        return await self.services.store.run(rq.get_row, request_id)
+        while True:
+            row = await self.services.store.run(rq.get_row, request_id)
+            if row is None or RequestStatus(row.status).is_terminal():
+                return row
+            await trio.sleep(REMOTE_POLL_SECONDS)
+
+    def cancel_local(self, request_id: str) -> bool:
+        scope = self._scopes.get(request_id)
+        if scope is not None:
+            scope.cancel()
+        return scope is not None
+
+    def cancel_all_local(self) -> None:
+        for scope in list(self._scopes.values()):
+            scope.cancel()
 
     async def cancel(self, request_ids: list[str]) -> tuple[list[str], list[str]]:
-        """Cancel requests; returns (cancelled, already finished). Waits for their cleanup."""
-        cancelled, finished = [], []
-        for request_id in request_ids:
-            scope = self._scopes.get(request_id)
-            if scope is None:
-                finished.append(request_id)
-                continue
-            scope.cancel()
-            cancelled.append(request_id)
-        for request_id in cancelled:
+        """Cancel requests, here or on the replica that runs them; returns (cancelled,
+        already finished) once their cleanup is done."""
+        local = [i for i in request_ids if self.cancel_local(i)]
+        remote = await self.services.store.run(
+            rq.request_cancel, [i for i in request_ids if i not in local]
+        )
+        for request_id in local:
             event = self._done.get(request_id)
             if event is not None:
                 await event.wait()
-        return cancelled, finished
+        with trio.move_on_after(REMOTE_CANCEL_WAIT_SECONDS):
+            for request_id in remote:
+                await self.wait(request_id)
+        cancelled = local + remote
+        return cancelled, [i for i in request_ids if i not in cancelled]
 
     async def cancel_cluster_requests(self, cluster_name: str, except_id: str) -> list[str]:
         ids = await self.services.store.run(

@@ -112,15 +112,18 @@ async def follow(
     is_finished: Callable[[], Awaitable[bool]] | None,
     follow: bool,
     heartbeat: float = 5.0,
+    poll: float | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the log's bytes from ``offset``; while following, wait for more until
     ``await is_finished()`` says the request is done, then drain and stop.
 
     Yields ``b""`` after ``heartbeat`` seconds of silence so servers can keep the
-    connection alive.
+    connection alive. ``poll`` re-reads the file that often for a log another replica
+    writes (its writes wake nobody here).
     """
     path = hub.path(request_id)
     fd: int | None = None
+    quiet_since = trio.current_time()
     try:
         while True:
             grown = hub.growth_event(request_id)
@@ -129,6 +132,7 @@ async def follow(
             data = os.pread(fd, CHUNK, offset) if fd is not None else b""
             if data:
                 offset += len(data)
+                quiet_since = trio.current_time()
                 yield data
                 continue
             if not follow:
@@ -144,9 +148,10 @@ async def follow(
                     offset += len(data)
                     yield data
                 return
-            with trio.move_on_after(heartbeat) as quiet:
+            with trio.move_on_after(min(heartbeat, poll or heartbeat)):
                 await grown.wait()
-            if quiet.cancelled_caught:
+            if trio.current_time() - quiet_since >= heartbeat:
+                quiet_since = trio.current_time()
                 yield b""  # heartbeat: nothing new for a while
     finally:
         if fd is not None:

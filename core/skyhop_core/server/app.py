@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from skyhop_core import API_VERSION, __version__, exceptions, wire
+from skyhop_core.ops.params import CancelRequestsParams
 from skyhop_core.requests.context import User
 from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
@@ -49,13 +50,20 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.lower() in ("1", "true", "yes", "on")
 
 
+#: Largest value an integer query parameter may take (offsets, tails, limits).
+_MAX_INT = 2**53
+
+
 def _int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise ValueError(f"Query parameter {name}={value!r} must be an integer.") from None
+        number = -1
+    if not 0 <= number <= _MAX_INT:
+        raise ValueError(f"Query parameter {name}={value!r} must be an integer from 0 to 2**53.")
+    return number
 
 
 async def _check_cancel_allowed(
@@ -78,6 +86,16 @@ async def _check_cancel_allowed(
     raise exceptions.PermissionDeniedError(
         f"Request(s) {listed} belong to another user; nothing was cancelled. {hint}"
     )
+
+
+def _cancel_body(raw: bytes) -> CancelRequestsParams:
+    try:
+        data = json.loads(raw or b"{}")
+        return wire.structure(data, CancelRequestsParams)  # type: ignore[no-any-return]
+    except Exception:
+        raise ValueError(
+            'The body must be {"request_ids": [ID, ...], "all": bool, "all_users": bool}.'
+        ) from None
 
 
 def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlette:
@@ -147,6 +165,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
                 is_finished=lambda: engine.is_finished(request_id),
                 follow=_bool(q.get("follow"), True),
                 heartbeat=heartbeat,
+                poll=None if engine.is_local(request_id) else 0.1,
             ):
                 yield chunk or b"\0"  # an empty chunk is a heartbeat: NUL, dropped by clients
 
@@ -177,13 +196,11 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def cancel(request: Request) -> Response:
         user = _user(request)
         try:
-            body = json.loads(await request.body() or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("The request body must be a JSON object.")
-            all_users = bool(body.get("all_users"))
-            if body.get("request_ids"):
-                ids = [await engine.resolve(str(i)) for i in body["request_ids"]]
-            elif body.get("all") or all_users:
+            body = _cancel_body(await request.body())
+            all_users = body.all_users
+            if body.request_ids:
+                ids = [await engine.resolve(i) for i in body.request_ids]
+            elif body.all or all_users:
                 owner = None if all_users and not deploy else user.hash
                 if all_users and deploy:
                     raise exceptions.PermissionDeniedError(

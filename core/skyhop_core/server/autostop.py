@@ -23,6 +23,8 @@ from skyhop_core.state import requests as rq
 async def autostop_loop(engine: Engine, interval: float) -> None:
     while True:
         await trio.sleep(interval)
+        if not await engine.replica.is_leader(engine):
+            continue  # with several replicas, one of them stops idle clusters
         records = await engine.services.store.run(cl.list_all)
         for record in records:
             try:

@@ -49,6 +49,23 @@ requests = sa.Table(
     sa.Column("body", sa.JSON, nullable=False),
     sa.Column("result", sa.JSON, nullable=True),
     sa.Column("error", sa.JSON, nullable=True),
+    # The API server replica that runs the request (its lease is in ``servers``).
+    sa.Column("owner", sa.String(64), nullable=True, index=True),
+    # Set by a replica that does not own the request; the owner cancels it.
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+#: Live API server replicas and their leases: a replica whose heartbeat is older than
+#: the lease (or, on the same host, whose process is gone) is dead, and another replica
+#: takes over its requests.
+servers = sa.Table(
+    "servers",
+    metadata,
+    sa.Column("server_id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
 )
 
 #: Service-account tokens of a deployed server (see ``skyhop_core.state.tokens``). Only a

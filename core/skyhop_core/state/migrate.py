@@ -31,7 +31,8 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         cfg = _config(conn)
         tables = set(sa.inspect(conn).get_table_names())
         if "alembic_version" not in tables and "clusters" in tables:
-            command.stamp(cfg, "0002" if "api_tokens" in tables else "0001")
+            stamp = "0003" if "servers" in tables else "0002" if "api_tokens" in tables else "0001"
+            command.stamp(cfg, stamp)
         command.upgrade(cfg, revision)
 
 

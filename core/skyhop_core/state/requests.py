@@ -44,8 +44,10 @@ def insert(
     schedule_type: str,
     body: dict[str, Any],
     running: bool = False,
+    owner: str | None = None,
 ) -> None:
-    """Insert a new request, PENDING (or RUNNING when it already holds a slot)."""
+    """Insert a new request, PENDING (or RUNNING when it already holds a slot), owned by
+    the replica ``owner``."""
     now = time.time()
     conn.execute(
         requests.insert().values(
@@ -59,6 +61,7 @@ def insert(
             created_at=now,
             started_at=now if running else None,
             body=body,
+            owner=owner,
         )
     )
 
@@ -95,11 +98,19 @@ def resolve_prefix(conn: sa.Connection, prefix: str) -> str:
     return ids[0]
 
 
-def set_running(conn: sa.Connection, request_id: str) -> bool:
-    """PENDING -> RUNNING; False when the request is no longer PENDING (cancelled)."""
+def _owned(request_id: str, owner: str | None) -> list[Any]:
+    conditions = [requests.c.request_id == request_id]
+    if owner is not None:
+        conditions.append(requests.c.owner == owner)
+    return conditions
+
+
+def set_running(conn: sa.Connection, request_id: str, owner: str | None = None) -> bool:
+    """PENDING -> RUNNING (only while ``owner`` owns it); False when the request is no
+    longer PENDING or no longer ours."""
     res = conn.execute(
         requests.update()
-        .where(requests.c.request_id == request_id, requests.c.status == RequestStatus.PENDING.value)
+        .where(*_owned(request_id, owner), requests.c.status == RequestStatus.PENDING.value)
         .values(status=RequestStatus.RUNNING.value, started_at=time.time())
     )
     return res.rowcount == 1
@@ -112,10 +123,12 @@ def finish(
     *,
     result: Any = None,
     error: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> None:
+    """Record the outcome (only while ``owner`` still owns the request, when given)."""
     conn.execute(
         requests.update()
-        .where(requests.c.request_id == request_id)
+        .where(*_owned(request_id, owner))
         .values(status=status.value, finished_at=time.time(), result=result, error=error)
     )
 
@@ -151,17 +164,58 @@ def unfinished_ids(
     return [r.request_id for r in conn.execute(query).all()]
 
 
-def recover_after_restart(conn: sa.Connection, error: dict[str, Any]) -> list[str]:
-    """Mark requests that were RUNNING as FAILED; return the PENDING ones to run again."""
+def take_over(
+    conn: sa.Connection, dead_owner: str | None, me: str, error: dict[str, Any]
+) -> list[str]:
+    """Take over a dead replica's requests (``None``: requests from before replicas had
+    leases): its RUNNING ones FAIL with ``error``, its PENDING ones become ``me``'s.
+
+    Each PENDING row is claimed with a conditional update, so when several replicas reap
+    the same dead one, every request gets exactly one new owner. Returns the claimed IDs.
+    """
+    owned = requests.c.owner.is_(None) if dead_owner is None else requests.c.owner == dead_owner
     conn.execute(
         requests.update()
-        .where(requests.c.status == RequestStatus.RUNNING.value)
+        .where(owned, requests.c.status == RequestStatus.RUNNING.value)
         .values(status=RequestStatus.FAILED.value, finished_at=time.time(), error=error)
     )
-    rows = conn.execute(
+    pending = conn.execute(
         sa.select(requests.c.request_id)
-        .where(requests.c.status == RequestStatus.PENDING.value)
+        .where(owned, requests.c.status == RequestStatus.PENDING.value)
         .order_by(requests.c.created_at)
+    ).all()
+    claimed = []
+    for row in pending:
+        res = conn.execute(
+            requests.update()
+            .where(requests.c.request_id == row.request_id, owned)
+            .values(owner=me)
+        )
+        if res.rowcount == 1:
+            claimed.append(row.request_id)
+    return claimed
+
+
+def request_cancel(conn: sa.Connection, request_ids: Sequence[str]) -> list[str]:
+    """Flag unfinished requests for their owner to cancel; returns the flagged IDs."""
+    if not request_ids:
+        return []
+    query = requests.c.request_id.in_(list(request_ids)), requests.c.status.in_(UNFINISHED)
+    ids = [r.request_id for r in conn.execute(sa.select(requests.c.request_id).where(*query))]
+    if ids:
+        conn.execute(
+            requests.update().where(requests.c.request_id.in_(ids)).values(cancel_requested=True)
+        )
+    return ids
+
+
+def cancel_requested_ids(conn: sa.Connection, owner: str) -> list[str]:
+    rows = conn.execute(
+        sa.select(requests.c.request_id).where(
+            requests.c.owner == owner,
+            requests.c.cancel_requested.is_(True),
+            requests.c.status.in_(UNFINISHED),
+        )
     ).all()
     return [r.request_id for r in rows]
 

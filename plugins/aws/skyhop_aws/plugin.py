@@ -7,7 +7,8 @@ methods of a default instance that uses boto3's standard configuration. Nothing 
 imports boto3 at import time; ``skyhop check`` without it says how to install it.
 
 Config (``aws:`` in the config file): ``regions`` (list: restrict offers), ``image_id``
-(str, or region -> AMI), ``ssh_user`` (default ``ubuntu``), ``poll_interval`` (seconds).
+(str, or region -> AMI), ``ssh_user`` (default ``ubuntu``), ``poll_interval`` (seconds),
+``ssh_wait_seconds`` (how long a new instance may take to answer SSH; default 600).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import trio
 
-from skyhop_aws import catalog, provisioner
+from skyhop_aws import catalog, provisioner, runtime
 from skyhop_aws.aws import ClientFactory, default_client_factory, in_thread
 from skyhop_aws.runner import make_runner
 from skyhop_core.context import BackendContext
@@ -125,6 +126,11 @@ class AwsPlugin:
         return await provisioner.provision(ctx, self.client_factory, request)
 
     @hookimpl
+    async def skyhop_setup_runtime(self, ctx: BackendContext, handle: ClusterHandle) -> None:
+        """Wait for SSH, install the node agent on every instance, start it on the head."""
+        await runtime.setup_runtime(ctx, handle)
+
+    @hookimpl
     async def skyhop_stop(self, ctx: BackendContext, handle: ClusterHandle) -> None:
         await provisioner.stop(ctx, self.client_factory, handle)
 
@@ -159,6 +165,7 @@ skyhop_backend_info = _DEFAULT.skyhop_backend_info
 skyhop_check = _DEFAULT.skyhop_check
 skyhop_offers = _DEFAULT.skyhop_offers
 skyhop_provision = _DEFAULT.skyhop_provision
+skyhop_setup_runtime = _DEFAULT.skyhop_setup_runtime
 skyhop_stop = _DEFAULT.skyhop_stop
 skyhop_start = _DEFAULT.skyhop_start
 skyhop_down = _DEFAULT.skyhop_down

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import trio
 
-from skyhop_aws import catalog, ec2
+from skyhop_aws import catalog, ec2, runtime
 from skyhop_aws.aws import ClientFactory, in_thread
 from skyhop_core.context import BackendContext
 from skyhop_core.exceptions import CapacityError, ResourcesUnavailableError
@@ -112,7 +112,8 @@ def build_handle(
     group_id: str,
     ports: dict[int, str] | None = None,
 ) -> ClusterHandle:
-    """The handle of ``instances`` (head first)."""
+    """The handle of ``instances`` (head first); paths follow from the SSH user, and
+    ranks > 0 get their launcher (:func:`skyhop_aws.runtime.with_launchers`)."""
     user = str(ctx.config.get("ssh_user", DEFAULT_USER))
     home = f"/home/{user}" if user != "root" else "/root"
     nodes = []
@@ -139,7 +140,7 @@ def build_handle(
         )
     if nodes and not nodes[0].ip:
         raise ResourcesUnavailableError(f"The instances of {cluster!r} have no IP address.")
-    return ClusterHandle(
+    handle = ClusterHandle(
         cluster_name=cluster,
         backend=BACKEND,
         nodes=tuple(nodes),
@@ -150,6 +151,7 @@ def build_handle(
         ports=ports if ports is not None else {},
         extra={"security_group_id": group_id, "key_name": key_name(ctx)},
     )
+    return runtime.with_launchers(handle)
 
 
 async def provision(

@@ -8,10 +8,13 @@ cluster's key in ``node.extra["ssh_identity_file"]``), so the runner is borrowed
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from skyhop_core.context import BackendContext
 from skyhop_core.models.records import NodeInfo
-from skyhop_core.runner import CommandRunner
+
+if TYPE_CHECKING:
+    from skyhop_ssh.sshcmd import SSHCommandRunner
 
 
 def known_hosts_file(ctx: BackendContext) -> str:
@@ -19,7 +22,7 @@ def known_hosts_file(ctx: BackendContext) -> str:
     return os.path.join(ctx.ensure_state_dir(), "known_hosts")
 
 
-def make_runner(ctx: BackendContext, node: NodeInfo) -> CommandRunner:
+def make_runner(ctx: BackendContext, node: NodeInfo) -> SSHCommandRunner:
     """An SSH command runner for ``node`` (connects lazily, on first use)."""
     from skyhop_ssh.sshcmd import SSHCommandRunner
 

@@ -18,7 +18,7 @@ from skyhop_core.state.migrate import current_revision, upgrade
 
 def test_a_new_database_is_at_head_and_matches_the_tables(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"the migrations and state/db.py disagree: {diff}"
@@ -39,7 +39,7 @@ def test_an_old_database_upgrades_in_place_keeping_its_data(tmp_path: Path) -> N
         ))
     engine.dispose()
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     assert store.run_sync(cl.get, "old").backend == "local"
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM requests")).scalar() == 1
@@ -49,9 +49,10 @@ def test_an_old_database_upgrades_in_place_keeping_its_data(tmp_path: Path) -> N
 
 def test_a_database_from_before_migrations_is_stamped_and_upgraded(tmp_path: Path) -> None:
     engine = create_engine(tmp_path)
-    old_tables = [metadata.tables["clusters"], metadata.tables["requests"]]
-    metadata.create_all(engine, tables=old_tables)
+    upgrade(engine, "0001")  # the first schema, then forget it was ever versioned
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version"))
     engine.dispose()
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     assert "api_tokens" in sa.inspect(store.engine).get_table_names()

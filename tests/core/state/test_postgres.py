@@ -55,13 +55,13 @@ def test_everything_lands_in_postgres_and_nothing_under_the_path(
 
 
 def test_a_new_database_is_at_head_and_matches_the_tables(store: Store) -> None:
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"the migrations and state/db.py disagree on PostgreSQL: {diff}"
     # Opening again (a restart, or a second replica) is a no-op.
     upgrade(store.engine)
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
 
 
 def test_an_old_database_upgrades_keeping_its_data(
@@ -73,11 +73,16 @@ def test_an_old_database_upgrades_keeping_its_data(
     assert "api_tokens" not in sa.inspect(engine).get_table_names()
     with engine.begin() as conn:
         _new_cluster(conn, "old")
-        _new_request(conn, "r-old")
+        # The 0001 shape, as that release wrote it (no owner column yet).
+        conn.execute(sa.text(
+            "INSERT INTO requests (request_id, name, user_name, user_hash, status, "
+            "schedule_type, created_at, body) VALUES ('r-old', 'status', 'u', 'h', "
+            "'PENDING', 'short', 0, '{}')"
+        ))
     engine.dispose()
     store = open_store(tmp_path)
     try:
-        assert current_revision(store.engine) == "0002"
+        assert current_revision(store.engine) == "0003"
         old = store.run_sync(cl.get, "old")
         assert old is not None and old.status is ClusterStatus.INIT
         assert store.run_sync(rq.resolve_prefix, "r-o") == "r-old"
@@ -122,7 +127,9 @@ def test_request_records_round_trip_and_recover(store: Store) -> None:
         "req-pending", "req-running",
     ]  # fmt: skip
     error = {"type": "ServerRestartedError", "message": "gone"}
-    assert store.run_sync(rq.recover_after_restart, error) == ["req-pending"]
+    # Requests from before leases have no owner: taking over "no owner" fails the running
+    # one and claims the pending one.
+    assert store.run_sync(rq.take_over, None, "me", error) == ["req-pending"]
     records = {
         r.request_id: r
         for r in store.run_sync(lambda c: rq.list_records(c, include_finished=True, user_hash="h"))
@@ -130,8 +137,9 @@ def test_request_records_round_trip_and_recover(store: Store) -> None:
     assert records["req-running"].status is RequestStatus.FAILED
     assert records["req-running"].error == "ServerRestartedError: gone"
     assert records["req-done"].status is RequestStatus.SUCCEEDED
-    assert store.run_sync(rq.set_running, "req-pending")
-    assert not store.run_sync(rq.set_running, "req-pending")
+    assert not store.run_sync(rq.set_running, "req-pending", "someone-else")
+    assert store.run_sync(rq.set_running, "req-pending", "me")
+    assert not store.run_sync(rq.set_running, "req-pending", "me")
     assert sorted(store.run_sync(rq.expired_ids, time.time() + 1)) == ["req-done", "req-running"]
     store.run_sync(rq.delete, ["req-done"])
     assert store.run_sync(rq.get_row, "req-done") is None

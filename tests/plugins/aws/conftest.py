@@ -116,3 +116,13 @@ def _failing_factory(code: str, zones: set[str]) -> Any:
         return client
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def ec2_hosts() -> Iterator[Any]:
+    """Two sshd hosts in network namespaces that stand in for moto's instances (see
+    ``aws_on_fake_hosts``); skipped, like the ssh tests, where namespaces cannot be made."""
+    from aws_on_fake_hosts import load_ssh_netns
+
+    with load_ssh_netns().fake_hosts_or_skip(2, "AWS tests that run commands") as hosts:
+        yield hosts

@@ -1,8 +1,14 @@
-"""The AWS backend passes the provisioning part of the conformance suite on moto.
+"""The AWS backend passes the conformance suite on moto, twice.
 
-The parts that run commands on the nodes (the command runner, jobs, and the stop/start
-and re-provision tests, which run a job) are skipped: moto's instances are records, not
-machines, so nothing answers SSH on them. They run against a real AWS account.
+``TestAwsOnMoto``: the plain plugin on moto. The tests that run commands on the nodes
+(the command runner, jobs, stop/start and re-provision, which run a job) are skipped
+there: moto's instances are records, not machines, so nothing answers SSH on them.
+
+``TestAwsOnFakeHosts``: the whole suite, with every handle the plugin returns pointed at
+real sshd hosts in network namespaces (``aws_on_fake_hosts``). EC2 is still moto; the
+node agent's installation over SSH, the jobs, logs and cancellation are the plugin's real
+code. Skipped, like the ssh backend tests, where namespaces cannot be created. What still
+needs a real account: real AMIs booting, cloud-init and the security group letting SSH in.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from skyhop_core.models.resources import Resources
 from skyhop_core.testing.conformance import BackendConformance
 from skyhop_core.testing.harness import Timeouts
 
-NO_COMMANDS = "moto's EC2 instances cannot run commands (needs a real AWS account)"
+NO_COMMANDS = (
+    "moto's EC2 instances cannot run commands; TestAwsOnFakeHosts runs this test with the "
+    "instances mapped onto sshd hosts in network namespaces"
+)
 
 
 class TestAwsOnMoto(BackendConformance):
@@ -63,3 +72,26 @@ class TestAwsOnMoto(BackendConformance):
     @pytest.mark.skip(reason=NO_COMMANDS)
     def test_provision_after_down(self) -> None:
         pass
+
+
+class TestAwsOnFakeHosts(BackendConformance):
+    backend_name = "aws"
+    timeouts = Timeouts(call=60, provision=120, teardown=120, job=60)
+
+    @pytest.fixture
+    def conformance_plugins(self, aws_env: str, ec2_hosts: Any) -> list[object]:
+        from aws_on_fake_hosts import FakeHostsAwsPlugin
+
+        return [FakeHostsAwsPlugin(ec2_hosts)]
+
+    @pytest.fixture
+    def conformance_entry_points(self) -> bool:
+        return False
+
+    @pytest.fixture
+    def conformance_config(self, aws_env: str) -> dict[str, Any]:
+        return {"poll_interval": 0.05, "ssh_wait_seconds": 60}
+
+    @pytest.fixture
+    def conformance_resources(self) -> Any:
+        return Resources(infra="aws/us-east-1", instance_type="t3.medium")

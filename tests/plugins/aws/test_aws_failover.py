@@ -3,8 +3,9 @@ blocked and the next candidate is launched; when every place fails the error car
 the history.
 
 moto's instances cannot run commands, so the plugin under test replaces
-``skyhop_setup_runtime`` (starting the node agent over SSH) with a no-op; everything up
-to it — the optimizer, the failover loop, the cluster record, EC2 — is real.
+``skyhop_setup_runtime`` (waiting for SSH, installing and starting the node agent) with a
+no-op; everything up to it — the optimizer, the failover loop, the cluster record, EC2 —
+is real. (``test_aws_runtime.py`` and ``TestAwsOnFakeHosts`` cover the runtime hook.)
 """
 
 from __future__ import annotations

@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from ssh_netns import FakeHosts, unavailable
+from ssh_netns import FakeHosts, fake_hosts_or_skip
 
 
 @pytest.fixture(scope="session")
 def fake_hosts() -> Iterator[FakeHosts]:
     """Three hosts with their own sshd; removed after the session, even on failure."""
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"ssh backend tests need fake hosts: {reason}")
-    hosts = FakeHosts(3)
-    try:
+    with fake_hosts_or_skip(3) as hosts:
         yield hosts
-    finally:
-        hosts.close()

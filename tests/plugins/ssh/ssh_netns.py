@@ -4,7 +4,9 @@ Every host is a network namespace with its own address (10.213.N.10+i on a bridg
 this machine can reach) and its own OpenSSH server (key authentication only, a key the
 tests generate). Namespaces share the filesystem, so each host gets its own directory
 for its ``home`` and ``runtime_dir`` (pool options). Needs root, ``ip`` and ``sshd``;
-:func:`unavailable` says why not when they are missing.
+:func:`unavailable` says why not when they are missing, and :func:`fake_hosts_or_skip`
+is the fixture body every suite uses (the ssh backend's, and the AWS backend's, which loads
+this module by path and maps its EC2 instances onto these hosts).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 SSHD = "/usr/sbin/sshd"
 
@@ -42,6 +47,20 @@ def unavailable() -> str | None:
         return f"`ip netns add` failed: {done.stderr.strip()}"
     _ip("netns", "del", probe, check=False)
     return None
+
+
+@contextlib.contextmanager
+def fake_hosts_or_skip(count: int, purpose: str = "ssh backend tests") -> Iterator[FakeHosts]:
+    """``count`` fake hosts for a fixture, removed afterwards even on failure; skips the
+    test (``<purpose> need fake hosts: <why>``) where they cannot be made."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"{purpose} need fake hosts: {reason}")
+    hosts = FakeHosts(count)
+    try:
+        yield hosts
+    finally:
+        hosts.close()
 
 
 class FakeHosts:

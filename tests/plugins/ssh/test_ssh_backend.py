@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import trio
-from ssh_netns import FakeHosts, unavailable
+from ssh_netns import FakeHosts, fake_hosts_or_skip
 
 from skyhop_core.exceptions import CapacityError, NotSupportedError
 from skyhop_core.models.records import JobSpec, NodeState, ProvisionRequest
@@ -213,14 +213,8 @@ async def test_unreachable_host_fails_launch_cleanly(
 @pytest.fixture
 def doomed_hosts() -> Iterator[FakeHosts]:
     """Hosts of their own for a test that kills one."""
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-    hosts = FakeHosts(2)
-    try:
+    with fake_hosts_or_skip(2) as hosts:
         yield hosts
-    finally:
-        hosts.close()
 
 
 @_trio
