@@ -4,6 +4,7 @@ multi-node jobs, cancellation on remote nodes, file sync, check, dead hosts, spe
 from __future__ import annotations
 
 import functools
+import random
 import statistics
 import tempfile
 import time
@@ -105,29 +106,32 @@ async def test_multi_node_job_setup_ranks_and_prefixed_logs(ssh: BackendHarness)
 @_trio
 async def test_failing_rank_stops_the_others(ssh: BackendHarness, fake_hosts: FakeHosts) -> None:
     async with cluster(ssh, 2) as handle:
-        job = JobSpec(name="fail", num_nodes=2, run=["sleep 6001", "sleep 1; exit 3"])
+        # The fake hosts share one process table: a duration no other run uses.
+        marker = f"sleep {random.randint(10_000_000, 99_999_999)}"
+        job = JobSpec(name="fail", num_nodes=2, run=[marker, "sleep 1; exit 3"])
         job_id = await ssh.call("skyhop_submit_job", handle=handle, job=job)
         record = await ssh.wait_for_job(handle, job_id, {JobStatus.FAILED})
         assert record.status is JobStatus.FAILED
         head = ssh.runner(handle, handle.head)
-        left = await head.run(["sh", "-c", "pgrep -fx 'sleep 6001' || true"])
+        left = await head.run(["sh", "-c", f"pgrep -fx '{marker}' || true"])
         assert left.stdout.strip() == b""
 
 
 @_trio
 async def test_cancel_kills_remote_ranks(ssh: BackendHarness) -> None:
     async with cluster(ssh, 2) as handle:
-        job = JobSpec(name="long", num_nodes=2, run=["sleep 7770", "sleep 7771"])
+        first, second = (f"sleep {random.randint(10_000_000, 99_999_999)}" for _ in range(2))
+        job = JobSpec(name="long", num_nodes=2, run=[first, second])
         job_id = await ssh.call("skyhop_submit_job", handle=handle, job=job)
         await ssh.wait_for_job(handle, job_id, {JobStatus.RUNNING})
         rank1 = ssh.runner(handle, handle.nodes[1])
         with trio.fail_after(20):
-            while b"sleep 7771" not in (await rank1.run(["ps", "-eo", "args"])).stdout:
+            while second.encode() not in (await rank1.run(["ps", "-eo", "args"])).stdout:
                 await trio.sleep(0.2)
         assert await ssh.cancel(handle, [job_id]) == [job_id]
         await ssh.wait_for_job(handle, job_id, {JobStatus.CANCELLED})
         with trio.fail_after(20):
-            while b"sleep 7771" in (await rank1.run(["ps", "-eo", "args"])).stdout:
+            while second.encode() in (await rank1.run(["ps", "-eo", "args"])).stdout:
                 await trio.sleep(0.2)
 
 
