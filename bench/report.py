@@ -45,6 +45,8 @@ class Figure:
     note: str = ""
     error: str | None = None
     errors: int | None = None
+    #: Why the figure could not be measured on this machine (not a failure).
+    skipped: str | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -56,7 +58,7 @@ class Figure:
     def passed(self) -> bool | None:
         if self.error is not None:
             return False
-        if self.target is None:
+        if self.target is None or self.skipped is not None:
             return None
         value = self.p50 if self.target.on == "p50" else self.p99
         if value is None or math.isnan(value):
@@ -91,6 +93,8 @@ def _pair(p50: float | None, p99: float | None) -> str:
 def mark(fig: Figure) -> str:
     if fig.error is not None:
         return "ERROR"
+    if fig.skipped is not None:
+        return "skipped"
     return {True: "pass", False: "FAIL", None: "info"}[fig.passed]
 
 
@@ -140,6 +144,8 @@ def notes(figures: list[Figure], bullet: str = "  ") -> str:
             out.append(f"{bullet}{fig.name}: {fig.note}")
         if fig.error is not None:
             out.append(f"{bullet}{fig.name}: ERROR {fig.error}")
+        if fig.skipped is not None:
+            out.append(f"{bullet}{fig.name}: skipped: {fig.skipped}")
     return "\n".join(out) + ("\n" if out else "")
 
 

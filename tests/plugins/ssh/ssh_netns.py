@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 SSHD = "/usr/sbin/sshd"
 
 
@@ -52,7 +50,10 @@ def unavailable() -> str | None:
 @contextlib.contextmanager
 def fake_hosts_or_skip(count: int, purpose: str = "ssh backend tests") -> Iterator[FakeHosts]:
     """``count`` fake hosts for a fixture, removed afterwards even on failure; skips the
-    test (``<purpose> need fake hosts: <why>``) where they cannot be made."""
+    test (``<purpose> need fake hosts: <why>``) where they cannot be made. (pytest is
+    imported here so the benchmark suite can load this module without it.)"""
+    import pytest
+
     reason = unavailable()
     if reason:
         pytest.skip(f"{purpose} need fake hosts: {reason}")
