@@ -118,6 +118,32 @@ class ClientBase:
     endpoint: str
     user_name: str
     user_hash: str
+    token: str | None
+    auto_start: bool
+    start_timeout: float
+
+    def _configure(
+        self,
+        endpoint: str | None,
+        *,
+        own_transport: bool,
+        auto_start: bool,
+        start_timeout: float,
+        token: str | None,
+    ) -> dict[str, str]:
+        """Set the endpoint, identity and token; return the headers every call sends.
+
+        A client given its own transport (tests) never starts a local server.
+        """
+        self.endpoint = (endpoint or resolve_endpoint()).rstrip("/")
+        self.user_name, self.user_hash = identity()
+        self.token = resolve_token() if token is None else (token or None)
+        headers = {"X-Skyhop-User": self.user_name, "X-Skyhop-User-Hash": self.user_hash}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.auto_start = auto_start and not own_transport
+        self.start_timeout = start_timeout
+        return headers
 
     def check_version(self, info: dict[str, Any]) -> None:
         """Raise ApiVersionMismatchError if the server's API major version differs."""
@@ -173,14 +199,10 @@ class ApiClient(ClientBase):
         start_timeout: float = SERVER_START_TIMEOUT,
         token: str | None = None,
     ) -> None:
-        self.endpoint = (endpoint or resolve_endpoint()).rstrip("/")
-        self.user_name, self.user_hash = identity()
-        self.token = resolve_token() if token is None else (token or None)
-        headers = {"X-Skyhop-User": self.user_name, "X-Skyhop-User-Hash": self.user_hash}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self.auto_start = auto_start and transport is None
-        self.start_timeout = start_timeout
+        headers = self._configure(
+            endpoint, own_transport=transport is not None, auto_start=auto_start,
+            start_timeout=start_timeout, token=token,
+        )  # fmt: skip
         self._checked = False
         self._http = httpx.Client(
             base_url=self.endpoint,

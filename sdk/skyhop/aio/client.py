@@ -31,10 +31,7 @@ from skyhop.client import (
     SERVER_START_TIMEOUT,
     ClientBase,
     _tls_verify,
-    identity,
     is_loopback,
-    resolve_endpoint,
-    resolve_token,
     start_local_server,
 )
 
@@ -59,14 +56,10 @@ class AsyncApiClient(ClientBase):
         start_timeout: float = SERVER_START_TIMEOUT,
         token: str | None = None,
     ) -> None:
-        self.endpoint = (endpoint or resolve_endpoint()).rstrip("/")
-        self.user_name, self.user_hash = identity()
-        self.token = resolve_token() if token is None else (token or None)
-        headers = {"X-Skyhop-User": self.user_name, "X-Skyhop-User-Hash": self.user_hash}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self.auto_start = auto_start and transport is None
-        self.start_timeout = start_timeout
+        headers = self._configure(
+            endpoint, own_transport=transport is not None, auto_start=auto_start,
+            start_timeout=start_timeout, token=token,
+        )  # fmt: skip
         self._shared_check = transport is None
         self._checked = self._shared_check and self.endpoint in _verified
         self._http = httpx.AsyncClient(
