@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -110,6 +110,47 @@ def identity() -> tuple[str, str]:
 
 def _major(version: str) -> str:
     return str(version).split(".", 1)[0]
+
+
+class LogCursor:
+    """Where a stream of a request's log stands, for the sync and async clients alike.
+
+    ``params`` is what to ask ``/api/stream`` for next: after a broken connection the
+    stream resumes from the last byte received (the server resolves ``tail`` to a byte
+    offset and says which in ``X-Skyhop-Log-Offset``). :meth:`text` turns chunks into
+    text, dropping the NUL bytes the server sends as heartbeats and decoding UTF-8 across
+    chunk boundaries.
+    """
+
+    RETRIES = 3
+
+    def __init__(self, request_id: str, *, follow: bool, tail: int | None, offset: int) -> None:
+        self.params: dict[str, Any] = {
+            "request_id": request_id,
+            "follow": "true" if follow else "false",
+            "offset": offset,
+        }
+        if tail is not None:
+            self.params["tail"] = tail
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._retries_left = self.RETRIES
+
+    def started(self, headers: Mapping[str, str]) -> None:
+        """A response began: continue from where the server says it started."""
+        self.params["offset"] = int(headers.get("x-skyhop-log-offset", self.params["offset"]))
+        self.params.pop("tail", None)
+
+    def text(self, chunk: bytes) -> str:
+        self.params["offset"] += len(chunk)
+        return self._decoder.decode(chunk.replace(b"\0", b""))
+
+    def rest(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+    def may_retry(self) -> bool:
+        """Whether to reconnect after a broken stream (a few times at most)."""
+        self._retries_left -= 1
+        return self._retries_left >= 0
 
 
 class ClientBase:
@@ -293,40 +334,26 @@ class ApiClient(ClientBase):
         """
         if not self._checked:
             self.ensure_server()
-        params: dict[str, Any] = {
-            "request_id": request_id,
-            "follow": "true" if follow else "false",
-            "offset": offset,
-        }
-        if tail is not None:
-            params["tail"] = tail
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        retries = 3
+        cursor = LogCursor(request_id, follow=follow, tail=tail, offset=offset)
         try:
             while True:
                 try:
                     with self._http.stream(
-                        "GET", "/api/stream", params=params, timeout=_WAIT_TIMEOUT
+                        "GET", "/api/stream", params=cursor.params, timeout=_WAIT_TIMEOUT
                     ) as r:
                         if r.status_code >= 400:
                             r.read()
                             self._raise_for_error(r)
-                        # Where the server started (it resolves ``tail`` to an offset).
-                        params["offset"] = int(r.headers.get("x-skyhop-log-offset", params["offset"]))
-                        params.pop("tail", None)  # a resumed stream continues by offset
+                        cursor.started(r.headers)
                         for chunk in r.iter_bytes():
-                            params["offset"] += len(chunk)
-                            text = decoder.decode(chunk.replace(b"\0", b""))
-                            if text:
+                            if text := cursor.text(chunk):
                                 yield text
-                    tail_text = decoder.decode(b"", final=True)
-                    if tail_text:
-                        yield tail_text
+                    if rest := cursor.rest():
+                        yield rest
                     return
                 except (httpx.RemoteProtocolError, httpx.ReadError):
-                    if retries == 0:
+                    if not cursor.may_retry():
                         raise
-                    retries -= 1
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         except KeyboardInterrupt:

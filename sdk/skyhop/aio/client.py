@@ -13,7 +13,6 @@ loop it was first used in, and a program may run several loops (``asyncio.run`` 
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import contextvars
 import functools
@@ -30,6 +29,7 @@ from skyhop.client import (
     _WAIT_TIMEOUT,
     SERVER_START_TIMEOUT,
     ClientBase,
+    LogCursor,
     _tls_verify,
     is_loopback,
     start_local_server,
@@ -152,40 +152,26 @@ class AsyncApiClient(ClientBase):
         """
         if not self._checked:
             await self.ensure_server()
-        params: dict[str, Any] = {
-            "request_id": request_id,
-            "follow": "true" if follow else "false",
-            "offset": offset,
-        }
-        if tail is not None:
-            params["tail"] = tail
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        retries = 3
+        cursor = LogCursor(request_id, follow=follow, tail=tail, offset=offset)
         try:
             while True:
                 try:
                     async with self._http.stream(
-                        "GET", "/api/stream", params=params, timeout=_WAIT_TIMEOUT
+                        "GET", "/api/stream", params=cursor.params, timeout=_WAIT_TIMEOUT
                     ) as r:
                         if r.status_code >= 400:
                             await r.aread()
                             self._raise_for_error(r)
-                        offset_header = r.headers.get("x-skyhop-log-offset", params["offset"])
-                        params["offset"] = int(offset_header)
-                        params.pop("tail", None)  # a resumed stream continues by offset
+                        cursor.started(r.headers)
                         async for chunk in r.aiter_bytes():
-                            params["offset"] += len(chunk)
-                            text = decoder.decode(chunk.replace(b"\0", b""))
-                            if text:
+                            if text := cursor.text(chunk):
                                 write(text)
-                    rest = decoder.decode(b"", final=True)
-                    if rest:
+                    if rest := cursor.rest():
                         write(rest)
                     return
                 except (httpx.RemoteProtocolError, httpx.ReadError):
-                    if retries == 0:
+                    if not cursor.may_retry():
                         raise
-                    retries -= 1
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
 
