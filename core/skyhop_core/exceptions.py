@@ -8,6 +8,7 @@
     ├── ClusterOwnerIdentityMismatchError
     ├── InvalidClusterNameError
     ├── NotSupportedError
+    ├── UnknownBackendError               no installed plugin provides that backend
     ├── ResourcesUnavailableError        (carries ``failover_history``)
     │   ├── CapacityError                 a zone/region has no capacity now: try elsewhere
     │   └── QuotaError                    the account's quota is exhausted there
@@ -77,6 +78,10 @@ class InvalidClusterNameError(SkyhopError):
 
 class NotSupportedError(SkyhopError):
     """The backend or the cluster does not support the operation."""
+
+
+class UnknownBackendError(SkyhopError):
+    """No plugin provides the backend named in ``infra``."""
 
 
 class ResourcesUnavailableError(SkyhopError):

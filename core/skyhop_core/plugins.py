@@ -16,7 +16,7 @@ import attrs
 import pluggy
 
 from skyhop_core import hookspecs
-from skyhop_core.exceptions import NotSupportedError, SkyhopError
+from skyhop_core.exceptions import NotSupportedError, UnknownBackendError
 from skyhop_core.models.records import BackendInfo
 
 ENTRY_POINT_GROUP = "skyhop.plugins"
@@ -40,10 +40,6 @@ class BrokenPlugin:
 
     name: str
     error: str
-
-
-class UnknownBackendError(SkyhopError):
-    """No plugin provides the backend named in ``infra``."""
 
 
 class Backends:

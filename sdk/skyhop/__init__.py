@@ -15,8 +15,9 @@ and the CLI starts fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
@@ -96,7 +97,7 @@ __all__ = [
     "tail_logs",
 ]
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from skyhop import aio as aio
     from skyhop.sdk import (
         api_cancel,
@@ -134,16 +135,18 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     try:
         module_name, attribute = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'skyhop' has no attribute {name!r}") from None
-    module = importlib.import_module(module_name)
+    module = _importlib.import_module(module_name)
     value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public names and the module's dunders; no helpers or imports."""
+    dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")}
+    return sorted(dunders | set(__all__))

@@ -68,6 +68,42 @@ def test_errors_are_one_clear_line(server):
     assert "InvalidClusterNameError" in proc.stderr
 
 
+def test_each_error_is_printed_once(server):
+    for args in (
+        ("down", "-y", "ghost"),
+        ("exec", "ghost", "true"),
+        ("logs", "ghost", "1"),
+        ("launch", "-y", "--infra", "nosuch", "true"),
+    ):
+        proc = skyhop(server, *args, check=False)
+        both = proc.stdout + proc.stderr
+        assert proc.returncode != 0, args
+        assert [ln.startswith("Error: ") for ln in both.splitlines()].count(True) == 1, (args, both)
+        assert proc.stderr.startswith("Error: "), (args, proc.stderr)
+    # The backend's own error type crosses the wire, not a wrapped SkyhopError.
+    assert "Error: UnknownBackendError: No backend named 'nosuch'" in proc.stderr
+
+
+def test_api_logs_and_status_tell_how_a_request_ended(server):
+    assert "skyhop api status -a" in skyhop(server, "api", "status").stdout
+    skyhop(server, "down", "-y", "ghost", check=False)
+    failed = next(
+        line.split()[0]
+        for line in skyhop(server, "api", "status", "-a").stdout.splitlines()
+        if " down " in line and "FAILED" in line
+    )
+    proc = skyhop(server, "api", "logs", failed, check=False)
+    assert proc.returncode == 1
+    assert "ClusterDoesNotExist" in proc.stdout
+    skyhop(server, "check")
+    succeeded = next(
+        line.split()[0]
+        for line in skyhop(server, "api", "status", "-a").stdout.splitlines()
+        if " check " in line and "SUCCEEDED" in line
+    )
+    assert skyhop(server, "api", "logs", succeeded).returncode == 0
+
+
 def test_user_strings_never_reach_a_shell_unquoted(server, tmp_path):
     marker = tmp_path / "pwned"
     proc = skyhop(server, "launch", "-y", "-c", f"x;touch {marker}", "true", check=False)

@@ -92,3 +92,12 @@ def test_the_public_names_are_the_lazy_table() -> None:
     import skyhop
 
     assert sorted(skyhop.__all__) == sorted(skyhop._LAZY)
+
+
+def test_dir_lists_the_public_names_only() -> None:
+    import skyhop
+
+    public = [name for name in dir(skyhop) if not name.startswith("__")]
+    assert public == sorted(skyhop.__all__)
+    for leaked in ("Any", "TYPE_CHECKING", "annotations", "importlib"):
+        assert leaked not in dir(skyhop)

@@ -90,3 +90,24 @@ def test_spinner_prints_log_lines_above_its_status_line():
     visible = text.replace("\r\x1b[K", "\n")
     assert "line one" in visible and "partial rest" in text
     assert text.endswith("\r\x1b[K")  # the status line is cleared at the end
+
+
+def test_a_failed_requests_closing_error_line_is_held_back_and_dropped():
+    import io
+
+    from skyhop.cli.waiting import HeldErrorLine
+
+    out = io.StringIO()
+    held = HeldErrorLine(out)
+    for chunk in ["step 1\n", "progress 50%", " done\nErr", "or: Cluster", "DoesNotExist: gone\n"]:
+        held.write(chunk)
+    assert out.getvalue() == "step 1\nprogress 50% done\n"
+    held.release(failed=True)
+    assert out.getvalue() == "step 1\nprogress 50% done\n"
+
+    out = io.StringIO()
+    held = HeldErrorLine(out)
+    held.write("Error: printed by the job itself\nmore output\n")
+    held.write("Error: again")
+    held.release()  # the request succeeded: nothing is lost
+    assert out.getvalue() == "Error: printed by the job itself\nmore output\nError: again"

@@ -229,7 +229,9 @@ class Engine:
                 import traceback
 
                 writer.write(traceback.format_exc().encode())
-            ctx.log(f"Error: {type(exc).__name__}: {error['message']}")
+            # One line, exactly as the CLI prints it, so the CLI can show it once.
+            message = " ".join(str(error["message"]).split()) or "(no message)"
+            ctx.log(f"Error: {type(exc).__name__}: {message}")
         finally:
             with trio.CancelScope(shield=True):
                 if status is RequestStatus.CANCELLED:

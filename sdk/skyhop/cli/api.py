@@ -100,6 +100,9 @@ def status(
     records = sdk.api_status(
         list(request_ids) or None, all_status=all_status, all_users=all_users, limit=limit
     )
+    if not records and not all_status and not request_ids:
+        click.echo("No unfinished requests. Run `skyhop api status -a` to list finished ones too.")
+        return
     click.echo(render.requests(records))
 
 
@@ -107,9 +110,16 @@ def status(
 @click.argument("request_id")
 @click.option("--no-follow", is_flag=True, help="Print what is there and return.")
 @click.option("--tail", type=click.IntRange(min=0), help="Start with the last N lines.")
-def logs(request_id: str, no_follow: bool, tail: int | None) -> None:
-    """Stream a request's log until it finishes."""
+@click.pass_context
+def logs(ctx: click.Context, request_id: str, no_follow: bool, tail: int | None) -> None:
+    """Stream a request's log until it finishes.
+
+    Exits 1 when the request failed or was cancelled (its log ends with the error), so
+    scripts can tell; 0 when it succeeded or, with --no-follow, is still running.
+    """
+    from skyhop import sdk
     from skyhop.client import RequestInterrupted, current_client
+    from skyhop_core.models.status import RequestStatus
 
     client = current_client()
     try:
@@ -120,6 +130,9 @@ def logs(request_id: str, no_follow: bool, tail: int | None) -> None:
         raise
     except KeyboardInterrupt:
         raise RequestInterrupted(request_id, client.endpoint) from None
+    records = sdk.api_status([request_id])
+    if records and records[0].status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+        ctx.exit(1)
 
 
 @api.command()

@@ -99,15 +99,68 @@ class Spinner:
                 self._draw()
 
 
+class HeldErrorLine:
+    """A text stream that holds back a last line starting with ``Error: ``.
+
+    A failed request's log ends with ``Error: <Type>: <message>``, and the CLI prints the
+    same error on stderr when the SDK raises it. Holding the line back until more text
+    comes (or the request ends) lets :func:`stream_then_get` drop it when the request
+    failed, so each error is printed once, on stderr. Anything else passes at once.
+    """
+
+    MARK = "Error: "
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.held = ""
+
+    def write(self, text: str) -> int:
+        data = self.held + text
+        start = data.rfind("\n", 0, len(data) - 1) + 1  # where the last line starts
+        last = data[start:]
+        self.held = last if last.startswith(self.MARK) or self.MARK.startswith(last) else ""
+        shown = data[: len(data) - len(self.held)]
+        if shown:
+            self.out.write(shown)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def release(self, *, failed: bool = False) -> None:
+        """The stream ended: drop a held error line if the request failed, else show it."""
+        if self.held and not (failed and self.held.startswith(self.MARK)):
+            self.out.write(self.held)
+            self.out.flush()
+        self.held = ""
+
+
+def stream_then_get(request_id: str, out: Any) -> Any:
+    """``sdk.stream_and_get`` printing the request's closing error line only on stderr
+    (by the CLI, from the raised exception), never twice."""
+    from skyhop import sdk
+    from skyhop.client import RequestInterrupted
+
+    held = HeldErrorLine(out)
+    try:
+        result = sdk.stream_and_get(request_id, output_stream=held)  # type: ignore[arg-type]
+    except RequestInterrupted:
+        held.release()
+        raise
+    except Exception:
+        held.release(failed=True)
+        raise
+    held.release()
+    return result
+
+
 def follow_request(request_id: str, title: str) -> Any:
     """Stream a request's log (with a spinner on a terminal) and return its result."""
-    from skyhop import sdk
-
     out = sys.stdout
     if out.isatty():
         with Spinner(title, request_id, out) as spinner:
-            return sdk.stream_and_get(request_id, output_stream=spinner)  # type: ignore[arg-type]
-    return sdk.stream_and_get(request_id, output_stream=out)
+            return stream_then_get(request_id, spinner)
+    return stream_then_get(request_id, out)
 
 
 def follow_job(cluster_name: str, job_id: int | None, *, follow: bool = True, tail: int = 0) -> int:
@@ -115,7 +168,7 @@ def follow_job(cluster_name: str, job_id: int | None, *, follow: bool = True, ta
     from skyhop import sdk
 
     request_id = sdk.submit_logs(cluster_name, job_id, follow=follow, tail=tail)
-    return int(sdk.stream_and_get(request_id, output_stream=sys.stdout))
+    return int(stream_then_get(request_id, sys.stdout))
 
 
 def job_hints(cluster_name: str, job_id: int) -> str:
