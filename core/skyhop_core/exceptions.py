@@ -19,6 +19,7 @@
     ├── RequestNotFoundError / AmbiguousRequestIdError
     ├── RequestCancelledError
     ├── ServerRestartedError              the request was running when its server died
+    ├── ClusterLeaseLostError             another replica took over a cluster mid-operation
     ├── ApiServerError                    the client cannot reach or talk to the server
     │   └── ApiVersionMismatchError
     ├── NotAuthenticatedError             a deployed server needs a valid bearer token (401)
@@ -144,6 +145,11 @@ class AmbiguousRequestIdError(SkyhopError):
 
 class RequestCancelledError(SkyhopError):
     """The request was cancelled before it finished."""
+
+
+class ClusterLeaseLostError(SkyhopError):
+    """An API server lost a cluster's lease mid-operation (it paused for longer than the
+    lease, and another replica took the cluster over); the operation stopped."""
 
 
 class ServerRestartedError(SkyhopError):

@@ -76,3 +76,18 @@ def subdir(*parts: str) -> Path:
     path = persistent_path().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def replica_dir(port: int, root: Path | None = None) -> Path:
+    """This machine's API server on ``port``: its pid file and log.
+
+    Several replicas may share one persistent path (a shared volume), so each keeps its
+    own files under ``server/<hostname>-<port>/``; ``skyhop api stop`` finds the one of
+    this machine there and stops only it.
+    """
+    import socket
+
+    base = root if root is not None else persistent_path()
+    path = base / "server" / f"{socket.gethostname()}-{port}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

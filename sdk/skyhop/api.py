@@ -226,5 +226,5 @@ def api_stop(timeout: float = 20.0) -> bool:
         time.sleep(0.1)
     raise exceptions.ApiServerError(
         f"The API server at {client.endpoint} did not stop within {timeout:.0f} s; "
-        f"its pid is in {paths.persistent_path() / 'server' / 'server.pid'}."
+        f"its pid is in {paths.replica_dir(urlparse(client.endpoint).port or DEFAULT_PORT) / 'server.pid'}."
     )

@@ -10,7 +10,7 @@ file; a deployed server accepts only that) — and on its first call makes sure 
 compatible server answers:
 
 - a loopback endpoint where nothing answers gets a local server started, detached, with
-  its output in ``<persistent path>/server/server.log``;
+  its output in ``<persistent path>/server/<hostname>-<port>/server.log``;
 - a server whose API version differs in the major part raises
   :class:`~skyhop_core.exceptions.ApiVersionMismatchError`;
 - an unreachable remote server raises :class:`~skyhop_core.exceptions.ApiServerError`.
@@ -380,7 +380,7 @@ def start_local_server(
     server does not answer ``endpoint`` within ``timeout`` seconds.
     """
     port = urlparse(endpoint).port or DEFAULT_PORT
-    log_path = paths.subdir("server") / "server.log"
+    log_path = paths.replica_dir(port) / "server.log"
     command = [sys.executable, "-m", "skyhop_core.server", "--host", host, "--port", str(port)]
     if deploy:
         command.append("--deploy")

@@ -148,7 +148,10 @@ def test_first_call_starts_a_local_server_and_api_stop_stops_it(tmp_path, monkey
             info = sdk.api_info()
             assert info["endpoint"] == endpoint
             assert info["persistent_path"] == str(tmp_path)
-            assert (tmp_path / "server" / "server.log").exists()
+            port = int(endpoint.rsplit(":", 1)[1])
+            replica = tmp_path / "server" / f"{socket.gethostname()}-{port}"
+            assert (replica / "server.log").exists()
+            assert (replica / "server.pid").read_text().split()[0].isdigit()
             assert sdk.api_stop() is True
             assert sdk.api_stop() is False
             # The next call finds the server gone and starts a new one.
@@ -169,5 +172,6 @@ def test_a_server_that_cannot_start_points_at_its_log(tmp_path, monkeypatch):
         start = time.monotonic()
         with pytest.raises(exceptions.ApiServerError) as info:
             client_mod.start_local_server(f"http://127.0.0.1:{port}", timeout=15)
-    assert str(tmp_path / "server" / "server.log") in str(info.value)
+    replica = tmp_path / "server" / f"{socket.gethostname()}-{port}"
+    assert str(replica / "server.log") in str(info.value)
     assert time.monotonic() - start < 15

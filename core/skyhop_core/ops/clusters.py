@@ -24,6 +24,7 @@ from skyhop_core.ops.common import (
     sync_files,
     validate_cluster_name,
 )
+from skyhop_core.ops.locking import cluster_lock
 from skyhop_core.ops.provisioning import (
     matching_resources,
     plan,
@@ -56,7 +57,7 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
             ctx.log(f"{'✔' if row['chosen'] else ' '} {row['infra']} {row['instance_type']}")
         ctx.log("Dry run: nothing was launched.")
         return {"job_id": None, "handle": None}
-    async with ctx.services.cluster_locks[name]:
+    async with cluster_lock(ctx, name):
         handle = await _ensure_up(ctx, name, task, p)
     resources = matching_resources(task, handle)
     bctx = backend_ctx(ctx, handle.backend)
@@ -144,7 +145,7 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
     record = await get_cluster(ctx, p.cluster_name)
     require_feature(ctx, record.backend, Feature.STOP, "stopping clusters (use `skyhop down`)")
     await _cancel_others(ctx, p.cluster_name)
-    async with ctx.services.cluster_locks[p.cluster_name]:
+    async with cluster_lock(ctx, p.cluster_name):
         record = await get_cluster(ctx, p.cluster_name)
         if record.status is ClusterStatus.STOPPED:
             ctx.log(f"Cluster {p.cluster_name!r} is already STOPPED.")
@@ -160,7 +161,7 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
     """Tear a cluster down; cancels the cluster's other requests first."""
     await get_cluster(ctx, p.cluster_name)
     await _cancel_others(ctx, p.cluster_name)
-    async with ctx.services.cluster_locks[p.cluster_name]:
+    async with cluster_lock(ctx, p.cluster_name):
         record = await get_cluster(ctx, p.cluster_name)
         await _backend_step(ctx, record, "skyhop_down", p.purge)
         await ctx.services.store.run(cl.delete, p.cluster_name)
@@ -210,7 +211,7 @@ async def start(ctx: RequestContext, p: P.StartParams) -> None:
     if p.down and p.idle_minutes_to_autostop is None:
         raise ValueError("down=True needs idle_minutes_to_autostop (-i MINUTES).")
     record = await get_cluster(ctx, p.cluster_name)
-    async with ctx.services.cluster_locks[p.cluster_name]:
+    async with cluster_lock(ctx, p.cluster_name):
         record = await get_cluster(ctx, p.cluster_name)
         if record.status is ClusterStatus.UP and not p.force:
             ctx.log(f"Cluster {p.cluster_name!r} is already UP.")

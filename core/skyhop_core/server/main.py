@@ -35,7 +35,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.trio import serve as hypercorn_serve
 
     from skyhop_core.ops.registry import operations
-    from skyhop_core.paths import ensure_persistent_path, load_config
+    from skyhop_core.paths import ensure_persistent_path, load_config, replica_dir
     from skyhop_core.plugins import load_backends
     from skyhop_core.requests.engine import Engine, slot_limits
     from skyhop_core.server.app import build_app
@@ -62,9 +62,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     hconfig.graceful_timeout = 2.0
     hconfig.keep_alive_timeout = 75.0
 
-    server_dir = root / "server"
-    server_dir.mkdir(exist_ok=True)
-    pid_file = server_dir / "server.pid"
+    pid_file = replica_dir(port, root) / "server.pid"
     interval = float(os.environ.get("SKYHOP_AUTOSTOP_INTERVAL", "30"))
 
     async def on_signals() -> None:

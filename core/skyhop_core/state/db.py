@@ -68,6 +68,22 @@ servers = sa.Table(
     sa.Column("heartbeat_at", sa.Float, nullable=False),
 )
 
+#: Who is running a lifecycle operation (launch/start/stop/down) on a cluster: one row per
+#: busy cluster, held by one request on one replica and renewed while it runs, so
+#: replicas serialise operations on a cluster as one server does (see
+#: ``skyhop_core.state.cluster_leases``).
+cluster_leases = sa.Table(
+    "cluster_leases",
+    metadata,
+    sa.Column("cluster_name", sa.String(128), primary_key=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("server_id", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=False),
+)
+
 #: Service-account tokens of a deployed server (see ``skyhop_core.state.tokens``). Only a
 #: sha256 of each token is stored; ``token_id`` (part of the token) finds its row.
 api_tokens = sa.Table(

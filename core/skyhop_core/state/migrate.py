@@ -36,6 +36,16 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def head_revision() -> str:
+    """The newest revision the migrations define."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
 def current_revision(engine: sa.Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

@@ -43,7 +43,7 @@ def start(host: str | None, port: int | None, deploy: bool, foreground: bool) ->
 
     Without --deploy: a local server for you alone, bound to loopback (the CLI also starts
     it on first use). With --deploy: a shared server on 0.0.0.0 that requires a bearer
-    token from every caller; it runs detached (log in <persistent path>/server/server.log)
+    token from every caller; it runs detached (log in <persistent path>/server/<hostname>-<port>/server.log)
     unless --foreground. Create tokens on this machine with 'skyhop api tokens create'.
     """
     from skyhop.cli import deploy as deploy_cli

@@ -95,7 +95,7 @@ def stop_by_pid_file(endpoint: str, timeout: float = 20.0) -> bool:
 
 
 def _pid_for_port(port: int) -> int | None:
-    pid_file = paths.persistent_path() / "server" / "server.pid"
+    pid_file = paths.replica_dir(port) / "server.pid"
     try:
         pid, _host, pid_port = pid_file.read_text().split()
     except (OSError, ValueError):

@@ -13,12 +13,12 @@ from skyhop_core.state import clusters as cl
 from skyhop_core.state import open_store
 from skyhop_core.state import tokens as tk
 from skyhop_core.state.db import create_engine, metadata
-from skyhop_core.state.migrate import current_revision, upgrade
+from skyhop_core.state.migrate import current_revision, head_revision, upgrade
 
 
 def test_a_new_database_is_at_head_and_matches_the_tables(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == head_revision()
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"the migrations and state/db.py disagree: {diff}"
@@ -39,7 +39,7 @@ def test_an_old_database_upgrades_in_place_keeping_its_data(tmp_path: Path) -> N
         ))
     engine.dispose()
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == head_revision()
     assert store.run_sync(cl.get, "old").backend == "local"
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM requests")).scalar() == 1
@@ -54,5 +54,5 @@ def test_a_database_from_before_migrations_is_stamped_and_upgraded(tmp_path: Pat
         conn.execute(sa.text("DROP TABLE alembic_version"))
     engine.dispose()
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == head_revision()
     assert "api_tokens" in sa.inspect(store.engine).get_table_names()

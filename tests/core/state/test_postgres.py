@@ -19,7 +19,7 @@ from skyhop_core.state import clusters as cl
 from skyhop_core.state import requests as rq
 from skyhop_core.state import tokens as tk
 from skyhop_core.state.db import create_engine, metadata
-from skyhop_core.state.migrate import current_revision, upgrade
+from skyhop_core.state.migrate import current_revision, head_revision, upgrade
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,13 +55,13 @@ def test_everything_lands_in_postgres_and_nothing_under_the_path(
 
 
 def test_a_new_database_is_at_head_and_matches_the_tables(store: Store) -> None:
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == head_revision()
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"the migrations and state/db.py disagree on PostgreSQL: {diff}"
     # Opening again (a restart, or a second replica) is a no-op.
     upgrade(store.engine)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == head_revision()
 
 
 def test_an_old_database_upgrades_keeping_its_data(
@@ -82,7 +82,7 @@ def test_an_old_database_upgrades_keeping_its_data(
     engine.dispose()
     store = open_store(tmp_path)
     try:
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == head_revision()
         old = store.run_sync(cl.get, "old")
         assert old is not None and old.status is ClusterStatus.INIT
         assert store.run_sync(rq.resolve_prefix, "r-o") == "r-old"
