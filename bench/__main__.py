@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cli, jobs, load, logs, requests, server, ssh, throughput
+from bench import cli, clusters, jobs, load, logs, requests, server, ssh, throughput
 from bench.report import (
     Figure,
     machine,
@@ -33,6 +33,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("jobs", "exec to first output (UP cluster)", "ms", jobs.exec_first_output, True),
     ("jobs", "launch to first output (new cluster)", "ms", jobs.launch_first_output, True),
     ("ssh", ssh.NAME, "ms", ssh.exec_first_output_ssh, False),
+    ("clusters", "start of an UP cluster (cluster lease)", "ms", clusters.lease_round_trip, True),
     ("cancel", "cancel latency", "ms", jobs.cancel_latency, True),
     ("logs", "log streaming", "MB/s", logs.log_streaming, True),
     ("load", "reads under load", "ms", load.reads_under_load, True),
