@@ -95,6 +95,8 @@ class Engine:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._done: dict[str, trio.Event] = {}
         self._finished: OrderedDict[str, Any] = OrderedDict()
+        #: The user hash of each request this replica runs (for owner-scoped lookups).
+        self._owners: dict[str, str] = {}
         self.replica = Replica()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -155,6 +157,7 @@ class Engine:
                     name=name,
                     user_name=user.name,
                     user_hash=user.hash,
+                    user_role=user.role,
                     cluster_name=getattr(params, "cluster_name", None),
                     schedule_type=op.schedule,
                     body=body,
@@ -172,7 +175,7 @@ class Engine:
     def resume(self, row: Any) -> None:
         """Run a PENDING request this replica has just come to own."""
         op = self.operations.get(row.name)
-        user = User(row.user_name, row.user_hash)
+        user = User(row.user_name, row.user_hash, row.user_role)
         if op is None:
             return
         self._start(row.request_id, op, self.parse(row.name, row.body), user)
@@ -184,6 +187,7 @@ class Engine:
         scope = trio.CancelScope()
         self._scopes[request_id] = scope
         self._done[request_id] = trio.Event()
+        self._owners[request_id] = user.hash
         self._nursery.start_soon(self._run, request_id, op, params, user, scope, holds_slot)
 
     async def _execute(
@@ -242,26 +246,49 @@ class Engine:
                     )
                 )
                 writer.close()
-                self._remember(request_id, op.name, status, result, error)
+                self._remember(request_id, op.name, status, result, error, user.hash)
                 self._scopes.pop(request_id, None)
+                self._owners.pop(request_id, None)
                 self._done.pop(request_id).set()
 
     def _remember(
-        self, request_id: str, name: str, status: RequestStatus, result: Any, error: Any
+        self,
+        request_id: str,
+        name: str,
+        status: RequestStatus,
+        result: Any,
+        error: Any,
+        user_hash: str,
     ) -> None:
         """Keep recent outcomes in memory so waiting clients need no database read."""
         self._finished[request_id] = types.SimpleNamespace(
-            request_id=request_id, name=name, status=status.value, result=result, error=error
+            request_id=request_id,
+            name=name,
+            status=status.value,
+            result=result,
+            error=error,
+            user_hash=user_hash,
         )
         while len(self._finished) > FINISHED_CACHE_SIZE:
             self._finished.popitem(last=False)
 
     # --- following and cancelling ----------------------------------------------------------
 
-    async def resolve(self, prefix: str) -> str:
-        if prefix in self._done or prefix in self._finished:
+    async def resolve(self, prefix: str, user_hash: str | None = None) -> str:
+        """The full ID of the one request whose ID starts with ``prefix``.
+
+        With ``user_hash`` (a deployed server's non-admin caller) only that user's requests
+        match: someone else's request raises the same RequestNotFoundError as one that does
+        not exist, so request IDs cannot be probed.
+        """
+        owner = self._owners.get(prefix)
+        if owner is None and prefix in self._finished:
+            owner = self._finished[prefix].user_hash
+        if owner is not None and (user_hash is None or owner == user_hash):
             return prefix  # a full ID this server knows
-        return await self.services.store.run(rq.resolve_prefix, prefix)
+        return await self.services.store.run(
+            lambda conn: rq.resolve_prefix(conn, prefix, user_hash=user_hash)
+        )
 
     async def is_finished(self, request_id: str) -> bool:
         if request_id in self._done:

@@ -40,6 +40,8 @@ requests = sa.Table(
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("user_name", sa.String(128), nullable=False),
     sa.Column("user_hash", sa.String(64), nullable=False),
+    # The submitter's role (user/admin), so a resumed request runs with the same rights.
+    sa.Column("user_role", sa.String(16), nullable=False, server_default="user"),
     sa.Column("cluster_name", sa.String(128), nullable=True, index=True),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("schedule_type", sa.String(16), nullable=False),
@@ -77,6 +79,8 @@ api_tokens = sa.Table(
     sa.Column("name", sa.String(128), nullable=False, index=True),
     sa.Column("user_hash", sa.String(64), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False),
+    # ``user`` or ``admin`` (an admin sees and acts on every user's objects).
+    sa.Column("role", sa.String(16), nullable=False, server_default="user"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_used_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),

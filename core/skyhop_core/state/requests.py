@@ -45,6 +45,7 @@ def insert(
     body: dict[str, Any],
     running: bool = False,
     owner: str | None = None,
+    user_role: str = "user",
 ) -> None:
     """Insert a new request, PENDING (or RUNNING when it already holds a slot), owned by
     the replica ``owner``."""
@@ -55,6 +56,7 @@ def insert(
             name=name,
             user_name=user_name,
             user_hash=user_hash,
+            user_role=user_role,
             cluster_name=cluster_name,
             status=(RequestStatus.RUNNING if running else RequestStatus.PENDING).value,
             schedule_type=schedule_type,
@@ -70,17 +72,19 @@ def get_row(conn: sa.Connection, request_id: str) -> Any:
     return conn.execute(sa.select(requests).where(requests.c.request_id == request_id)).first()
 
 
-def resolve_prefix(conn: sa.Connection, prefix: str) -> str:
-    """The full ID of the one request whose ID starts with ``prefix``."""
+def resolve_prefix(conn: sa.Connection, prefix: str, *, user_hash: str | None = None) -> str:
+    """The full ID of the one request whose ID starts with ``prefix`` (among
+    ``user_hash``'s requests only, when given: others' are invisible, not forbidden)."""
     prefix = prefix.strip()
     if not prefix:
         raise RequestNotFoundError("An empty request ID matches nothing.")
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = conn.execute(
-        sa.select(requests.c.request_id)
-        .where(requests.c.request_id.like(escaped + "%", escape="\\"))
-        .limit(11)
-    ).all()
+    query = sa.select(requests.c.request_id).where(
+        requests.c.request_id.like(escaped + "%", escape="\\")
+    )
+    if user_hash is not None:
+        query = query.where(requests.c.user_hash == user_hash)
+    rows = conn.execute(query.limit(11)).all()
     ids = [r.request_id for r in rows]
     if prefix in ids:
         return prefix

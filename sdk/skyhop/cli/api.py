@@ -160,8 +160,9 @@ def info() -> None:
     data = sdk.api_info()
     user = data.get("user")
     auth = "token required" if data.get("auth_required") else "local (identity headers)"
+    role = f", {user['role']}" if isinstance(user, dict) and user.get("role") else ""
     who = (
-        f"{user.get('name', '?')} ({user.get('hash', '?')})"
+        f"{user.get('name', '?')} ({user.get('hash', '?')}{role})"
         if isinstance(user, dict)
         else f"not authenticated (run: skyhop api login -e {data['endpoint']} --token <TOKEN>)"
     )

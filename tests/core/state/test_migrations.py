@@ -18,7 +18,7 @@ from skyhop_core.state.migrate import current_revision, upgrade
 
 def test_a_new_database_is_at_head_and_matches_the_tables(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"the migrations and state/db.py disagree: {diff}"
@@ -39,7 +39,7 @@ def test_an_old_database_upgrades_in_place_keeping_its_data(tmp_path: Path) -> N
         ))
     engine.dispose()
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     assert store.run_sync(cl.get, "old").backend == "local"
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM requests")).scalar() == 1
@@ -54,5 +54,29 @@ def test_a_database_from_before_migrations_is_stamped_and_upgraded(tmp_path: Pat
         conn.execute(sa.text("DROP TABLE alembic_version"))
     engine.dispose()
     store = open_store(tmp_path)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     assert "api_tokens" in sa.inspect(store.engine).get_table_names()
+
+
+def test_tokens_from_before_roles_become_users(tmp_path: Path) -> None:
+    engine = create_engine(tmp_path)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO api_tokens (token_id, name, user_hash, token_hash, created_at) "
+            f"VALUES ('0123456789ab', 'olduser', 'h0', 'x', {time.time()})"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO requests (request_id, name, user_name, user_hash, status, "
+            f"schedule_type, created_at, body) VALUES ('r1', 'status', 'olduser', 'h0', "
+            f"'PENDING', 'short', {time.time()}, '{{}}')"
+        ))
+    engine.dispose()
+    store = open_store(tmp_path)
+    assert current_revision(store.engine) == "0004"
+    assert [(t.name, t.role) for t in store.run_sync(tk.list_tokens)] == [("olduser", "user")]
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT user_role FROM requests")).scalar() == "user"
+    _, admin = store.run_sync(tk.create, "boss", "admin")
+    assert admin.role == "admin"
+    assert {t.name: t.role for t in store.run_sync(tk.list_tokens)}["boss"] == "admin"

@@ -55,13 +55,13 @@ def test_everything_lands_in_postgres_and_nothing_under_the_path(
 
 
 def test_a_new_database_is_at_head_and_matches_the_tables(store: Store) -> None:
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"the migrations and state/db.py disagree on PostgreSQL: {diff}"
     # Opening again (a restart, or a second replica) is a no-op.
     upgrade(store.engine)
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
 
 
 def test_an_old_database_upgrades_keeping_its_data(
@@ -82,7 +82,7 @@ def test_an_old_database_upgrades_keeping_its_data(
     engine.dispose()
     store = open_store(tmp_path)
     try:
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == "0004"
         old = store.run_sync(cl.get, "old")
         assert old is not None and old.status is ClusterStatus.INIT
         assert store.run_sync(rq.resolve_prefix, "r-o") == "r-old"
