@@ -12,6 +12,7 @@ from skyhop_core.ops.common import (
     require_all_users_allowed,
     require_up,
 )
+from skyhop_core.paths import open_private, private_dir
 from skyhop_core.requests.context import RequestContext
 
 
@@ -104,12 +105,11 @@ async def download_logs(ctx: RequestContext, p: P.DownloadLogsParams) -> dict[st
     if not job_ids:
         jobs = await _queue(ctx, p.cluster_name, False)
         job_ids = [j.job_id for j in jobs]
-    target = ctx.services.persistent_path / "logs" / p.cluster_name
-    target.mkdir(parents=True, exist_ok=True)
+    target = private_dir(ctx.services.persistent_path / "logs" / p.cluster_name)
     paths: dict[str, str] = {}
     for job_id in job_ids:
         path = target / f"job-{job_id}.log"
-        with open(path, "wb") as f:
+        with open_private(path, "wb") as f:
 
             async def on_output(data: bytes, f=f) -> None:  # type: ignore[no-untyped-def]
                 f.write(data)

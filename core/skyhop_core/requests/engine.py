@@ -31,6 +31,7 @@ from skyhop_core.models.status import RequestStatus
 from skyhop_core.requests.context import RequestContext, User
 from skyhop_core.requests.logs import RequestLogWriter
 from skyhop_core.requests.replicas import Replica
+from skyhop_core.requests.secrets import SecretBox, has_secrets, redact
 from skyhop_core.state import requests as rq
 
 if TYPE_CHECKING:
@@ -98,6 +99,10 @@ class Engine:
         #: The user hash of each request this replica runs (for owner-scoped lookups).
         self._owners: dict[str, str] = {}
         self.replica = Replica()
+        #: Task secrets in stored bodies are sealed (see requests/secrets.py).
+        self.secret_box = SecretBox(services.persistent_path)
+        #: Requests whose stored body holds sealed secrets, to redact when they finish.
+        self._sealed: set[str] = set()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -149,6 +154,9 @@ class Engine:
             holds_slot = True
         except trio.WouldBlock:
             holds_slot = False
+        sealed = has_secrets(body)
+        if sealed:
+            body = self.secret_box.seal(body)  # the parsed params keep the values
         try:
             await self.services.store.run(
                 lambda conn: rq.insert(
@@ -169,16 +177,38 @@ class Engine:
             if holds_slot:
                 limiter.release_on_behalf_of(request_id)
             raise
+        if sealed:
+            self._sealed.add(request_id)
         self._start(request_id, op, params, user, holds_slot)
         return request_id
 
     def resume(self, row: Any) -> None:
-        """Run a PENDING request this replica has just come to own."""
+        """Run a PENDING request this replica has just come to own (its stored body's
+        secrets unsealed again)."""
         op = self.operations.get(row.name)
         user = User(row.user_name, row.user_hash, row.user_role)
         if op is None:
             return
-        self._start(row.request_id, op, self.parse(row.name, row.body), user)
+        assert self._nursery is not None, "engine not started"
+        try:
+            params = self.parse(row.name, self.secret_box.open(row.body))
+        except Exception as exc:
+            self._nursery.start_soon(self._fail_unresumable, row.request_id, exc)
+            return
+        if has_secrets(row.body):
+            self._sealed.add(row.request_id)
+        self._start(row.request_id, op, params, user)
+
+    async def _fail_unresumable(self, request_id: str, exc: Exception) -> None:
+        error = wire.encode_error(exc)
+        owner = self.replica.server_id
+        with trio.CancelScope(shield=True):
+            await self.services.store.run(
+                lambda conn: rq.finish(
+                    conn, request_id, RequestStatus.FAILED, error=error, owner=owner,
+                    body=redact,
+                )
+            )
 
     def _start(
         self, request_id: str, op: Operation, params: Any, user: User, holds_slot: bool = False
@@ -240,9 +270,13 @@ class Engine:
                     error = wire.encode_error(RequestCancelledError("The request was cancelled."))
                     ctx.log("Request cancelled.")
                 owner = self.replica.server_id
+                # It never runs again: keep only its secrets' names.
+                scrub = redact if request_id in self._sealed else None
+                self._sealed.discard(request_id)
                 await store.run(
                     lambda conn: rq.finish(
-                        conn, request_id, status, result=result, error=error, owner=owner
+                        conn, request_id, status, result=result, error=error, owner=owner,
+                        body=scrub,
                     )
                 )
                 writer.close()

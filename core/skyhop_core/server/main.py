@@ -35,7 +35,12 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.trio import serve as hypercorn_serve
 
     from skyhop_core.ops.registry import operations
-    from skyhop_core.paths import ensure_persistent_path, load_config
+    from skyhop_core.paths import (
+        ensure_persistent_path,
+        load_config,
+        private_dir,
+        write_private,
+    )
     from skyhop_core.plugins import load_backends
     from skyhop_core.requests.engine import Engine, slot_limits
     from skyhop_core.server.app import build_app
@@ -64,8 +69,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     hconfig.graceful_timeout = 2.0
     hconfig.keep_alive_timeout = 75.0
 
-    server_dir = root / "server"
-    server_dir.mkdir(exist_ok=True)
+    server_dir = private_dir(root / "server")
     pid_file = server_dir / "server.pid"
     interval = float(os.environ.get("SKYHOP_AUTOSTOP_INTERVAL", "30"))
 
@@ -79,7 +83,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
         nursery.start_soon(on_signals)
         await nursery.start(engine.serve)
         nursery.start_soon(autostop_loop, engine, interval)
-        pid_file.write_text(f"{os.getpid()} {host} {port}\n")
+        write_private(pid_file, f"{os.getpid()} {host} {port}\n")
         try:
             await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
         finally:
@@ -107,6 +111,11 @@ async def _announce_deploy(store: Store, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from skyhop_core.paths import restrict_umask
+
+    # Everything the server and its children (local nodes' agents, rsync, ...) create
+    # under the persistent path is private, whatever umask it was started with.
+    restrict_umask()
     try:
         trio.run(serve, args.host, args.port, args.deploy)
     except KeyboardInterrupt:

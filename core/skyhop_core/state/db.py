@@ -96,6 +96,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file 0600 (in a 0700 directory) before SQLite does: SQLite gives
+    its -wal and -shm files the mode of the database file, so they are private too."""
+    from skyhop_core.paths import open_private, private_dir
+
+    private_dir(path.parent)
+    open_private(path, "ab").close()
+
+
 def create_engine(persistent_path: Path) -> sa.Engine:
     """The engine for ``SKYHOP_DB_URL``, else SQLite at ``<persistent_path>/skyhop.db``.
 
@@ -104,7 +113,10 @@ def create_engine(persistent_path: Path) -> sa.Engine:
     idle connection costs a reconnect, not a failed request.
     """
     url = os.environ.get("SKYHOP_DB_URL") or f"sqlite:///{persistent_path / 'skyhop.db'}"
-    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            _private_sqlite_file(Path(parsed.database))
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
