@@ -210,10 +210,10 @@ def run(runtime: Runtime) -> int:
             print(
                 f"scheduling pass failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True
             )
-        readable, _, _ = select.select([wake_r, listener], [], [], POLL_SECONDS)
+        readable, _, _ = select.select([wake_r, listener.fileno()], [], [], POLL_SECONDS)
         if wake_r in readable:
             os.read(wake_r, 4096)
-        if listener in readable:
+        if listener.fileno() in readable:
             delivered = secrets.receive(listener)
             if delivered is not None:
                 scheduler.secrets[delivered[0]] = delivered[1]
