@@ -220,3 +220,47 @@ def test_sealed_secrets_open_only_with_their_key(tmp_path: Path) -> None:
     other.mkdir()
     with pytest.raises(SecretsUnavailableError, match="cannot be decrypted"):
         SecretBox(other).open(sealed)
+
+
+def test_no_postgresql_row_holds_a_secret(pg_url: str, team_root: Path) -> None:
+    secret = "pgs3cr3t-" + os.urandom(8).hex()
+    from skyhop_core.state.migrate import upgrade
+
+    engine = sa.create_engine(pg_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        token, _ = tk.create(conn, "alice")
+    server = start(team_root, SKYHOP_DB_URL=pg_url)
+    alice = Client(server, token)
+    try:
+        slow = alice.submit("launch", {"task": {"resources": {"infra": "slow"}},
+                                       "cluster_name": "sl"})  # fmt: skip
+        deadline = time.monotonic() + 20
+        while alice.status(slow) != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        queued = alice.submit("launch", {"task": task(secret), "cluster_name": "pg"})
+        assert alice.status(queued) == "PENDING"  # its row is in PostgreSQL, sealed
+
+        def everything() -> str:
+            metadata = sa.MetaData()
+            metadata.reflect(engine)
+            with engine.connect() as conn:
+                return repr([conn.execute(sa.select(t)).all() for t in metadata.sorted_tables])
+
+        rows = everything()
+        assert "$sealed" in rows and secret not in rows
+        httpx.post(f"{server.endpoint}/api/cancel", json={"request_ids": [slow]},
+                   headers=alice.headers, timeout=30)  # fmt: skip
+        launched = alice.result(queued)
+        assert launched["status"] == "SUCCEEDED", launched
+        out = alice.job_output("pg", launched["result"]["job_id"])
+        assert f"len={len(secret)} rev={secret[::-1]}" in out, out
+        assert secret not in everything()
+        assert files_containing(team_root, secret.encode()) == []
+        for cluster in ("pg", "sl"):
+            alice.call("down", {"cluster_name": cluster})
+    finally:
+        server.stop()
+        engine.dispose()
+    assert not (team_root / "skyhop.db").exists()
