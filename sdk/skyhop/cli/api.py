@@ -88,7 +88,7 @@ def stop() -> None:
 @api.command()
 @click.argument("request_ids", nargs=-1)
 @click.option("-a", "--all-status", is_flag=True, help="Include finished requests.")
-@click.option("-u", "--all-users", is_flag=True, help="Include other users' requests.")
+@click.option("-u", "--all-users", is_flag=True, help="Include other users' requests (an admin token on a deployed server).")
 @click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most N requests.")
 def status(
     request_ids: tuple[str, ...], all_status: bool, all_users: bool, limit: int | None
@@ -131,7 +131,7 @@ def logs(request_id: str, no_follow: bool, tail: int | None) -> None:
     "-u",
     "--all-users",
     is_flag=True,
-    help="Cancel everyone's unfinished requests (a local server only).",
+    help="Cancel everyone's unfinished requests (an admin token on a deployed server).",
 )
 def cancel(request_ids: tuple[str, ...], all_requests: bool, all_users: bool) -> None:
     """Cancel requests (running work stops; cleanup leaves records consistent).
