@@ -196,3 +196,32 @@ def test_foreground_deploy_runs_in_place(tmp_path: Path, pytestconfig: pytest.Co
         if proc.poll() is None:
             proc.kill()
         helpers.kill_processes_under(tmp_path / "fg")
+
+
+def test_a_secret_from_the_cli_reaches_the_job_and_nothing_else(
+    deployed: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    """``--secret`` on a user's machine: the job sees it; nothing under the server's
+    persistent path, and no output of ``api status``, holds it. Another user's ``-u``
+    is refused, an admin's works."""
+    admin, endpoint = deployed
+    secret = "clis3cr3t" + os.urandom(6).hex()
+    user = {**base_env(tmp_path / "carol"), "SKYHOP_API_SERVER_ENDPOINT": endpoint,
+            "SKYHOP_API_TOKEN": create_token(admin, "carol")}  # fmt: skip
+    out = skyhop(
+        user, "launch", "-y", "-c", "sec", "--infra", "local", "--secret", f"MY_SECRET={secret}",
+        'echo "rev=$(printf %s "$MY_SECRET" | rev)"',
+    ).stdout
+    assert f"rev={secret[::-1]}" in out and secret not in out
+    assert secret not in skyhop(user, "api", "status", "-a").stdout
+    refused = skyhop(user, "status", "-u", check=False)
+    assert refused.returncode == 1 and "Only an administrator" in refused.stderr
+    root = {**user, "SKYHOP_API_TOKEN": create_token(admin, "boss", "--role", "admin")}
+    assert "sec" in skyhop(root, "status", "-u").stdout
+    skyhop(root, "down", "-y", "sec")  # an admin may tear down anyone's cluster
+    state = Path(admin["SKYHOP_PERSISTENT_PATH"])
+    leaked = [
+        str(p) for p in state.rglob("*")
+        if p.is_file() and not p.is_symlink() and secret.encode() in p.read_bytes()
+    ]  # fmt: skip
+    assert leaked == []
