@@ -264,3 +264,40 @@ def test_no_postgresql_row_holds_a_secret(pg_url: str, team_root: Path) -> None:
         server.stop()
         engine.dispose()
     assert not (team_root / "skyhop.db").exists()
+
+
+def test_a_pending_request_whose_key_was_replaced_fails_clearly(team_root: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    team_root.mkdir()
+    store = open_store(team_root)
+    token, _ = store.run_sync(tk.create, "alice")
+    store.engine.dispose()
+    server = start(team_root)
+    alice = Client(server, token)
+    try:
+        slow = alice.submit("launch", {"task": {"resources": {"infra": "slow"}},
+                                       "cluster_name": "sl"})  # fmt: skip
+        deadline = time.monotonic() + 20
+        while alice.status(slow) != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        queued = alice.submit("launch", {"task": task("never-runs"), "cluster_name": "k"})
+        server.kill(signal.SIGKILL)
+        (team_root / "keys" / "secrets.key").write_bytes(Fernet.generate_key())
+        server = start(team_root)
+        alice = Client(server, token)
+        failed = alice.result(queued)
+        assert failed["status"] == "FAILED"
+        assert "cannot be decrypted" in failed["error"]["message"]
+        for cluster in alice.call("status", {}):  # the slow launch may have made its record
+            alice.call("down", {"cluster_name": cluster["name"]})
+    finally:
+        server.stop()
+    store = open_store(team_root)
+    with store.engine.connect() as conn:
+        body = conn.execute(
+            sa.select(requests_table.c.body).where(requests_table.c.request_id == queued)
+        ).scalar_one()
+    store.engine.dispose()
+    assert body["task"]["secrets"] == {"$redacted": ["MY_SECRET"]}
