@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -45,5 +44,8 @@ class BackendContext:
     runner_factory: RunnerFactory | None = None
 
     def ensure_state_dir(self) -> str:
-        os.makedirs(self.state_dir, exist_ok=True)
+        """Create the backend's state directory (0700, like all of the persistent path)."""
+        from skyhop_core.paths import private_dir
+
+        private_dir(self.state_dir)
         return self.state_dir

@@ -9,13 +9,66 @@ relative paths are expanded. Layout below it::
     requests/<id>.log    request logs
     backends/<name>/     each backend's own state (local node directories, keys, ...)
     logs/<cluster>/      job logs downloaded from clusters
+    keys/                the key that seals request secrets (see requests/secrets.py)
+
+Everything below it is private to the user running skyhop, whatever the umask:
+directories are created 0700 and files 0600 through :func:`private_dir`,
+:func:`open_private` and :func:`write_private`, and the API server runs with umask 077
+(:func:`restrict_umask`) so that whatever else it or its children create is private too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+#: The modes of everything under the persistent path.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def restrict_umask() -> int:
+    """Set the process umask to 077 (nothing for group or others); returns the old one."""
+    return os.umask(0o077)
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and its missing parents) with mode 0700 whatever the umask, and
+    make an existing ``path`` of ours 0700 too."""
+    path = Path(path)
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        os.chmod(directory, PRIVATE_DIR_MODE)
+    if not missing and path.stat().st_uid == os.geteuid():
+        os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def open_private(path: str | os.PathLike[str], mode: str = "ab", buffering: int = -1) -> IO[Any]:
+    """Open ``path`` for writing (``mode`` "ab", "wb", "a" or "w"), created 0600 whatever
+    the umask (an existing file is made 0600 as well)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        return os.fdopen(fd, mode, buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_private(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write ``data`` to ``path`` (replacing it) as a 0600 file."""
+    with open_private(path, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 class PersistentPathError(Exception):
@@ -58,9 +111,9 @@ def ensure_persistent_path() -> Path:
     """Resolve the persistent path and make sure it exists and is writable."""
     path = persistent_path()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         probe = path / ".write-test"
-        probe.write_text("ok")
+        write_private(probe, "ok")
         probe.unlink()
     except OSError as exc:
         raise PersistentPathError(
@@ -72,10 +125,8 @@ def ensure_persistent_path() -> Path:
 
 
 def subdir(*parts: str) -> Path:
-    """A directory under the persistent path, created on demand."""
-    path = persistent_path().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """A directory under the persistent path, created on demand (0700)."""
+    return private_dir(persistent_path().joinpath(*parts))
 
 
 def replica_dir(port: int, root: Path | None = None) -> Path:
@@ -89,5 +140,4 @@ def replica_dir(port: int, root: Path | None = None) -> Path:
 
     base = root if root is not None else persistent_path()
     path = base / "server" / f"{socket.gethostname()}-{port}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(path)

@@ -27,8 +27,13 @@ class Services:
         store: Store,
         backends: Backends,
         config: dict[str, Any] | None = None,
+        *,
+        deploy: bool = False,
     ) -> None:
         self.persistent_path = persistent_path
+        #: A deployed (team) server: ownership is enforced, others' objects are "not
+        #: found", and only admins may act for all users (see ``ops.common.may_act_for_all``).
+        self.deploy = deploy
         self.store = store
         self.backends = backends
         self.config = config or {}

@@ -384,7 +384,7 @@ def start_local_server(
     command = [sys.executable, "-m", "skyhop_core.server", "--host", host, "--port", str(port)]
     if deploy:
         command.append("--deploy")
-    with open(log_path, "ab") as log:
+    with paths.open_private(log_path, "ab") as log:
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +256,44 @@ def test_start_without_cluster_json_fails_clearly(agent: Agent) -> None:
     (agent.root / "cluster.json").unlink()
     done = agent.run("start")
     assert done.returncode == 1 and b"cluster.json" in done.stderr
+
+
+def _files_contain(root: Path, needle: bytes) -> list[str]:
+    hits = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            with open(path, "rb") as f:
+                if needle in f.read():
+                    hits.append(path)
+    return hits
+
+
+def test_secrets_reach_the_job_but_never_the_disk(agent: Agent) -> None:
+    secret = "sekrit-" + os.urandom(6).hex()
+    job = agent.submit(
+        'echo "len=${#TOKEN} rev=$(echo "$TOKEN" | rev)"; sleep 0.5', secrets={"TOKEN": secret}
+    )
+    code, text = agent.tail(str(job), "--follow")
+    assert code == 0, text
+    assert f"len={len(secret)} rev={secret[::-1]}" in text  # it was in the environment
+    assert _files_contain(agent.root, secret.encode()) == []  # agent.db, its WAL, logs
+
+
+def test_a_job_whose_secrets_were_lost_fails_saying_so(agent: Agent) -> None:
+    # A daemon that dies with a queued job takes the job's secrets with it.
+    blocker = agent.submit("sleep 30", cpus=2)
+    agent.wait(blocker, {"RUNNING"})
+    queued = agent.submit("echo ran", secrets={"TOKEN": "x"})
+    pid = agent.daemon_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    with sqlite3.connect(agent.root / "agent.db") as conn:  # it was queued long ago
+        conn.execute("UPDATE jobs SET submitted_at = submitted_at - 3600 WHERE id = ?", (queued,))
+    agent.cli("start")
+    assert agent.wait(queued, TERMINAL) == "FAILED_DRIVER"
+    code, text = agent.tail(str(queued))
+    assert "secrets never reached the agent" in text and "ran" not in text.split("\n")

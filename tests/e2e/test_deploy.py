@@ -65,8 +65,8 @@ def deployed(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[tuple[dict
         helpers.kill_processes_under(tmp_path / "admin")
 
 
-def create_token(admin: dict[str, str], name: str) -> str:
-    out = skyhop(admin, "api", "tokens", "create", name).stdout
+def create_token(admin: dict[str, str], name: str, *options: str) -> str:
+    out = skyhop(admin, "api", "tokens", "create", name, *options).stdout
     match = re.search(r"skyhop_[0-9a-f]{12}\.\S+", out)
     assert match, out
     return match.group(0)
@@ -80,6 +80,12 @@ def test_deploy_tokens_login_info_revoke_stop(
     token = create_token(admin, "alice")
     listed = skyhop(admin, "api", "tokens", "list").stdout
     assert "alice" in listed and token not in listed and token.split(".", 1)[1] not in listed
+    assert re.search(r"^alice\s+user\s", listed, re.M), listed
+    out = skyhop(admin, "api", "tokens", "create", "root", "--role", "admin").stdout
+    assert "Created an admin token for root" in out
+    assert re.search(r"^root\s+admin\s", skyhop(admin, "api", "tokens", "list").stdout, re.M)
+    bad = skyhop(admin, "api", "tokens", "create", "x", "--role", "owner", check=False)
+    assert bad.returncode == 2 and "owner" in bad.stderr
 
     user = base_env(tmp_path / "alice")
     config = Path(user["SKYHOP_CONFIG"])
@@ -105,6 +111,7 @@ def test_deploy_tokens_login_info_revoke_stop(
     skyhop(user, "status")  # authenticated: succeeds
     info = skyhop(user, "api", "info").stdout
     assert endpoint in info and "User: alice" in info and "token required" in info
+    assert ", user)" in info  # the token's role
     assert str(tmp_path / "admin" / "state") in info  # the server's persistent path
 
     skyhop(admin, "api", "tokens", "revoke", "alice")
@@ -173,7 +180,15 @@ def test_foreground_deploy_runs_in_place(tmp_path: Path, pytestconfig: pytest.Co
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
         assert health["auth_required"] is True
+        assert "pid" not in health and "persistent_path" not in health  # anonymous
+        token = create_token(env, "fgadmin", "--role", "admin")
+        health = httpx.get(
+            f"http://127.0.0.1:{port}/api/health",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        ).json()
         assert health["pid"] == proc.pid  # the CLI process became the server
+        assert health["user"]["role"] == "admin"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert b"No tokens exist yet" in (proc.stderr.read() if proc.stderr else b"")
@@ -181,3 +196,32 @@ def test_foreground_deploy_runs_in_place(tmp_path: Path, pytestconfig: pytest.Co
         if proc.poll() is None:
             proc.kill()
         helpers.kill_processes_under(tmp_path / "fg")
+
+
+def test_a_secret_from_the_cli_reaches_the_job_and_nothing_else(
+    deployed: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    """``--secret`` on a user's machine: the job sees it; nothing under the server's
+    persistent path, and no output of ``api status``, holds it. Another user's ``-u``
+    is refused, an admin's works."""
+    admin, endpoint = deployed
+    secret = "clis3cr3t" + os.urandom(6).hex()
+    user = {**base_env(tmp_path / "carol"), "SKYHOP_API_SERVER_ENDPOINT": endpoint,
+            "SKYHOP_API_TOKEN": create_token(admin, "carol")}  # fmt: skip
+    out = skyhop(
+        user, "launch", "-y", "-c", "sec", "--infra", "local", "--secret", f"MY_SECRET={secret}",
+        'echo "rev=$(printf %s "$MY_SECRET" | rev)"',
+    ).stdout
+    assert f"rev={secret[::-1]}" in out and secret not in out
+    assert secret not in skyhop(user, "api", "status", "-a").stdout
+    refused = skyhop(user, "status", "-u", check=False)
+    assert refused.returncode == 1 and "Only an administrator" in refused.stderr
+    root = {**user, "SKYHOP_API_TOKEN": create_token(admin, "boss", "--role", "admin")}
+    assert "sec" in skyhop(root, "status", "-u").stdout
+    skyhop(root, "down", "-y", "sec")  # an admin may tear down anyone's cluster
+    state = Path(admin["SKYHOP_PERSISTENT_PATH"])
+    leaked = [
+        str(p) for p in state.rglob("*")
+        if p.is_file() and not p.is_symlink() and secret.encode() in p.read_bytes()
+    ]  # fmt: skip
+    assert leaked == []

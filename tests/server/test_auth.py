@@ -1,4 +1,9 @@
-"""A deployed (team) API server on loopback: bearer tokens, identity, ownership."""
+"""A deployed (team) API server on loopback: bearer tokens, identity, roles, ownership.
+
+alice and bob are ``user`` tokens, root an ``admin`` one. A user sees only their own
+requests and clusters; someone else's are "not found", answered exactly like an object
+that does not exist.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class Team:
         self.store = store
         self.alice, _ = store.run_sync(tk.create, "alice")
         self.bob, _ = store.run_sync(tk.create, "bob")
+        self.root, _ = store.run_sync(tk.create, "root", "admin")
 
     def headers(self, token: str | None, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}", **extra} if token else dict(extra)
@@ -81,8 +87,15 @@ def test_health_is_open_and_names_a_token_holder(team: Team) -> None:
     anonymous = httpx.get(f"{team.endpoint}/api/health").json()
     assert anonymous["auth_required"] is True
     assert anonymous["user"] is None
+    # Without a token: up, and which version; nothing about the machine.
+    assert set(anonymous) == {"status", "version", "api_version", "auth_required", "user"}
+    text = httpx.get(f"{team.endpoint}/api/health").text
+    assert str(team.server.root) not in text and str(team.server.proc.pid) not in text  # type: ignore[union-attr]
     named = httpx.get(f"{team.endpoint}/api/health", headers=team.headers(team.alice)).json()
-    assert named["user"]["name"] == "alice"
+    assert named["user"] == {"name": "alice", "hash": named["user"]["hash"], "role": "user"}
+    assert named["pid"] == team.server.proc.pid  # type: ignore[union-attr]
+    admin = httpx.get(f"{team.endpoint}/api/health", headers=team.headers(team.root)).json()
+    assert admin["user"]["role"] == "admin"
 
 
 @pytest.mark.parametrize(
@@ -124,37 +137,80 @@ def test_identity_headers_are_ignored(team: Team) -> None:
     ("op", "body"),
     [
         ("exec", {"task": {"run": "echo bob"}, "cluster_name": "adev"}),
-        ("launch", {"task": {"run": "echo bob"}, "cluster_name": "adev"}),
         ("stop", {"cluster_name": "adev"}),
         ("start", {"cluster_name": "adev"}),
         ("down", {"cluster_name": "adev"}),
         ("autostop", {"cluster_name": "adev", "idle_minutes": 5}),
-        ("queue", {"cluster_name": "adev", "all_users": True}),
+        ("queue", {"cluster_name": "adev"}),
         ("job_status", {"cluster_name": "adev"}),
-        ("cancel", {"cluster_name": "adev", "all": True, "all_users": True}),
+        ("cancel", {"cluster_name": "adev", "all": True}),
         ("cancel", {"cluster_name": "adev", "job_ids": [1]}),
         ("logs", {"cluster_name": "adev", "job_id": 1, "follow": False}),
         ("download_logs", {"cluster_name": "adev"}),
     ],
 )
-def test_bob_cannot_touch_alices_cluster(
+def test_bob_is_told_alices_cluster_does_not_exist(
+    team: Team, alice_cluster: str, op: str, body: dict[str, Any]
+) -> None:
+    def error_for(cluster: str) -> str:
+        with team.as_user(team.bob), pytest.raises(exceptions.ClusterDoesNotExist) as info:
+            sky.get(submit(team, op, {**body, "cluster_name": cluster}, team.bob).json()["request_id"])
+        return str(info.value)
+
+    message = error_for("adev")
+    assert "alice" not in message
+    # Word for word what a cluster that does not exist gets.
+    assert message == error_for("nosuch").replace("nosuch", "adev")
+
+
+def test_bob_cannot_launch_onto_alices_cluster_name(team: Team, alice_cluster: str) -> None:
+    with (
+        team.as_user(team.bob),
+        pytest.raises(exceptions.ClusterOwnerIdentityMismatchError, match="is taken") as info,
+    ):
+        sky.get(submit(team, "launch", {"task": {"run": "echo bob"}, "cluster_name": "adev"},
+                       team.bob).json()["request_id"])  # fmt: skip
+    assert "alice" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("op", "body"),
+    [
+        ("status", {"all_users": True}),
+        ("queue", {"cluster_name": "adev", "all_users": True}),
+        ("cancel", {"cluster_name": "adev", "all": True, "all_users": True}),
+    ],
+)
+def test_all_users_is_for_admins(
     team: Team, alice_cluster: str, op: str, body: dict[str, Any]
 ) -> None:
     with (
         team.as_user(team.bob),
-        pytest.raises(exceptions.ClusterOwnerIdentityMismatchError) as info,
+        pytest.raises(exceptions.PermissionDeniedError, match="Only an administrator"),
     ):
         sky.get(submit(team, op, body, team.bob).json()["request_id"])
-    assert "alice" in str(info.value) and "bob" in str(info.value)
 
 
-def test_status_lists_others_clusters_only_with_all_users(team: Team, alice_cluster: str) -> None:
+def test_status_lists_others_clusters_only_for_an_admin(team: Team, alice_cluster: str) -> None:
     with team.as_user(team.bob):
+        assert sky.get(sky.status()) == []
+        assert sky.get(sky.status(cluster_names=["adev"])) == []
+    with team.as_user(team.root):
         assert sky.get(sky.status()) == []
         everyone = sky.get(sky.status(all_users=True))
     assert [(r["name"], r["user_name"]) for r in everyone] == [("adev", "alice")]
     with team.as_user(team.alice):
         assert [r["name"] for r in sky.get(sky.status())] == ["adev"]
+
+
+def test_an_admin_acts_on_everyones_clusters(team: Team, alice_cluster: str) -> None:
+    with team.as_user(team.root):
+        queue = sky.get(sky.queue("adev", all_users=True))
+        assert 1 in [j["job_id"] for j in queue]
+        logs_id = sdk.submit_logs("adev", 1, follow=False)
+        out = io.StringIO()
+        assert sky.stream_and_get(logs_id, output_stream=out) == 0
+    assert "hi" in out.getvalue()
 
 
 def test_alice_still_owns_her_cluster(team: Team, alice_cluster: str) -> None:
@@ -165,16 +221,22 @@ def test_alice_still_owns_her_cluster(team: Team, alice_cluster: str) -> None:
     assert {j["username"] for j in jobs} == {"alice"}
 
 
-def test_api_status_and_cancel_respect_request_owners(team: Team, alice_cluster: str) -> None:
+def _running_request(team: Team) -> tuple[str, int]:
+    """A request of alice's that keeps running (following a job that sleeps)."""
     with team.as_user(team.alice):
-        # A request that keeps running: follow a job that sleeps.
         job = sky.get(sky.exec(sky.Task(run="sleep 300"), cluster_name="adev"))["job_id"]
         request_id = sdk.submit_logs("adev", job, follow=True)
         assert request_id in [r.request_id for r in sky.api_status()]
+    return request_id, job
+
+
+def test_api_status_and_cancel_respect_request_owners(team: Team, alice_cluster: str) -> None:
+    request_id, job = _running_request(team)
     with team.as_user(team.bob):
         assert request_id not in [r.request_id for r in sky.api_status(all_status=True)]
-        assert request_id in [r.request_id for r in sky.api_status(all_status=True, all_users=True)]
-        with pytest.raises(exceptions.PermissionDeniedError, match="only your own"):
+        with pytest.raises(exceptions.PermissionDeniedError, match="Only an administrator"):
+            sky.api_status(all_status=True, all_users=True)
+        with pytest.raises(exceptions.RequestNotFoundError):
             sky.api_cancel(request_id)
         with pytest.raises(exceptions.PermissionDeniedError):
             sky.api_cancel(request_id, all_users=True)
@@ -185,6 +247,57 @@ def test_api_status_and_cancel_respect_request_owners(team: Team, alice_cluster:
         assert request_id in [r.request_id for r in sky.api_status()]
         assert sky.api_cancel(request_id[:12]) == [request_id]
         assert sky.get(sky.cancel("adev", job_ids=[job])) == [job]
+
+
+def _error(r: httpx.Response, request_id: str) -> tuple[int, dict[str, Any]]:
+    """Status and error body, with the ID asked for replaced by a placeholder."""
+    body = r.json()
+    body["error"]["message"] = body["error"]["message"].replace(request_id, "<ID>")
+    return r.status_code, body
+
+
+@pytest.mark.parametrize("length", [36, 8])
+def test_others_requests_are_not_found_by_id_or_prefix(
+    team: Team, alice_cluster: str, length: int
+) -> None:
+    """get, stream, status and cancel of alice's request (full ID, or a prefix unique to
+    it) answer bob exactly as an ID that does not exist."""
+    request_id, job = _running_request(team)
+    asked = request_id[:length]
+    missing = "ffffffff-ffff-4fff-8fff-ffffffffffff"[:length]
+    bob = team.headers(team.bob)
+
+    def calls(rid: str) -> list[httpx.Response]:
+        e = team.endpoint
+        return [
+            httpx.get(f"{e}/api/get", params={"request_id": rid}, headers=bob, timeout=10),
+            httpx.get(f"{e}/api/stream", params={"request_id": rid}, headers=bob, timeout=10),
+            httpx.get(f"{e}/api/status", params={"request_ids": rid}, headers=bob, timeout=10),
+            httpx.post(f"{e}/api/cancel", json={"request_ids": [rid]}, headers=bob, timeout=10),
+        ]
+
+    for theirs, nothing in zip(calls(asked), calls(missing), strict=True):
+        assert theirs.status_code == 404, theirs.text
+        assert _error(theirs, asked) == _error(nothing, missing)
+        assert "alice" not in theirs.text
+    with team.as_user(team.alice):
+        assert [r.request_id for r in sky.api_status([asked])] == [request_id]  # still running
+    # The admin sees it and cancels it.
+    with team.as_user(team.root):
+        assert [r.user_name for r in sky.api_status([asked])] == ["alice"]
+        assert request_id in [r.request_id for r in sky.api_status(all_users=True)]
+        assert sky.api_cancel(asked) == [request_id]
+        assert sky.get(sky.cancel("adev", job_ids=[job])) == [job]
+    with team.as_user(team.alice):
+        assert sky.api_status([request_id])[0].status.value == "CANCELLED"
+
+
+def test_an_admin_cancels_everyones_requests(team: Team, alice_cluster: str) -> None:
+    request_id, job = _running_request(team)
+    with team.as_user(team.root):
+        assert request_id not in sky.api_cancel(all=True)  # -a: the admin's own
+        assert request_id in sky.api_cancel(all_users=True)
+        assert sky.get(sky.cancel("adev", job_ids=[job], all_users=True)) == [job]
 
 
 def test_a_deployed_server_refuses_shutdown(team: Team) -> None:
@@ -226,7 +339,7 @@ def test_a_local_server_trusts_headers_but_guards_other_users_requests(make_serv
     bob = {"X-Skyhop-User": "bob", "X-Skyhop-User-Hash": "b0b00000"}
     health = httpx.get(f"{server.endpoint}/api/health", headers=alice).json()
     assert health["auth_required"] is False
-    assert health["user"] == {"name": "alice", "hash": "a11ce000"}
+    assert health["user"] == {"name": "alice", "hash": "a11ce000", "role": "user"}
     request_id = httpx.post(f"{server.endpoint}/api/v1/status", json={}, headers=alice).json()[
         "request_id"
     ]

@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from . import daemon, db
+from . import daemon, db, secrets
 from .cluster import resources_str
 from .launcher import valid_env_name
 from .layout import Runtime
@@ -75,11 +75,26 @@ def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> Any:
         spec = _check_spec(json.loads(sys.stdin.read()))
     except json.JSONDecodeError as exc:
         raise UsageError(f"the job spec on stdin is not JSON: {exc}") from None
+    # Secret values never go into agent.db: only their names; the values go to the
+    # daemon's memory (see agent/secrets.py).
+    values = {str(k): str(v) for k, v in (spec.pop("secrets", None) or {}).items()}
+    if values:
+        spec["secret_names"] = sorted(values)
     runtime.ensure()
     with db.connect(runtime.db) as conn:
         job_id = db.insert_job(conn, spec)
     if daemon.daemon_pid(runtime) is None:
         daemon.start(runtime)
+    if values:
+        try:
+            secrets.deliver(runtime, job_id, values)
+        except OSError as exc:
+            with db.connect(runtime.db) as conn:
+                db.transition(conn, job_id, db.FAILED_DRIVER)
+            raise RuntimeError(
+                f"job {job_id} failed: its secrets could not be handed to the agent daemon "
+                f"({exc}); see {runtime.daemon_log}"
+            ) from None
     daemon.wake(runtime)
     return {"job_id": job_id}
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from . import db
+from . import db, secrets
 from .cluster import ClusterInfo
 from .forward import start_forwarders
 from .layout import Runtime
@@ -180,6 +180,9 @@ def run(runtime: Runtime) -> int:
     reconcile(runtime)
     with db.connect(runtime.db) as conn:
         db.set_meta(conn, "daemon_started_at", repr(time.time()))
+    # Listening before the pid file exists: once ``start`` returns, submitters can
+    # hand over secrets.
+    listener = secrets.listen(runtime)
     with open(runtime.pid_file, "w") as f:
         f.write(str(os.getpid()))
     cluster = ClusterInfo.load(runtime.cluster_json)
@@ -207,7 +210,12 @@ def run(runtime: Runtime) -> int:
             print(
                 f"scheduling pass failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True
             )
-        readable, _, _ = select.select([wake_r], [], [], POLL_SECONDS)
-        if readable:
+        readable, _, _ = select.select([wake_r, listener.fileno()], [], [], POLL_SECONDS)
+        if wake_r in readable:
             os.read(wake_r, 4096)
+        if listener.fileno() in readable:
+            delivered = secrets.receive(listener)
+            if delivered is not None:
+                scheduler.secrets[delivered[0]] = delivered[1]
+    listener.close()
     return 0

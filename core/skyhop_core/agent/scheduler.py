@@ -3,7 +3,8 @@
 Jobs are considered oldest first. A job starts when ``num_nodes`` nodes each have its
 ``cpus`` and ``gpus`` free; otherwise it and every later job wait (no backfilling, so a
 big job is never starved by small ones). A job that could never fit the cluster fails
-at once instead of blocking the queue forever.
+at once instead of blocking the queue forever. A job with secrets also waits for the
+daemon to receive them (see :mod:`.secrets`), which happens moments after its submit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import db
+from . import db, secrets
 from .cluster import Accounting, ClusterInfo
 from .driver import JobDriver
 from .layout import Runtime
@@ -30,6 +31,8 @@ class Scheduler:
         self.accounting = Accounting(cluster)
         self._lock = threading.Lock()
         self._wake = wake
+        #: Secret values of queued jobs, by job ID: in memory only, until the job starts.
+        self.secrets: dict[int, dict[str, str]] = {}
 
     def reload(self, cluster: ClusterInfo) -> None:
         """Use a new cluster description; running jobs keep their reservations."""
@@ -53,9 +56,19 @@ class Scheduler:
         started: list[int] = []
         with db.connect(self.runtime.db) as conn:
             conn.execute("UPDATE jobs SET status = ? WHERE status = ?", (db.PENDING, db.INIT))
-            for row in db.jobs_with_status(conn, (db.PENDING,)):
+            queued = db.jobs_with_status(conn, (db.PENDING,))
+            waiting = {int(r["id"]) for r in queued}
+            for job_id in [j for j in self.secrets if j not in waiting]:
+                del self.secrets[job_id]  # cancelled before it started
+            for row in queued:
                 job_id = int(row["id"])
                 spec = json.loads(row["spec"])
+                if spec.get("secret_names") and job_id not in self.secrets:
+                    if not secrets.waiting_too_long(row):
+                        break  # they arrive moments after the submit; keep FIFO order
+                    self._fail(conn, job_id, "this job's secrets never reached the agent "
+                               "(it restarted before the job started); submit it again.")
+                    continue
                 num_nodes = int(spec.get("num_nodes") or 1)
                 cpus = float(spec.get("cpus", 0.5))
                 gpus = {k: int(v) for k, v in (spec.get("gpus") or {}).items()}
@@ -72,6 +85,7 @@ class Scheduler:
                 ):
                     self._job_done(job_id)  # cancelled meanwhile
                     continue
+                spec["secrets"] = self.secrets.pop(job_id, {})
                 JobDriver(self.runtime, self.cluster, job_id, spec, ranks, self._job_done).start()
                 started.append(job_id)
         return started
@@ -88,12 +102,18 @@ class Scheduler:
             f"rank {n['rank']}: {n.get('cpus')} CPUs {n.get('gpus') or {}}"
             for n in self.cluster.nodes
         )
-        message = (
-            f"skyhop: the job asks for {cpus:g} CPUs and {gpus or 'no GPUs'} on each of "
-            f"{num_nodes} node(s), more than this cluster has ({nodes}).\n"
+        why = (
+            f"the job asks for {cpus:g} CPUs and {gpus or 'no GPUs'} on each of "
+            f"{num_nodes} node(s), more than this cluster has ({nodes})."
         )
+        self._fail(conn, job_id, why, db.FAILED)
+
+    def _fail(
+        self, conn: sqlite3.Connection, job_id: int, why: str, status: str = db.FAILED_DRIVER
+    ) -> None:
+        """End a queued job that cannot start, saying why in its log."""
         path = self.runtime.log_path(job_id)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "ab") as f:
-            f.write(message.encode())
-        db.transition(conn, job_id, db.FAILED, only_from=(db.PENDING,))
+            f.write(f"skyhop: {why}\n".encode())
+        db.transition(conn, job_id, status, only_from=(db.PENDING,))

@@ -14,11 +14,12 @@ from skyhop_core.ops import params as P
 from skyhop_core.ops.common import (
     backend_ctx,
     build_job_spec,
-    check_owner,
+    check_name_free,
     find_cluster,
     generate_cluster_name,
     get_cluster,
     parse_task,
+    require_all_users_allowed,
     require_feature,
     require_up,
     sync_files,
@@ -80,7 +81,7 @@ async def _ensure_up(
 ) -> ClusterHandle:
     record = await find_cluster(ctx, name)
     if record is not None:
-        check_owner(ctx, record)
+        check_name_free(ctx, record)
         if record.status is ClusterStatus.UP and record.handle is not None:
             matching_resources(task, record.handle)
             ctx.log(f"Cluster {name!r} is UP; reusing it.")
@@ -246,7 +247,13 @@ async def autostop(ctx: RequestContext, p: P.AutostopParams) -> None:
 
 
 async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
-    """List clusters (the caller's unless all_users), optionally refreshed from backends."""
+    """List clusters (the caller's unless all_users), optionally refreshed from backends.
+
+    On a deployed server only an admin may pass all_users (PermissionDeniedError
+    otherwise), and a user naming someone else's cluster simply does not get it back.
+    """
+    if p.all_users:
+        require_all_users_allowed(ctx, "list clusters of")
     records = await ctx.services.store.run(cl.list_all)
     if p.cluster_names:
         wanted = set(p.cluster_names)

@@ -16,6 +16,7 @@ from skyhop_core.exceptions import (
     ClusterOwnerIdentityMismatchError,
     InvalidClusterNameError,
     NotSupportedError,
+    PermissionDeniedError,
 )
 from skyhop_core.models.records import ClusterHandle, ClusterRecord, JobSpec
 from skyhop_core.models.status import ClusterStatus
@@ -46,22 +47,63 @@ async def find_cluster(ctx: RequestContext, name: str) -> ClusterRecord | None:
 
 
 async def get_cluster(ctx: RequestContext, name: str, *, owned: bool = True) -> ClusterRecord:
+    """The cluster ``name``, checked to be the caller's (unless ``owned=False``)."""
     validate_cluster_name(name)
     record = await find_cluster(ctx, name)
     if record is None:
-        raise ClusterDoesNotExist(
-            f"Cluster {name!r} does not exist. Run `skyhop status` to list clusters."
-        )
+        raise _not_found(name)
     if owned:
         check_owner(ctx, record)
     return record
 
 
+def _not_found(name: str) -> ClusterDoesNotExist:
+    return ClusterDoesNotExist(
+        f"Cluster {name!r} does not exist. Run `skyhop status` to list clusters."
+    )
+
+
 def check_owner(ctx: RequestContext, record: ClusterRecord) -> None:
-    if record.user_hash != ctx.user.hash:
-        raise ClusterOwnerIdentityMismatchError(
-            f"Cluster {record.name!r} belongs to {record.user_name} ({record.user_hash}); "
-            f"you are {ctx.user.name} ({ctx.user.hash})."
+    """Refuse acting on another user's cluster (an admin may act on everyone's).
+
+    On a deployed server someone else's cluster is reported exactly like a missing one
+    (ClusterDoesNotExist), so neither its existence nor its owner leaks. A local server
+    serves one person whose identity headers prove nothing, so it names the owner.
+    """
+    if record.user_hash == ctx.user.hash or ctx.user.is_admin:
+        return
+    if ctx.services.deploy:
+        raise _not_found(record.name)
+    raise ClusterOwnerIdentityMismatchError(
+        f"Cluster {record.name!r} belongs to {record.user_name} ({record.user_hash}); "
+        f"you are {ctx.user.name} ({ctx.user.hash})."
+    )
+
+
+def check_name_free(ctx: RequestContext, record: ClusterRecord) -> None:
+    """``launch -c NAME`` where NAME is another user's cluster: cluster names are shared
+    by everyone on a server, so the name is taken — but say nothing about by whom."""
+    if record.user_hash == ctx.user.hash or ctx.user.is_admin or not ctx.services.deploy:
+        check_owner(ctx, record)
+        return
+    raise ClusterOwnerIdentityMismatchError(
+        f"The cluster name {record.name!r} is taken on this API server; choose another "
+        "name (-c NAME)."
+    )
+
+
+def may_act_for_all(ctx: RequestContext) -> bool:
+    """Whether the caller may see or act on every user's objects (``all_users``/``-u``):
+    an admin, or anyone on a local server."""
+    return ctx.user.is_admin or not ctx.services.deploy
+
+
+def require_all_users_allowed(ctx: RequestContext, what: str) -> None:
+    """Refuse ``all_users`` for a non-admin on a deployed server, saying why."""
+    if not may_act_for_all(ctx):
+        raise PermissionDeniedError(
+            f"Only an administrator can {what} other users' (-u / all_users) on this "
+            "deployed API server; your token's role is 'user'. Leave out -u to see yours."
         )
 
 

@@ -6,7 +6,13 @@ from skyhop_core.exceptions import JobNotFoundError
 from skyhop_core.models.records import JobRecord
 from skyhop_core.models.status import JobExitCode, JobStatus
 from skyhop_core.ops import params as P
-from skyhop_core.ops.common import backend_ctx, get_cluster, require_up
+from skyhop_core.ops.common import (
+    backend_ctx,
+    get_cluster,
+    require_all_users_allowed,
+    require_up,
+)
+from skyhop_core.paths import open_private, private_dir
 from skyhop_core.requests.context import RequestContext
 
 
@@ -23,7 +29,10 @@ async def _queue(ctx: RequestContext, cluster_name: str, skip_finished: bool) ->
 
 
 async def queue(ctx: RequestContext, p: P.QueueParams) -> list[JobRecord]:
-    """A cluster's job queue (the caller's jobs unless all_users)."""
+    """A cluster's job queue (the caller's jobs unless all_users; on a deployed server
+    all_users needs an admin, like every -u)."""
+    if p.all_users:
+        require_all_users_allowed(ctx, "list jobs of")
     jobs = await _queue(ctx, p.cluster_name, p.skip_finished)
     if not p.all_users:
         jobs = [j for j in jobs if j.user_hash == ctx.user.hash]
@@ -46,6 +55,8 @@ async def cancel(ctx: RequestContext, p: P.CancelParams) -> list[int]:
     """Cancel jobs on a cluster, killing their process trees."""
     if not p.all and not p.job_ids:
         raise ValueError("Name the job IDs to cancel, or pass all=True (--all).")
+    if p.all_users:
+        require_all_users_allowed(ctx, "cancel jobs of")
     record = await get_cluster(ctx, p.cluster_name)
     handle = require_up(record)
     user_hash = None if (p.all_users or p.job_ids) else ctx.user.hash
@@ -94,12 +105,11 @@ async def download_logs(ctx: RequestContext, p: P.DownloadLogsParams) -> dict[st
     if not job_ids:
         jobs = await _queue(ctx, p.cluster_name, False)
         job_ids = [j.job_id for j in jobs]
-    target = ctx.services.persistent_path / "logs" / p.cluster_name
-    target.mkdir(parents=True, exist_ok=True)
+    target = private_dir(ctx.services.persistent_path / "logs" / p.cluster_name)
     paths: dict[str, str] = {}
     for job_id in job_ids:
         path = target / f"job-{job_id}.log"
-        with open(path, "wb") as f:
+        with open_private(path, "wb") as f:
 
             async def on_output(data: bytes, f=f) -> None:  # type: ignore[no-untyped-def]
                 f.write(data)

@@ -14,8 +14,17 @@ if TYPE_CHECKING:
 
 @attrs.define
 class User:
+    """Who a request runs for. ``role`` is ``user`` or ``admin`` (from the token on a
+    deployed server; always ``user`` on a local one, where identity headers are not
+    proof of anything). An admin sees and acts on every user's requests and clusters."""
+
     name: str
     hash: str
+    role: str = "user"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 @attrs.define

@@ -31,6 +31,7 @@ from skyhop_core.models.status import RequestStatus
 from skyhop_core.requests.context import RequestContext, User
 from skyhop_core.requests.logs import RequestLogWriter
 from skyhop_core.requests.replicas import Replica
+from skyhop_core.requests.secrets import SecretBox, has_secrets, redact
 from skyhop_core.state import requests as rq
 
 if TYPE_CHECKING:
@@ -95,7 +96,13 @@ class Engine:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._done: dict[str, trio.Event] = {}
         self._finished: OrderedDict[str, Any] = OrderedDict()
+        #: The user hash of each request this replica runs (for owner-scoped lookups).
+        self._owners: dict[str, str] = {}
         self.replica = Replica()
+        #: Task secrets in stored bodies are sealed (see requests/secrets.py).
+        self.secret_box = SecretBox(services.persistent_path)
+        #: Requests whose stored body holds sealed secrets, to redact when they finish.
+        self._sealed: set[str] = set()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -147,6 +154,9 @@ class Engine:
             holds_slot = True
         except trio.WouldBlock:
             holds_slot = False
+        sealed = has_secrets(body)
+        if sealed:
+            body = self.secret_box.seal(body)  # the parsed params keep the values
         try:
             await self.services.store.run(
                 lambda conn: rq.insert(
@@ -155,6 +165,7 @@ class Engine:
                     name=name,
                     user_name=user.name,
                     user_hash=user.hash,
+                    user_role=user.role,
                     cluster_name=getattr(params, "cluster_name", None),
                     schedule_type=op.schedule,
                     body=body,
@@ -166,16 +177,38 @@ class Engine:
             if holds_slot:
                 limiter.release_on_behalf_of(request_id)
             raise
+        if sealed:
+            self._sealed.add(request_id)
         self._start(request_id, op, params, user, holds_slot)
         return request_id
 
     def resume(self, row: Any) -> None:
-        """Run a PENDING request this replica has just come to own."""
+        """Run a PENDING request this replica has just come to own (its stored body's
+        secrets unsealed again)."""
         op = self.operations.get(row.name)
-        user = User(row.user_name, row.user_hash)
+        user = User(row.user_name, row.user_hash, row.user_role)
         if op is None:
             return
-        self._start(row.request_id, op, self.parse(row.name, row.body), user)
+        assert self._nursery is not None, "engine not started"
+        try:
+            params = self.parse(row.name, self.secret_box.open(row.body))
+        except Exception as exc:
+            self._nursery.start_soon(self._fail_unresumable, row.request_id, exc)
+            return
+        if has_secrets(row.body):
+            self._sealed.add(row.request_id)
+        self._start(row.request_id, op, params, user)
+
+    async def _fail_unresumable(self, request_id: str, exc: Exception) -> None:
+        error = wire.encode_error(exc)
+        owner = self.replica.server_id
+        with trio.CancelScope(shield=True):
+            await self.services.store.run(
+                lambda conn: rq.finish(
+                    conn, request_id, RequestStatus.FAILED, error=error, owner=owner,
+                    body=redact,
+                )
+            )
 
     def _start(
         self, request_id: str, op: Operation, params: Any, user: User, holds_slot: bool = False
@@ -184,6 +217,7 @@ class Engine:
         scope = trio.CancelScope()
         self._scopes[request_id] = scope
         self._done[request_id] = trio.Event()
+        self._owners[request_id] = user.hash
         self._nursery.start_soon(self._run, request_id, op, params, user, scope, holds_slot)
 
     async def _execute(
@@ -238,32 +272,59 @@ class Engine:
                     error = wire.encode_error(RequestCancelledError("The request was cancelled."))
                     ctx.log("Request cancelled.")
                 owner = self.replica.server_id
+                # It never runs again: keep only its secrets' names.
+                scrub = redact if request_id in self._sealed else None
+                self._sealed.discard(request_id)
                 await store.run(
                     lambda conn: rq.finish(
-                        conn, request_id, status, result=result, error=error, owner=owner
+                        conn, request_id, status, result=result, error=error, owner=owner,
+                        body=scrub,
                     )
                 )
                 writer.close()
-                self._remember(request_id, op.name, status, result, error)
+                self._remember(request_id, op.name, status, result, error, user.hash)
                 self._scopes.pop(request_id, None)
+                self._owners.pop(request_id, None)
                 self._done.pop(request_id).set()
 
     def _remember(
-        self, request_id: str, name: str, status: RequestStatus, result: Any, error: Any
+        self,
+        request_id: str,
+        name: str,
+        status: RequestStatus,
+        result: Any,
+        error: Any,
+        user_hash: str,
     ) -> None:
         """Keep recent outcomes in memory so waiting clients need no database read."""
         self._finished[request_id] = types.SimpleNamespace(
-            request_id=request_id, name=name, status=status.value, result=result, error=error
+            request_id=request_id,
+            name=name,
+            status=status.value,
+            result=result,
+            error=error,
+            user_hash=user_hash,
         )
         while len(self._finished) > FINISHED_CACHE_SIZE:
             self._finished.popitem(last=False)
 
     # --- following and cancelling ----------------------------------------------------------
 
-    async def resolve(self, prefix: str) -> str:
-        if prefix in self._done or prefix in self._finished:
+    async def resolve(self, prefix: str, user_hash: str | None = None) -> str:
+        """The full ID of the one request whose ID starts with ``prefix``.
+
+        With ``user_hash`` (a deployed server's non-admin caller) only that user's requests
+        match: someone else's request raises the same RequestNotFoundError as one that does
+        not exist, so request IDs cannot be probed.
+        """
+        owner = self._owners.get(prefix)
+        if owner is None and prefix in self._finished:
+            owner = self._finished[prefix].user_hash
+        if owner is not None and (user_hash is None or owner == user_hash):
             return prefix  # a full ID this server knows
-        return await self.services.store.run(rq.resolve_prefix, prefix)
+        return await self.services.store.run(
+            lambda conn: rq.resolve_prefix(conn, prefix, user_hash=user_hash)
+        )
 
     async def is_finished(self, request_id: str) -> bool:
         if request_id in self._done:

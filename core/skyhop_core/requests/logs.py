@@ -11,9 +11,11 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import trio
+
+from skyhop_core.paths import open_private, private_dir
 
 CHUNK = 1 << 20  # bytes read per step when streaming
 
@@ -23,7 +25,7 @@ class LogHub:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._events: dict[str, trio.Event] = {}
 
     def path(self, request_id: str) -> Path:
@@ -50,14 +52,14 @@ class RequestLogWriter:
     def __init__(self, hub: LogHub, request_id: str) -> None:
         self._hub = hub
         self._request_id = request_id
-        self._file: BinaryIO | None = None  # opened at the first write: most reads log nothing
+        self._file: IO[bytes] | None = None  # opened at the first write: most reads log nothing
         self._closed = False
 
     def write(self, data: bytes) -> None:
         if not data or self._closed:
             return
         if self._file is None:
-            self._file = open(self._hub.path(self._request_id), "ab", buffering=0)  # noqa: SIM115
+            self._file = open_private(self._hub.path(self._request_id), "ab", buffering=0)
         self._file.write(data)
         self._hub.notify(self._request_id)
 

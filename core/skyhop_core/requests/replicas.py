@@ -29,6 +29,7 @@ import trio
 
 from skyhop_core import wire
 from skyhop_core.exceptions import ServerRestartedError
+from skyhop_core.requests.secrets import redact
 from skyhop_core.state import requests as rq
 from skyhop_core.state import servers as srv
 
@@ -62,7 +63,7 @@ class Replica:
             lambda c: srv.dead(c, me=self.server_id, host=self.host, lease=self.lease)
         )
         for server_id in dead:
-            claimed = await store.run(rq.take_over, server_id, self.server_id, error)
+            claimed = await store.run(rq.take_over, server_id, self.server_id, error, redact)
             if server_id is not None:
                 await store.run(srv.remove, server_id)
             for request_id in claimed:

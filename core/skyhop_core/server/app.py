@@ -67,24 +67,20 @@ def _int(value: str | None, name: str) -> int | None:
 
 
 async def _check_cancel_allowed(
-    engine: Engine, ids: list[str], user: User, *, all_users: bool, deploy: bool
+    engine: Engine, ids: list[str], user: User, *, all_users: bool
 ) -> None:
-    """Refuse cancelling another user's request by ID (unless ``all_users`` on a local
-    server; never on a deployed one)."""
-    if all_users and not deploy:
+    """On a local server, refuse cancelling another user's request by ID unless
+    ``all_users``. (A deployed server never gets this far: others' IDs do not resolve.)"""
+    if all_users:
         return
     rows = [await engine.services.store.run(rq.get_row, i) for i in ids]
     foreign = [r for r in rows if r is not None and r.user_hash != user.hash]
     if not foreign:
         return
     listed = ", ".join(f"{r.request_id} ({r.user_name})" for r in foreign)
-    hint = (
-        "On a deployed API server you can cancel only your own requests."
-        if deploy
-        else "Pass all_users (--all-users) to cancel other users' requests."
-    )
     raise exceptions.PermissionDeniedError(
-        f"Request(s) {listed} belong to another user; nothing was cancelled. {hint}"
+        f"Request(s) {listed} belong to another user; nothing was cancelled. "
+        "Pass all_users (--all-users) to cancel other users' requests."
     )
 
 
@@ -104,17 +100,34 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     services = engine.services
     heartbeat = float(os.environ.get("SKYHOP_STREAM_HEARTBEAT_SECONDS", "5"))
 
+    def owner_scope(user: User) -> str | None:
+        """Whose requests ``user`` may read: their own on a deployed server (None: all —
+        an admin, or anyone on a local server, which serves one person)."""
+        return None if not deploy or user.is_admin else user.hash
+
+    def check_all_users(user: User, what: str) -> None:
+        if deploy and not user.is_admin:
+            raise exceptions.PermissionDeniedError(
+                f"Only an administrator can {what} other users' requests (--all-users) on "
+                "this deployed API server; your token's role is 'user'."
+            )
+
     async def health(request: Request) -> Response:
         user = current_user(request)
+        info: dict[str, Any] = {
+            "status": "healthy",
+            "version": __version__,
+            "api_version": API_VERSION,
+            "auth_required": deploy,
+        }
+        if user is None:  # anonymous on a deployed server: nothing about the machine
+            return JSONResponse({**info, "user": None})
         return JSONResponse(
             {
-                "status": "healthy",
-                "version": __version__,
-                "api_version": API_VERSION,
+                **info,
                 "persistent_path": str(services.persistent_path),
                 "pid": os.getpid(),
-                "auth_required": deploy,
-                "user": {"name": user.name, "hash": user.hash} if user else None,
+                "user": {"name": user.name, "hash": user.hash, "role": user.role},
             }
         )
 
@@ -132,7 +145,9 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
 
     async def get(request: Request) -> Response:
         try:
-            request_id = await engine.resolve(request.query_params.get("request_id", ""))
+            request_id = await engine.resolve(
+                request.query_params.get("request_id", ""), owner_scope(_user(request))
+            )
             row = await engine.wait(request_id)
         except Exception as exc:
             return error_response(exc)
@@ -149,7 +164,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def stream(request: Request) -> Response:
         q = request.query_params
         try:
-            request_id = await engine.resolve(q.get("request_id", ""))
+            request_id = await engine.resolve(q.get("request_id", ""), owner_scope(_user(request)))
             tail = _int(q.get("tail"), "tail")
             offset = _int(q.get("offset"), "offset") or 0
         except Exception as exc:
@@ -179,12 +194,16 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         q = request.query_params
         user = _user(request)
         try:
-            ids = [await engine.resolve(i) for i in q.getlist("request_ids")]
+            all_users = _bool(q.get("all_users"))
+            if all_users:
+                check_all_users(user, "list")
+            ids = [await engine.resolve(i, owner_scope(user)) for i in q.getlist("request_ids")]
             records = await services.store.run(
                 lambda conn: rq.list_records(
                     conn,
                     include_finished=_bool(q.get("all")) or bool(ids),
-                    user_hash=None if _bool(q.get("all_users")) else user.hash,
+                    # Named IDs were resolved within the caller's scope already.
+                    user_hash=None if all_users or ids else user.hash,
                     request_ids=ids or None,
                     limit=_int(q.get("limit"), "limit"),
                 )
@@ -198,19 +217,17 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         try:
             body = _cancel_body(await request.body())
             all_users = body.all_users
+            if all_users:
+                check_all_users(user, "cancel")
             if body.request_ids:
-                ids = [await engine.resolve(i) for i in body.request_ids]
+                ids = [await engine.resolve(i, owner_scope(user)) for i in body.request_ids]
             elif body.all or all_users:
-                owner = None if all_users and not deploy else user.hash
-                if all_users and deploy:
-                    raise exceptions.PermissionDeniedError(
-                        "On a deployed API server you can cancel only your own requests; "
-                        "use --all (-a) instead of --all-users."
-                    )
+                owner = None if all_users else user.hash
                 ids = await services.store.run(lambda c: rq.unfinished_ids(c, user_hash=owner))
             else:
                 ids = []
-            await _check_cancel_allowed(engine, ids, user, all_users=all_users, deploy=deploy)
+            if not deploy:
+                await _check_cancel_allowed(engine, ids, user, all_users=all_users)
             cancelled, finished = await engine.cancel(ids)
         except Exception as exc:
             return error_response(exc)

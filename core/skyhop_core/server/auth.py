@@ -9,9 +9,10 @@ it with :func:`current_user`.
 - A **deployed** server (``--deploy``) ignores those headers. Identity comes only from
   ``Authorization: Bearer <token>`` (a service-account token, see
   :mod:`skyhop_core.state.tokens`): the user name is the token's name and the user hash
-  the token row's. A missing, unknown or revoked token gets ``401`` with a
-  NotAuthenticatedError body. ``/api/health`` stays open, and names the caller when a
-  valid token comes with it.
+  the token row's, and the role (``user``/``admin``) the token's. A missing, unknown or
+  revoked token gets ``401`` with a NotAuthenticatedError body. ``/api/health`` stays
+  open (saying only that the server is up and its version), and names the caller when
+  a valid token comes with it.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class AuthMiddleware:
         token = bearer_token(headers)
         record = await self.store.run(tokens.authenticate, token) if token else None
         if record is not None:
-            scope[USER_KEY] = User(record.name, record.user_hash)
+            scope[USER_KEY] = User(record.name, record.user_hash, record.role)
         elif scope.get("path") not in OPEN_PATHS:
             await self._refuse(scope, headers, send, has_token=token is not None)
             return

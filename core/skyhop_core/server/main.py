@@ -35,7 +35,12 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.trio import serve as hypercorn_serve
 
     from skyhop_core.ops.registry import operations
-    from skyhop_core.paths import ensure_persistent_path, load_config, replica_dir
+    from skyhop_core.paths import (
+        ensure_persistent_path,
+        load_config,
+        replica_dir,
+        write_private,
+    )
     from skyhop_core.plugins import load_backends
     from skyhop_core.requests.engine import Engine, slot_limits
     from skyhop_core.server.app import build_app
@@ -46,7 +51,9 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     root = ensure_persistent_path()
     config = load_config()
     store = await trio.to_thread.run_sync(open_store, root)
-    services = Services(root, store, load_backends(), config=config.get("backends") or {})
+    services = Services(
+        root, store, load_backends(), config=config.get("backends") or {}, deploy=deploy
+    )
     retention = float(os.environ.get("SKYHOP_REQUEST_RETENTION_SECONDS", 7 * 24 * 3600))
     engine = Engine(services, operations(), limits=slot_limits(), retention_seconds=retention)
     services.engine = engine
@@ -75,7 +82,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
         nursery.start_soon(on_signals)
         await nursery.start(engine.serve)
         nursery.start_soon(autostop_loop, engine, interval)
-        pid_file.write_text(f"{os.getpid()} {host} {port}\n")
+        write_private(pid_file, f"{os.getpid()} {host} {port}\n")
         try:
             await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
         finally:
@@ -95,13 +102,19 @@ async def _announce_deploy(store: Store, host: str, port: int) -> None:
     )
     if not active:
         print(
-            "No tokens exist yet; create one on this machine: skyhop api tokens create NAME",
+            "No tokens exist yet; create the first (an administrator's) on this machine: "
+            "skyhop api tokens create NAME --role admin",
             file=sys.stderr,
         )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from skyhop_core.paths import restrict_umask
+
+    # Everything the server and its children (local nodes' agents, rsync, ...) create
+    # under the persistent path is private, whatever umask it was started with.
+    restrict_umask()
     try:
         trio.run(serve, args.host, args.port, args.deploy)
     except KeyboardInterrupt:

@@ -40,6 +40,8 @@ requests = sa.Table(
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("user_name", sa.String(128), nullable=False),
     sa.Column("user_hash", sa.String(64), nullable=False),
+    # The submitter's role (user/admin), so a resumed request runs with the same rights.
+    sa.Column("user_role", sa.String(16), nullable=False, server_default="user"),
     sa.Column("cluster_name", sa.String(128), nullable=True, index=True),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("schedule_type", sa.String(16), nullable=False),
@@ -93,6 +95,8 @@ api_tokens = sa.Table(
     sa.Column("name", sa.String(128), nullable=False, index=True),
     sa.Column("user_hash", sa.String(64), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False),
+    # ``user`` or ``admin`` (an admin sees and acts on every user's objects).
+    sa.Column("role", sa.String(16), nullable=False, server_default="user"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_used_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
@@ -108,6 +112,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file 0600 (in a 0700 directory) before SQLite does: SQLite gives
+    its -wal and -shm files the mode of the database file, so they are private too."""
+    from skyhop_core.paths import open_private, private_dir
+
+    private_dir(path.parent)
+    open_private(path, "ab").close()
+
+
 def create_engine(persistent_path: Path) -> sa.Engine:
     """The engine for ``SKYHOP_DB_URL``, else SQLite at ``<persistent_path>/skyhop.db``.
 
@@ -116,7 +129,10 @@ def create_engine(persistent_path: Path) -> sa.Engine:
     idle connection costs a reconnect, not a failed request.
     """
     url = os.environ.get("SKYHOP_DB_URL") or f"sqlite:///{persistent_path / 'skyhop.db'}"
-    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            _private_sqlite_file(Path(parsed.database))
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ def insert(
     body: dict[str, Any],
     running: bool = False,
     owner: str | None = None,
+    user_role: str = "user",
 ) -> None:
     """Insert a new request, PENDING (or RUNNING when it already holds a slot), owned by
     the replica ``owner``."""
@@ -55,6 +56,7 @@ def insert(
             name=name,
             user_name=user_name,
             user_hash=user_hash,
+            user_role=user_role,
             cluster_name=cluster_name,
             status=(RequestStatus.RUNNING if running else RequestStatus.PENDING).value,
             schedule_type=schedule_type,
@@ -70,17 +72,19 @@ def get_row(conn: sa.Connection, request_id: str) -> Any:
     return conn.execute(sa.select(requests).where(requests.c.request_id == request_id)).first()
 
 
-def resolve_prefix(conn: sa.Connection, prefix: str) -> str:
-    """The full ID of the one request whose ID starts with ``prefix``."""
+def resolve_prefix(conn: sa.Connection, prefix: str, *, user_hash: str | None = None) -> str:
+    """The full ID of the one request whose ID starts with ``prefix`` (among
+    ``user_hash``'s requests only, when given: others' are invisible, not forbidden)."""
     prefix = prefix.strip()
     if not prefix:
         raise RequestNotFoundError("An empty request ID matches nothing.")
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = conn.execute(
-        sa.select(requests.c.request_id)
-        .where(requests.c.request_id.like(escaped + "%", escape="\\"))
-        .limit(11)
-    ).all()
+    query = sa.select(requests.c.request_id).where(
+        requests.c.request_id.like(escaped + "%", escape="\\")
+    )
+    if user_hash is not None:
+        query = query.where(requests.c.user_hash == user_hash)
+    rows = conn.execute(query.limit(11)).all()
     ids = [r.request_id for r in rows]
     if prefix in ids:
         return prefix
@@ -124,13 +128,20 @@ def finish(
     result: Any = None,
     error: dict[str, Any] | None = None,
     owner: str | None = None,
+    body: Callable[[Any], Any] | None = None,
 ) -> None:
-    """Record the outcome (only while ``owner`` still owns the request, when given)."""
-    conn.execute(
-        requests.update()
-        .where(*_owned(request_id, owner))
-        .values(status=status.value, finished_at=time.time(), result=result, error=error)
+    """Record the outcome (only while ``owner`` still owns the request, when given);
+    ``body`` rewrites the stored body at the same time (to drop its secrets)."""
+    values: dict[str, Any] = dict(
+        status=status.value, finished_at=time.time(), result=result, error=error
     )
+    if body is not None:
+        row = conn.execute(
+            sa.select(requests.c.body).where(*_owned(request_id, owner))
+        ).first()
+        if row is not None:
+            values["body"] = body(row.body)
+    conn.execute(requests.update().where(*_owned(request_id, owner)).values(**values))
 
 
 def list_records(
@@ -165,20 +176,37 @@ def unfinished_ids(
 
 
 def take_over(
-    conn: sa.Connection, dead_owner: str | None, me: str, error: dict[str, Any]
+    conn: sa.Connection,
+    dead_owner: str | None,
+    me: str,
+    error: dict[str, Any],
+    scrub: Callable[[Any], Any] | None = None,
 ) -> list[str]:
     """Take over a dead replica's requests (``None``: requests from before replicas had
-    leases): its RUNNING ones FAIL with ``error``, its PENDING ones become ``me``'s.
+    leases): its RUNNING ones FAIL with ``error`` (their bodies rewritten by ``scrub``:
+    they never run again), its PENDING ones become ``me``'s.
 
     Each PENDING row is claimed with a conditional update, so when several replicas reap
     the same dead one, every request gets exactly one new owner. Returns the claimed IDs.
     """
     owned = requests.c.owner.is_(None) if dead_owner is None else requests.c.owner == dead_owner
-    conn.execute(
-        requests.update()
-        .where(owned, requests.c.status == RequestStatus.RUNNING.value)
-        .values(status=RequestStatus.FAILED.value, finished_at=time.time(), error=error)
-    )
+    interrupted = conn.execute(
+        sa.select(requests.c.request_id, requests.c.body).where(
+            owned, requests.c.status == RequestStatus.RUNNING.value
+        )
+    ).all()
+    for row in interrupted:
+        values: dict[str, Any] = dict(
+            status=RequestStatus.FAILED.value, finished_at=time.time(), error=error
+        )
+        if scrub is not None:
+            values["body"] = scrub(row.body)
+        conn.execute(
+            requests.update()
+            .where(requests.c.request_id == row.request_id, owned,
+                   requests.c.status == RequestStatus.RUNNING.value)
+            .values(**values)
+        )  # fmt: skip
     pending = conn.execute(
         sa.select(requests.c.request_id)
         .where(owned, requests.c.status == RequestStatus.PENDING.value)

@@ -8,6 +8,11 @@ The identity a token carries is its ``name`` (the user name) and the row's ``use
 A new token for a name that had one before reuses that name's user hash, so rotating a
 token (revoke, create) keeps ownership of the user's clusters and requests.
 
+Each token has a role: ``user`` (sees and acts on only its own requests and clusters) or
+``admin`` (everyone's; ``-u`` / ``all_users`` works). Whoever can run
+``skyhop api tokens create NAME --role admin`` on the server machine (so can open its
+state store) is by definition an administrator; the API itself never creates tokens.
+
 Every function takes a SQLAlchemy connection (see ``Store.run``).
 """
 
@@ -25,6 +30,8 @@ import sqlalchemy as sa
 
 from skyhop_core.state.db import api_tokens
 
+ROLES = ("user", "admin")
+
 TOKEN_PREFIX = "skyhop_"
 NAME_RE = re.compile(r"^[a-zA-Z0-9][-_.@a-zA-Z0-9]{0,127}$")
 #: ``last_used_at`` is written at most this often per token (seconds).
@@ -39,6 +46,7 @@ class TokenRecord:
     name: str
     user_hash: str
     created_at: float
+    role: str = "user"
     last_used_at: float | None = None
     revoked_at: float | None = None
 
@@ -53,6 +61,7 @@ def _to_record(row: Any) -> TokenRecord:
         name=row.name,
         user_hash=row.user_hash,
         created_at=row.created_at,
+        role=row.role,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
     )
@@ -81,12 +90,19 @@ def validate_name(name: str) -> None:
         )
 
 
-def create(conn: sa.Connection, name: str) -> tuple[str, TokenRecord]:
-    """A new token for ``name``: (the plaintext token, shown once; its record).
+def validate_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"Token role {role!r} is invalid: use one of {', '.join(ROLES)}.")
 
-    Raises ValueError if ``name`` is invalid or already has an active token.
+
+def create(conn: sa.Connection, name: str, role: str = "user") -> tuple[str, TokenRecord]:
+    """A new token for ``name`` with ``role``: (the plaintext token, shown once; its record).
+
+    Raises ValueError if ``name`` or ``role`` is invalid or ``name`` already has an active
+    token.
     """
     validate_name(name)
+    validate_role(role)
     rows = conn.execute(
         sa.select(api_tokens).where(api_tokens.c.name == name).order_by(api_tokens.c.created_at)
     ).all()
@@ -98,13 +114,16 @@ def create(conn: sa.Connection, name: str) -> tuple[str, TokenRecord]:
     user_hash = rows[0].user_hash if rows else secrets.token_hex(4)
     token_id = secrets.token_hex(6)
     token = f"{TOKEN_PREFIX}{token_id}.{secrets.token_urlsafe(32)}"
-    record = TokenRecord(token_id=token_id, name=name, user_hash=user_hash, created_at=time.time())
+    record = TokenRecord(
+        token_id=token_id, name=name, user_hash=user_hash, created_at=time.time(), role=role
+    )
     conn.execute(
         api_tokens.insert().values(
             token_id=token_id,
             name=name,
             user_hash=user_hash,
             token_hash=hash_token(token),
+            role=role,
             created_at=record.created_at,
         )
     )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from skyhop_aws.errors import error_code
+from skyhop_core.paths import private_dir, write_private
 
 CLUSTER_TAG = "skyhop-cluster"
 RANK_TAG = "skyhop-rank"
@@ -97,20 +98,16 @@ def ensure_key_pair(client: Client, name: str, key_path: str) -> None:
                 public = _public_key(f.read())
             if public is None:
                 raise LookupError(f"cannot derive the public key of {key_path}")
-            with open(key_path + ".pub", "w") as f:
-                f.write(public)
+            write_private(key_path + ".pub", public)
         with open(key_path + ".pub", "rb") as f:
             client.import_key_pair(KeyName=name, PublicKeyMaterial=f.read())
         return
     created = client.create_key_pair(KeyName=name, KeyType="rsa")
-    os.makedirs(os.path.dirname(key_path), exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(created["KeyMaterial"])
+    private_dir(os.path.dirname(key_path))
+    write_private(key_path, created["KeyMaterial"])
     public = _public_key(created["KeyMaterial"])
     if public:
-        with open(key_path + ".pub", "w") as f:
-            f.write(public)
+        write_private(key_path + ".pub", public)
 
 
 def _public_key(private_pem: str) -> str | None:

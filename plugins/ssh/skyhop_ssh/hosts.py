@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from skyhop_core.paths import open_private, private_dir
+
 STATE_FILE = "hosts.json"
 
 
@@ -29,13 +31,13 @@ class HostState:
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
         """Yield the state as a dict; changes made to it are saved on exit."""
-        os.makedirs(self.state_dir, exist_ok=True)
-        with open(os.path.join(self.state_dir, "hosts.lock"), "a") as lock:
+        private_dir(self.state_dir)
+        with open_private(os.path.join(self.state_dir, "hosts.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = self._read()
             yield data
             tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
+            with open_private(tmp, "w") as f:
                 json.dump(data, f, indent=2, sort_keys=True)
             os.replace(tmp, self.path)
 

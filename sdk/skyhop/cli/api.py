@@ -88,7 +88,7 @@ def stop() -> None:
 @api.command()
 @click.argument("request_ids", nargs=-1)
 @click.option("-a", "--all-status", is_flag=True, help="Include finished requests.")
-@click.option("-u", "--all-users", is_flag=True, help="Include other users' requests.")
+@click.option("-u", "--all-users", is_flag=True, help="Include other users' requests (an admin token on a deployed server).")
 @click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most N requests.")
 def status(
     request_ids: tuple[str, ...], all_status: bool, all_users: bool, limit: int | None
@@ -144,7 +144,7 @@ def logs(ctx: click.Context, request_id: str, no_follow: bool, tail: int | None)
     "-u",
     "--all-users",
     is_flag=True,
-    help="Cancel everyone's unfinished requests (a local server only).",
+    help="Cancel everyone's unfinished requests (an admin token on a deployed server).",
 )
 def cancel(request_ids: tuple[str, ...], all_requests: bool, all_users: bool) -> None:
     """Cancel requests (running work stops; cleanup leaves records consistent).
@@ -173,8 +173,9 @@ def info() -> None:
     data = sdk.api_info()
     user = data.get("user")
     auth = "token required" if data.get("auth_required") else "local (identity headers)"
+    role = f", {user['role']}" if isinstance(user, dict) and user.get("role") else ""
     who = (
-        f"{user.get('name', '?')} ({user.get('hash', '?')})"
+        f"{user.get('name', '?')} ({user.get('hash', '?')}{role})"
         if isinstance(user, dict)
         else f"not authenticated (run: skyhop api login -e {data['endpoint']} --token <TOKEN>)"
     )

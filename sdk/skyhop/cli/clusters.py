@@ -155,7 +155,7 @@ def exec_(
 @click.option(
     "-r", "--refresh", is_flag=True, help="Ask the backends for the clusters' real state."
 )
-@click.option("-u", "--all-users", is_flag=True, help="Include other users' clusters.")
+@click.option("-u", "--all-users", is_flag=True, help="Include other users' clusters (an admin token on a deployed server).")
 def status(cluster_names: tuple[str, ...], refresh: bool, all_users: bool) -> None:
     """Show clusters: all of yours, or the named ones."""
     from skyhop import sdk

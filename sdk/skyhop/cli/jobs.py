@@ -14,7 +14,7 @@ from skyhop.cli.waiting import follow_job
 @click.command()
 @click.argument("cluster_name")
 @click.option("-s", "--skip-finished", is_flag=True, help="Show only unfinished jobs.")
-@click.option("-u", "--all-users", is_flag=True, help="Include other users' jobs.")
+@click.option("-u", "--all-users", is_flag=True, help="Include other users' jobs (an admin token on a deployed server).")
 def queue(cluster_name: str, skip_finished: bool, all_users: bool) -> None:
     """Show a cluster's job queue."""
     from skyhop import sdk
@@ -68,7 +68,7 @@ def logs(
 @click.option(
     "-a", "--all", "all_jobs", is_flag=True, help="Cancel all of your jobs on the cluster."
 )
-@click.option("-u", "--all-users", is_flag=True, help="With --all: everyone's jobs.")
+@click.option("-u", "--all-users", is_flag=True, help="With --all: everyone's jobs (an admin token on a deployed server).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def cancel(
     cluster_name: str, job_ids: tuple[int, ...], all_jobs: bool, all_users: bool, yes: bool

@@ -51,13 +51,25 @@ def tokens() -> None:
 
 @tokens.command()
 @click.argument("name")
-def create(name: str) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["user", "admin"]),
+    default="user",
+    show_default=True,
+    help="admin: sees and cancels every user's requests and clusters (-u); "
+    "user: only its own.",
+)
+def create(name: str, role: str) -> None:
     """Create a token for NAME (the user name the server will know the caller by)."""
     from skyhop_core.state import tokens as tk
 
-    token, record = _store().run_sync(tk.create, name)
+    try:
+        token, record = _store().run_sync(tk.create, name, role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(
-        f"Created a token for {record.name} (id {record.token_id}, user hash {record.user_hash})."
+        f"Created a{'n' if role == 'admin' else ''} {role} token for {record.name} "
+        f"(id {record.token_id}, user hash {record.user_hash})."
     )
     click.echo("It is shown only this once; hand it to its user:")
     click.echo(f"  {token}")
@@ -74,11 +86,14 @@ def list_(include_revoked: bool) -> None:
     if not records:
         click.echo("No tokens. Create one with: skyhop api tokens create NAME")
         return
-    rows = [("NAME", "TOKEN ID", "USER HASH", "CREATED", "LAST USED", "STATUS")]
+    rows = [("NAME", "ROLE", "TOKEN ID", "USER HASH", "CREATED", "LAST USED", "STATUS")]
     for r in records:
         state = "active" if r.active else f"revoked {_when(r.revoked_at)}"
         rows.append(
-            (r.name, r.token_id, r.user_hash, _when(r.created_at), _when(r.last_used_at), state)
+            (
+                r.name, r.role, r.token_id, r.user_hash,
+                _when(r.created_at), _when(r.last_used_at), state,
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

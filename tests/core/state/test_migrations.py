@@ -56,3 +56,27 @@ def test_a_database_from_before_migrations_is_stamped_and_upgraded(tmp_path: Pat
     store = open_store(tmp_path)
     assert current_revision(store.engine) == head_revision()
     assert "api_tokens" in sa.inspect(store.engine).get_table_names()
+
+
+def test_tokens_from_before_roles_become_users(tmp_path: Path) -> None:
+    engine = create_engine(tmp_path)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO api_tokens (token_id, name, user_hash, token_hash, created_at) "
+            f"VALUES ('0123456789ab', 'olduser', 'h0', 'x', {time.time()})"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO requests (request_id, name, user_name, user_hash, status, "
+            f"schedule_type, created_at, body) VALUES ('r1', 'status', 'olduser', 'h0', "
+            f"'PENDING', 'short', {time.time()}, '{{}}')"
+        ))
+    engine.dispose()
+    store = open_store(tmp_path)
+    assert current_revision(store.engine) == head_revision()
+    assert [(t.name, t.role) for t in store.run_sync(tk.list_tokens)] == [("olduser", "user")]
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT user_role FROM requests")).scalar() == "user"
+    _, admin = store.run_sync(tk.create, "boss", "admin")
+    assert admin.role == "admin"
+    assert {t.name: t.role for t in store.run_sync(tk.list_tokens)}["boss"] == "admin"
