@@ -49,6 +49,12 @@ async def cluster_lock(ctx: RequestContext, name: str) -> AsyncIterator[None]:
                 nursery.start_soon(_renew, ctx, name, replica.lease)
                 yield
                 nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The block's own error (or the renewal's), not wrapped by the nursery: the
+            # caller and the request's record see the exception it raised.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             with trio.CancelScope(shield=True):
                 await store.run(leases.release, name, ctx.request_id)
