@@ -37,6 +37,7 @@ class FakeServer:
         self.interrupt_on: set[str] = set()  # paths whose call raises KeyboardInterrupt
         self.request_records: list[dict[str, Any]] = []
         self.down = False
+        self.manifests: list[dict[str, Any]] = []  # POST /api/uploads (it has every blob)
 
     # --- helpers for tests -------------------------------------------------------------
 
@@ -93,6 +94,15 @@ class FakeServer:
             return httpx.Response(
                 200, json={"cancelled": body.get("request_ids", []), "finished": []}
             )
+        if path == "/api/uploads":
+            self.manifests.append(json.loads(request.content))
+            upload_id = f"{len(self.manifests):032x}"
+            return httpx.Response(
+                200, json={"upload_id": upload_id, "missing": [], "files": 0, "bytes": 0,
+                           "chunk_bytes": 8 << 20},
+            )  # fmt: skip
+        if path.startswith("/api/uploads/"):
+            return httpx.Response(200, json={"state": "ready"})
         if path == "/api/shutdown":
             self.down = True
             return httpx.Response(200, json={})

@@ -14,6 +14,7 @@ from skyhop_core.ops import params as P
 from skyhop_core.ops.common import (
     backend_ctx,
     build_job_spec,
+    check_no_client_paths,
     check_owner,
     find_cluster,
     generate_cluster_name,
@@ -36,13 +37,13 @@ from skyhop_core.state import clusters as cl
 
 
 def validate_launch(p: P.LaunchParams) -> None:
-    parse_task(p.task)
+    check_no_client_paths(parse_task(p.task)[0])
     if p.cluster_name is not None:
         validate_cluster_name(p.cluster_name)
 
 
 def validate_exec(p: P.ExecParams) -> None:
-    parse_task(p.task)
+    check_no_client_paths(parse_task(p.task)[0])
     validate_cluster_name(p.cluster_name)
 
 

@@ -1,0 +1,177 @@
+"""HTTP routes of the upload store (docs/http-api.md, "Uploads"), and its GC loop.
+
+The client uploads a task's workdir and local file-mount sources before it submits the
+request (see :mod:`skyhop.uploads`):
+
+1. ``POST /api/uploads`` with the manifest -> ``upload_id`` and the blobs ``missing``;
+2. ``GET /api/uploads/blobs/{sha}`` -> how many bytes of a blob the server has (resume);
+3. ``PUT /api/uploads/blobs/{sha}?offset=N&size=T`` with at most 8 MiB of content;
+4. ``POST /api/uploads/{id}/complete`` -> the upload is materialised and usable;
+5. ``GET /api/uploads/{id}`` -> its state, size and how many blobs were new.
+
+Every route acts for the caller :class:`~skyhop_core.server.auth.AuthMiddleware` found;
+uploads are stored per user, so another user's upload ID is not found (404).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from skyhop_core import exceptions
+from skyhop_core.server.auth import current_user
+from skyhop_core.storage import manifest as mf
+from skyhop_core.storage.uploads import (
+    MAX_CHUNK_BYTES,
+    ChunkOffsetError,
+    UploadIncompleteError,
+    UploadStore,
+)
+
+log = logging.getLogger("skyhop.uploads")
+
+#: A manifest of MAX_ENTRIES entries fits in this (its own limit, not the 16 MiB one).
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (exceptions.UploadNotFoundError, 404),
+    (exceptions.UploadTooLargeError, 413),
+    (ChunkOffsetError, 409),
+    (UploadIncompleteError, 409),
+    (ValueError, 400),
+)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) past ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise exceptions.UploadTooLargeError(
+            f"The body of {int(declared)} bytes is over this route's limit of {limit} bytes.",
+            limit=limit, total=int(declared),
+        )  # fmt: skip
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise exceptions.UploadTooLargeError(
+                f"The body is over this route's limit of {limit} bytes.", limit=limit, total=None
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def upload_routes(
+    store: UploadStore, error_response: Callable[[BaseException], JSONResponse]
+) -> list[Route]:
+    """The upload routes over ``store``; ``error_response`` encodes errors as the app does."""
+
+    def failed(exc: BaseException) -> Response:
+        response = error_response(exc)
+        code = next((c for t, c in _CODES if isinstance(exc, t)), None)
+        if code is not None:
+            response.status_code = code
+        if isinstance(exc, ChunkOffsetError):
+            body = json.loads(bytes(response.body))
+            body["received"] = exc.received
+            return JSONResponse(body, status_code=409)
+        return response
+
+    def user_hash(request: Request) -> str:
+        user = current_user(request)
+        return user.hash if user is not None else "unknown"
+
+    async def register(request: Request) -> Response:
+        try:
+            raw = await _read_body(request, MAX_MANIFEST_BYTES)
+            try:
+                data = json.loads(raw or b"{}")
+            except ValueError:
+                raise mf.ManifestError("The manifest must be JSON.") from None
+            answer = await store.run(store.register, user_hash(request), data)
+        except Exception as exc:
+            return failed(exc)
+        log.info(
+            "upload %s: %d file(s), %d new blob(s)",
+            answer["upload_id"], answer["files"], len(answer["missing"]),
+        )  # fmt: skip
+        answer["chunk_bytes"] = MAX_CHUNK_BYTES
+        answer["max_bytes"] = store.max_bytes
+        return JSONResponse(answer)
+
+    async def blob_status(request: Request) -> Response:
+        try:
+            sha = request.path_params["sha"]
+            return JSONResponse(await store.run(store.blob_status, user_hash(request), sha))
+        except Exception as exc:
+            return failed(exc)
+
+    async def put_chunk(request: Request) -> Response:
+        q = request.query_params
+        try:
+            sha = request.path_params["sha"]
+            offset, size = _count(q.get("offset"), "offset"), _count(q.get("size"), "size")
+            data = await _read_body(request, MAX_CHUNK_BYTES)
+            answer = await store.run(store.write_chunk, user_hash(request), sha, offset, size, data)
+        except Exception as exc:
+            return failed(exc)
+        return JSONResponse(answer)
+
+    async def complete(request: Request) -> Response:
+        try:
+            upload_id = request.path_params["upload_id"]
+            return JSONResponse(await store.run(store.complete, user_hash(request), upload_id))
+        except Exception as exc:
+            return failed(exc)
+
+    async def info(request: Request) -> Response:
+        try:
+            upload_id = request.path_params["upload_id"]
+            return JSONResponse(await store.run(store.info, user_hash(request), upload_id))
+        except Exception as exc:
+            return failed(exc)
+
+    return [
+        Route("/api/uploads", register, methods=["POST"]),
+        Route("/api/uploads/blobs/{sha}", blob_status, methods=["GET"]),
+        Route("/api/uploads/blobs/{sha}", put_chunk, methods=["PUT"]),
+        Route("/api/uploads/{upload_id}/complete", complete, methods=["POST"]),
+        Route("/api/uploads/{upload_id}", info, methods=["GET"]),
+    ]
+
+
+def _count(value: str | None, name: str) -> int:
+    if value is None or not value.isdigit() or int(value) > 2**53:
+        raise ValueError(f"Query parameter {name}={value!r} must be an integer from 0 to 2**53.")
+    return int(value)
+
+
+async def upload_gc_loop(store: UploadStore, retention_seconds: float, interval: float) -> None:
+    """Every ``interval`` seconds, delete uploads unused for ``retention_seconds``."""
+    while True:
+        try:
+            removed = await store.run(store.collect_garbage, retention_seconds)
+        except OSError as exc:  # a full or flaky volume must not stop the server
+            log.warning("upload garbage collection failed: %s", exc)
+        else:
+            if any(removed.values()):
+                log.info("upload garbage collection: %s", removed)
+        await trio.sleep(interval)
+
+
+def gc_settings(env: dict[str, str] | Any) -> tuple[float, float]:
+    """``(retention, interval)`` seconds from SKYHOP_UPLOAD_RETENTION_SECONDS and
+    SKYHOP_UPLOAD_GC_INTERVAL_SECONDS (defaults: 7 days, 1 hour)."""
+    from skyhop_core.storage.uploads import DEFAULT_RETENTION_SECONDS
+
+    retention = float(env.get("SKYHOP_UPLOAD_RETENTION_SECONDS", DEFAULT_RETENTION_SECONDS))
+    interval = float(env.get("SKYHOP_UPLOAD_GC_INTERVAL_SECONDS", 3600))
+    return retention, interval
