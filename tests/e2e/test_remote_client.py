@@ -151,6 +151,7 @@ def test_launch_and_exec_from_a_client_whose_files_the_server_cannot_see(
     exec_log = io.StringIO()
     sky.stream_and_get(sky.exec(task, cluster_name="remote"), output_stream=exec_log)
     assert "; 0 sent)" in exec_log.getvalue()
+    sky.get(sky.down("remote"))
 
 
 def test_cli_workdir_dot_is_the_clients_directory(
@@ -170,3 +171,32 @@ def test_cli_workdir_dot_is_the_clients_directory(
         env=server.env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert down.returncode == 0, down.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_the_async_sdk_uploads_too(
+    hidden: tuple[HiddenClientServer, Path], monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
+    import asyncio
+
+    import trio
+
+    from skyhop import aio
+
+    server, proj = hidden
+    for key in ("SKYHOP_PERSISTENT_PATH", "SKYHOP_API_SERVER_ENDPOINT", "SKYHOP_CONFIG"):
+        monkeypatch.setenv(key, server.env[key])
+    monkeypatch.chdir(proj)
+    (proj / "train.py").write_text(f"print('async {loop}')\n")
+    cluster = f"remote-{loop}"
+
+    async def main() -> str:
+        task = sky.Task(run="python3 train.py", workdir=".", resources=sky.Resources(infra="local"))
+        result = await aio.launch(task, cluster_name=cluster, output_stream=io.StringIO())
+        logs = io.StringIO()
+        assert await aio.tail_logs(cluster, result["job_id"], output_stream=logs) == 0
+        await aio.down(cluster, output_stream=io.StringIO())
+        return logs.getvalue()
+
+    out = asyncio.run(main()) if loop == "asyncio" else trio.run(main)
+    assert f"async {loop}" in out

@@ -19,6 +19,7 @@ from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
 from skyhop_core.server import openapi
 from skyhop_core.server.auth import AuthMiddleware, current_user
+from skyhop_core.server.uploads import openapi_paths as upload_openapi_paths
 from skyhop_core.server.uploads import upload_routes
 from skyhop_core.state import requests as rq
 from skyhop_core.storage.uploads import UploadStore
@@ -230,6 +231,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         return JSONResponse({})
 
     openapi_doc = openapi.build(engine.operations)
+    openapi_doc["paths"].update(upload_openapi_paths())
 
     async def openapi_route(request: Request) -> Response:
         return JSONResponse(openapi_doc)

@@ -148,6 +148,61 @@ def upload_routes(
     ]
 
 
+_ERROR = {
+    "description": "Error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_SHA = {"name": "sha", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}  # fmt: skip
+_ID = {"name": "upload_id", "in": "path", "required": True,
+       "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}  # fmt: skip
+_ENTRY = {
+    "type": "object",
+    "required": ["path", "type"],
+    "properties": {
+        "path": {"type": "string"},
+        "type": {"type": "string", "enum": list(mf.ENTRY_TYPES)},
+        "size": {"type": "integer", "minimum": 0},
+        "sha256": {"type": "string"},
+        "executable": {"type": "boolean"},
+        "target": {"type": "string"},
+    },
+}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The upload routes' part of ``/api/openapi.json``."""
+    errors = {"400": _ERROR, "404": _ERROR, "409": _ERROR, "413": _ERROR}
+    return {
+        "/api/uploads": {"post": {
+            "summary": "Register a manifest; returns the upload ID and the blobs missing",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["kind", "entries"],
+                "properties": {"kind": {"type": "string", "enum": list(mf.KINDS)},
+                               "entries": {"type": "array", "items": _ENTRY}}}}}},
+            "responses": {"200": {"description": "upload_id, missing, chunk_bytes"}, **errors}}},
+        "/api/uploads/blobs/{sha}": {
+            "get": {"summary": "How many bytes of a blob the server has",
+                    "parameters": [_SHA], "responses": {"200": {"description": "received"},
+                                                        **errors}},
+            "put": {"summary": "Append one chunk (at most 8 MiB) at offset",
+                    "parameters": [_SHA,
+                                   {"name": "offset", "in": "query", "required": True,
+                                    "schema": {"type": "integer", "minimum": 0}},
+                                   {"name": "size", "in": "query", "required": True,
+                                    "schema": {"type": "integer", "minimum": 0}}],
+                    "requestBody": {"content": {"application/octet-stream": {
+                        "schema": {"type": "string", "format": "binary"}}}},
+                    "responses": {"200": {"description": "received, complete"}, **errors}}},
+        "/api/uploads/{upload_id}/complete": {"post": {
+            "summary": "Materialise an upload whose blobs have all arrived",
+            "parameters": [_ID], "responses": {"200": {"description": "The upload"}, **errors}}},
+        "/api/uploads/{upload_id}": {"get": {
+            "summary": "An upload's state, size and how many blobs were new",
+            "parameters": [_ID], "responses": {"200": {"description": "The upload"}, **errors}}},
+    }  # fmt: skip
+
+
 def _count(value: str | None, name: str) -> int:
     if value is None or not value.isdigit() or int(value) > 2**53:
         raise ValueError(f"Query parameter {name}={value!r} must be an integer from 0 to 2**53.")
