@@ -8,8 +8,8 @@ a ``launch`` or ``exec`` is submitted, :func:`prepare_body` uploads each one and
 1. :func:`scan` walks the source (honouring ``.skyignore``/``.gitignore``, see
    :mod:`skyhop.ignore`) and hashes every file (SHA-256) into a manifest;
 2. the server answers which contents it lacks: an unchanged file is never sent twice;
-3. each missing blob goes in chunks of at most 8 MiB; after an error the client asks
-   the server how much it has and resumes from there;
+3. small missing files go many to a request (a *pack*), big ones in chunks of at most
+   8 MiB; after an error the client asks the server how much it has and resumes there;
 4. the upload is completed, and the server materialises it for syncing to nodes.
 
 Symlinks that stay inside the source are uploaded as links; a link to a file outside it
@@ -23,6 +23,7 @@ A progress line goes to stderr when more than :data:`PROGRESS_MIN_BYTES` are sen
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -39,6 +40,9 @@ from skyhop_core.storage import manifest as mf
 UPLOAD_OPERATIONS = frozenset({"launch", "exec"})
 #: Show progress when more than this many bytes are sent.
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+#: Files up to this size go many to a body (``POST /api/uploads/pack``), bigger ones in
+#: chunks of their own.
+PACK_FILE_MAX_BYTES = 1024 * 1024
 #: How many times a chunk is retried (asking the server where to resume) before giving up.
 CHUNK_RETRIES = 5
 
@@ -178,15 +182,20 @@ class Progress:
 
 
 def _send_blob(
-    client: Caller, sha: str, path: str, size: int, chunk_bytes: int, progress: Progress | None
+    client: Caller,
+    sha: str,
+    path: str,
+    size: int,
+    chunk_bytes: int,
+    offset: int,
+    progress: Progress | None,
 ) -> None:
-    status = client.call("GET", f"/api/uploads/blobs/{sha}")
+    """Send one blob in chunks from ``offset`` (what the server already has)."""
     retries = CHUNK_RETRIES
+    if progress is not None:
+        progress.advance(offset)
     with open(path, "rb") as f:
-        offset = int(status["received"])
-        if progress is not None:
-            progress.advance(offset)
-        while not status["complete"]:
+        while offset < size or size == 0:
             f.seek(offset)
             data = f.read(min(chunk_bytes, size - offset))
             try:
@@ -194,18 +203,69 @@ def _send_blob(
                     "PUT", f"/api/uploads/blobs/{sha}", content=data,
                     params={"offset": offset, "size": size},
                 )  # fmt: skip
-            except (exceptions.ApiServerError, exceptions.SkyhopError):
+            except exceptions.SkyhopError:
+                # A broken connection or a chunk the server did not take: ask where the
+                # server stands and resume from there.
                 retries -= 1
                 if retries < 0:
                     raise
                 status = client.call("GET", f"/api/uploads/blobs/{sha}")
-                if progress is not None:
-                    progress.advance(int(status["received"]) - offset)
-                offset = int(status["received"])
-                continue
+            received = int(status["received"])
             if progress is not None:
-                progress.advance(int(status["received"]) - offset)
-            offset = int(status["received"])
+                progress.advance(received - offset)
+            offset = received
+            if status["complete"]:
+                return
+
+
+def _send_pack(
+    client: Caller, blobs: list[tuple[str, str, int]], progress: Progress | None
+) -> None:
+    """Send whole small blobs ``(sha, path, size)`` in one body."""
+    index = json.dumps([[sha, size] for sha, _, size in blobs], separators=(",", ":"))
+    parts = [index.encode(), b"\n"]
+    for _, path, _ in blobs:
+        with open(path, "rb") as f:
+            parts.append(f.read())
+    client.call("POST", "/api/uploads/pack", content=b"".join(parts))
+    if progress is not None:
+        progress.advance(sum(size for _, _, size in blobs))
+
+
+def _packs(
+    blobs: list[tuple[str, str, int]], limit: int
+) -> list[list[tuple[str, str, int]]]:
+    """Group small blobs into bodies of at most ``limit`` bytes (index included)."""
+    packs: list[list[tuple[str, str, int]]] = []
+    current: list[tuple[str, str, int]] = []
+    used = 2
+    for blob in blobs:
+        cost = blob[2] + len(blob[0]) + 24  # content plus its index entry
+        if current and used + cost > limit:
+            packs.append(current)
+            current, used = [], 2
+        current.append(blob)
+        used += cost
+    if current:
+        packs.append(current)
+    return packs
+
+
+def _send_missing(
+    client: Caller, scanned: Scanned, answer: dict[str, Any], progress: Progress | None
+) -> None:
+    chunk_bytes = int(answer["chunk_bytes"])
+    partial = answer.get("partial") or {}
+    small: list[tuple[str, str, int]] = []
+    for sha in answer["missing"]:
+        path, size = scanned.files_by_sha[sha]
+        if size <= PACK_FILE_MAX_BYTES and sha not in partial:
+            small.append((sha, path, size))
+        else:
+            offset = int(partial.get(sha, 0))
+            _send_blob(client, sha, path, size, chunk_bytes, offset, progress)
+    for pack in _packs(small, chunk_bytes):
+        _send_pack(client, pack, progress)
 
 
 def upload_source(
@@ -220,9 +280,7 @@ def upload_source(
         progress = None
         if to_send > PROGRESS_MIN_BYTES:
             progress = Progress(label or path, to_send, progress_stream)
-        for sha in missing:
-            local, size = scanned.files_by_sha[sha]
-            _send_blob(client, sha, local, size, int(answer["chunk_bytes"]), progress)
+        _send_missing(client, scanned, {**answer, "missing": missing}, progress)
         if progress is not None:
             progress.finish()
         try:

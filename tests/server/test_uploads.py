@@ -62,15 +62,17 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
 
 
 class Counting:
-    """A caller that counts what the uploader sends (PUT bodies)."""
+    """A caller that counts the bodies carrying content: chunks (PUT) and packs."""
 
     def __init__(self, client: ApiClient) -> None:
-        self.client, self.puts, self.put_bytes = client, 0, 0
+        self.client, self.puts, self.put_bytes, self.packs = client, 0, 0, 0
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         if method == "PUT":
             self.puts += 1
             self.put_bytes += len(kwargs["content"])
+        if path == "/api/uploads/pack":
+            self.packs += 1
         return self.client.call(method, path, **kwargs)
 
 
@@ -80,12 +82,13 @@ def test_unchanged_files_are_never_sent_twice(team: Team, tmp_path: Path) -> Non
     (tmp_path / "copy.py").write_text("print('a')\n")  # same content as a.py: one blob
     caller = Counting(team.client(team.alice))
     first = uploads.upload_source(caller, str(tmp_path))
-    assert (first.files, first.blobs_sent, caller.puts) == (3, 2, 2)
+    assert (first.files, first.blobs_sent, caller.packs) == (3, 2, 1)  # small files: one body
     again = uploads.upload_source(caller, str(tmp_path))
-    assert again.upload_id == first.upload_id and again.blobs_sent == 0 and caller.puts == 2
+    assert again.upload_id == first.upload_id and again.blobs_sent == 0 and caller.packs == 1
     (tmp_path / "b.py").write_text("print('edited')\n")
     edited = uploads.upload_source(caller, str(tmp_path))
-    assert edited.upload_id != first.upload_id and edited.blobs_sent == 1 and caller.puts == 3
+    assert edited.upload_id != first.upload_id and edited.blobs_sent == 1 and caller.packs == 2
+    assert edited.bytes_sent == len("print('edited')\n") and caller.puts == 0
     info = team.http("GET", f"/api/uploads/{edited.upload_id}", team.alice).json()
     assert info["state"] == "ready" and info["files"] == 3 and info["new_blobs"] == 1
 
@@ -123,6 +126,14 @@ def test_bad_chunks_are_refused(team: Team) -> None:
     bad = team.http("PUT", f"/api/uploads/blobs/{forged}", team.bob,
                     params={"offset": 0, "size": 11}, content=data)  # fmt: skip
     assert bad.status_code == 400 and "does not hash" in bad.json()["error"]["message"]
+    pack = hashlib.sha256(b"abc").hexdigest()
+    lying = team.http("POST", "/api/uploads/pack", team.bob,
+                      content=f'[["{pack}",3]]\nabd'.encode())  # fmt: skip
+    assert lying.status_code == 400 and "does not hash" in lying.text
+    short = team.http("POST", "/api/uploads/pack", team.bob,
+                      content=f'[["{pack}",5]]\nabc'.encode())  # fmt: skip
+    assert short.status_code == 400 and "names 5 bytes, but 3 followed" in short.text
+    assert team.http("GET", f"/api/uploads/blobs/{pack}", team.bob).json()["complete"] is False
     huge = team.http("PUT", put, team.bob, params={"offset": 0, "size": 9 << 20},
                      content=b"\0" * ((8 << 20) + 1))  # fmt: skip
     assert huge.status_code == 413

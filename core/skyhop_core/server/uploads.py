@@ -4,8 +4,9 @@ The client uploads a task's workdir and local file-mount sources before it submi
 request (see :mod:`skyhop.uploads`):
 
 1. ``POST /api/uploads`` with the manifest -> ``upload_id`` and the blobs ``missing``;
-2. ``GET /api/uploads/blobs/{sha}`` -> how many bytes of a blob the server has (resume);
-3. ``PUT /api/uploads/blobs/{sha}?offset=N&size=T`` with at most 8 MiB of content;
+2. ``POST /api/uploads/pack``: small blobs, many in one body of at most 8 MiB;
+3. ``GET /api/uploads/blobs/{sha}`` -> how many bytes of a blob the server has (resume);
+   ``PUT /api/uploads/blobs/{sha}?offset=N&size=T`` with at most 8 MiB of a big one;
 4. ``POST /api/uploads/{id}/complete`` -> the upload is materialised and usable;
 5. ``GET /api/uploads/{id}`` -> its state, size and how many blobs were new.
 
@@ -39,6 +40,8 @@ log = logging.getLogger("skyhop.uploads")
 
 #: A manifest of MAX_ENTRIES entries fits in this (its own limit, not the 16 MiB one).
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+#: A body over its limit is read (and dropped) up to this many times the limit.
+DRAIN_LIMIT = 4
 
 _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (exceptions.UploadNotFoundError, 404),
@@ -51,21 +54,21 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) past ``limit`` bytes without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise exceptions.UploadTooLargeError(
-            f"The body of {int(declared)} bytes is over this route's limit of {limit} bytes.",
-            limit=limit, total=int(declared),
-        )  # fmt: skip
     chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
-        if received > limit:
-            raise exceptions.UploadTooLargeError(
-                f"The body is over this route's limit of {limit} bytes.", limit=limit, total=None
-            )
-        chunks.append(chunk)
+        if received <= limit:
+            chunks.append(chunk)
+        elif received > DRAIN_LIMIT * limit:
+            break  # a client sending this much is not ours: stop reading it
+    if received > limit:
+        # The rest was read and dropped, so the client gets this answer instead of a
+        # write that blocks forever.
+        raise exceptions.UploadTooLargeError(
+            f"The body of {received} bytes or more is over this route's limit of {limit} "
+            "bytes.", limit=limit, total=received,
+        )  # fmt: skip
     return b"".join(chunks)
 
 
@@ -125,6 +128,19 @@ def upload_routes(
             return failed(exc)
         return JSONResponse(answer)
 
+    async def put_pack(request: Request) -> Response:
+        try:
+            raw = await _read_body(request, MAX_CHUNK_BYTES)
+            head, newline, payload = raw.partition(b"\n")
+            try:
+                index = json.loads(head) if newline else None
+            except ValueError:
+                index = None
+            answer = await store.run(store.write_pack, user_hash(request), index, payload)
+        except Exception as exc:
+            return failed(exc)
+        return JSONResponse(answer)
+
     async def complete(request: Request) -> Response:
         try:
             upload_id = request.path_params["upload_id"]
@@ -141,6 +157,7 @@ def upload_routes(
 
     return [
         Route("/api/uploads", register, methods=["POST"]),
+        Route("/api/uploads/pack", put_pack, methods=["POST"]),
         Route("/api/uploads/blobs/{sha}", blob_status, methods=["GET"]),
         Route("/api/uploads/blobs/{sha}", put_chunk, methods=["PUT"]),
         Route("/api/uploads/{upload_id}/complete", complete, methods=["POST"]),
@@ -181,6 +198,12 @@ def openapi_paths() -> dict[str, Any]:
                 "properties": {"kind": {"type": "string", "enum": list(mf.KINDS)},
                                "entries": {"type": "array", "items": _ENTRY}}}}}},
             "responses": {"200": {"description": "upload_id, missing, chunk_bytes"}, **errors}}},
+        "/api/uploads/pack": {"post": {
+            "summary": "Several whole blobs in one body (at most 8 MiB): a JSON index "
+                       "[[sha256, size], ...], a newline, then their bytes in that order",
+            "requestBody": {"content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": {"description": "stored"}, **errors}}},
         "/api/uploads/blobs/{sha}": {
             "get": {"summary": "How many bytes of a blob the server has",
                     "parameters": [_SHA], "responses": {"200": {"description": "received"},

@@ -150,11 +150,17 @@ class UploadStore:
             meta = json.loads(meta_path.read_text())
         except FileNotFoundError:
             meta = {"manifest": manifest, "state": "pending", "created": time.time()}
+        partial = {}
+        for sha in missing:
+            with contextlib.suppress(FileNotFoundError):
+                if size := self._partial(user_hash, sha).stat().st_size:
+                    partial[sha] = size
         meta["new_blobs"] = len(missing)
         _atomic_write(meta_path, json.dumps(meta).encode())
         return {
             "upload_id": upload_id,
             "missing": missing,
+            "partial": partial,
             "files": len(mf.files(manifest)),
             "bytes": total,
         }
@@ -212,6 +218,50 @@ class UploadStore:
             if received == size:
                 self._finish_blob(partial, blob, sha)
         return {"sha256": sha, "received": received, "complete": received == size}
+
+    def write_pack(self, user_hash: str, index: Any, payload: bytes) -> dict[str, Any]:
+        """Store several whole blobs sent in one body: ``index`` lists ``[sha, size]``
+        in the order their bytes follow each other in ``payload``.
+
+        Each blob is checked against its hash; none is stored under its name otherwise.
+
+        Raises:
+            ValueError: a malformed index, sizes that do not add up to the payload, or
+                content that does not match its hash (nothing of that blob is kept).
+        """
+        if not isinstance(index, list) or not all(
+            isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+            and isinstance(item[1], int) and not isinstance(item[1], bool) and item[1] >= 0
+            for item in index
+        ):  # fmt: skip
+            raise ValueError('The pack index must be a list of ["<sha256>", <size>] pairs.')
+        if sum(size for _, size in index) != len(payload):
+            raise ValueError(
+                f"The pack index names {sum(size for _, size in index)} bytes, but "
+                f"{len(payload)} followed it."
+            )
+        for sha, _ in index:
+            self._check_sha(sha)
+        offset, stored = 0, 0
+        for sha, size in index:
+            data = payload[offset : offset + size]
+            offset += size
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise ValueError(
+                    f"Blob {sha} in the pack does not hash to its name; send it again (was "
+                    "the file changed while uploading?)."
+                )
+            blob = self._blob(user_hash, sha)
+            if blob.exists():
+                continue
+            tmp = self._partial(user_hash, f"{sha}.{secrets.token_hex(4)}.pack")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.chmod(tmp, 0o644)
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, blob)
+            stored += 1
+        return {"stored": stored}
 
     def _finish_blob(self, partial: Path, blob: Path, sha: str) -> None:
         if _file_sha256(partial) != sha:
