@@ -9,7 +9,10 @@
 Patterns are gitignore patterns (matched with :mod:`pathspec`): ``*.log`` matches at any
 depth, ``/data`` only next to the ignore file, ``build/`` only directories, ``!keep.log``
 re-includes; the last match wins, and a deeper file's patterns come after its parents'.
-A file inside an ignored directory cannot be re-included (as in git).
+A file inside an ignored directory cannot be re-included (as in git). SkyPilot documents
+``.skyignore`` as rsync filter rules; the patterns it shows (``/file.txt``, ``/dir``,
+``*.jar``, ``/dir/*.jar``) mean the same here, but rsync's ``+``/``-`` rule prefixes are
+not supported.
 """
 
 from __future__ import annotations

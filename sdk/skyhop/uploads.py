@@ -271,8 +271,20 @@ def _send_missing(
 def upload_source(
     client: Caller, path: str, *, label: str = "", progress_stream: TextIO | None = None
 ) -> UploadResult:
-    """Upload one resolved file or directory; returns what the server now has."""
-    scanned = scan(path)
+    """Upload one resolved file or directory; returns what the server now has.
+
+    Raises:
+        TaskValidationError: a file under ``path`` cannot be read (naming it).
+        UploadTooLargeError: the files are over the server's limit (nothing is sent).
+    """
+    try:
+        scanned = scan(path)
+    except OSError as exc:
+        raise exceptions.TaskValidationError(
+            f"{label or path}: cannot read {exc.filename or path} ({exc.strerror or exc}); "
+            "fix its permissions or leave it out with .skyignore/.gitignore.",
+            source="<task>", field=label or None, value=str(exc.filename or path),
+        ) from None  # fmt: skip
     for attempt in range(2):
         answer = client.call("POST", "/api/uploads", json=scanned.manifest)
         missing = [sha for sha in answer["missing"] if sha in scanned.files_by_sha]

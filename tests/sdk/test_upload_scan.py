@@ -96,3 +96,4 @@ def test_only_launch_and_exec_bodies_with_local_paths_upload(tmp_path: Path) -> 
     assert not uploads.needs_upload("launch", {"task": {"workdir": "skyhop-upload://" + "0" * 32}})
     assert not uploads.needs_upload("status", {"task": {"workdir": "."}})
     assert os.path.isabs(uploads.resolve_source(str(tmp_path), "workdir"))
+
