@@ -161,14 +161,14 @@ def test_a_user_never_reaches_another_users_upload(team: Team, tmp_path: Path) -
     theirs = team.http("GET", f"/api/uploads/{alice.upload_id}", team.bob)
     assert theirs.status_code == 404 and theirs.json()["error"]["type"] == "UploadNotFoundError"
     assert team.http("POST", f"/api/uploads/{alice.upload_id}/complete", team.bob).status_code == 404
-    # Bob names alice's upload in a launch: the run fails as "not found", nothing synced.
+    # Bob names alice's upload in a launch: it fails as "not found", nothing is synced.
     task = {"run": "cat secret.txt", "workdir": f"skyhop-upload://{alice.upload_id}",
             "resources": {"infra": "local"}}  # fmt: skip
     with using(team.client(team.bob)):
         request_id = team.client(team.bob).submit("launch", {"task": task, "cluster_name": "bdev"})
         with pytest.raises(exceptions.UploadNotFoundError):
             sky.stream_and_get(request_id, output_stream=io.StringIO())
-        sky.get(sky.down("bdev"))
+        assert sky.get(sky.status(["bdev"])) == []  # refused before provisioning anything
 
 
 def test_a_client_path_in_a_request_is_refused_at_submission(team: Team) -> None:
@@ -178,6 +178,32 @@ def test_a_client_path_in_a_request_is_refused_at_submission(team: Team) -> None
     error = response.json()["error"]
     assert error["type"] == "TaskValidationError" and error["args"]["field"] == "workdir"
     assert "POST /api/uploads" in error["message"]
+
+
+def test_an_upload_resumes_after_the_server_is_killed(tmp_path: Path) -> None:
+    import serverproc
+
+    data = bytes(range(256)) * (10 * 4096)  # 10 MiB
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big.bin").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    server = serverproc.ServerProcess(tmp_path / "state").start()
+    client = ApiClient(server.endpoint, auto_start=False)
+    try:
+        client.call("POST", "/api/uploads", json=uploads.scan(str(tmp_path / "src")).manifest)
+        client.call("PUT", f"/api/uploads/blobs/{sha}", content=data[: 8 << 20],
+                    params={"offset": 0, "size": len(data)})  # fmt: skip
+        server.kill()  # SIGKILL, mid-upload
+        server = serverproc.ServerProcess(tmp_path / "state", port=server.port).start()
+        caller = Counting(client)
+        result = uploads.upload_source(caller, str(tmp_path / "src"))
+        assert caller.put_bytes == len(data) - (8 << 20)  # the first 8 MiB survived
+        info = client.call("GET", f"/api/uploads/{result.upload_id}")
+        assert info["state"] == "ready" and info["bytes"] == len(data)
+    finally:
+        client.close()
+        server.stop()
+        serverproc.kill_processes_under(tmp_path / "state")
 
 
 def test_unused_uploads_are_garbage_collected(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from skyhop_core.ops.common import (
     build_job_spec,
     check_no_client_paths,
     check_owner,
+    check_uploads,
     find_cluster,
     generate_cluster_name,
     get_cluster,
@@ -57,6 +58,7 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
             ctx.log(f"{'✔' if row['chosen'] else ' '} {row['infra']} {row['instance_type']}")
         ctx.log("Dry run: nothing was launched.")
         return {"job_id": None, "handle": None}
+    await check_uploads(ctx, task)
     async with ctx.services.cluster_locks[name]:
         handle = await _ensure_up(ctx, name, task, p)
     resources = matching_resources(task, handle)

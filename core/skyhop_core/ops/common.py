@@ -162,6 +162,15 @@ def check_no_client_paths(task: Any) -> None:
         )  # fmt: skip
 
 
+async def check_uploads(ctx: RequestContext, task: Any) -> None:
+    """Fail before provisioning anything if an upload the task names is not the
+    caller's, not complete, or gone."""
+    check_no_client_paths(task)
+    store = UploadStore(ctx.services.persistent_path)
+    for _, source, _ in _sources(task, mounts=True):
+        await store.run(store.resolve, ctx.user.hash, mf.parse_upload_ref(source) or "")
+
+
 async def sync_files(
     ctx: RequestContext, bctx: BackendContext, handle: ClusterHandle, task: Any, *, mounts: bool
 ) -> None:
