@@ -338,6 +338,12 @@ def prepare_body(
 
     def upload(value: str, field: str) -> str:
         resolved = resolve_source(value, field)
+        if field == "workdir" and not os.path.isdir(resolved):
+            raise exceptions.TaskValidationError(
+                f"workdir: {value!r} ({resolved}) is a file; the workdir must be a "
+                "directory (use file_mounts for a single file).",
+                source="<task>", field="workdir", value=value,
+            )  # fmt: skip
         if resolved not in done:
             result = upload_source(client, resolved, label=field)
             done[resolved] = mf.upload_ref(result.upload_id)

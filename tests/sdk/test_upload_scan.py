@@ -97,3 +97,10 @@ def test_only_launch_and_exec_bodies_with_local_paths_upload(tmp_path: Path) -> 
     assert not uploads.needs_upload("status", {"task": {"workdir": "."}})
     assert os.path.isabs(uploads.resolve_source(str(tmp_path), "workdir"))
 
+
+
+def test_a_workdir_must_be_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("")
+    body = {"task": {"workdir": str(tmp_path / "train.py")}}
+    with pytest.raises(exceptions.TaskValidationError, match="must be a directory"):
+        uploads.prepare_body(None, "launch", body)  # type: ignore[arg-type]
