@@ -17,7 +17,9 @@ is uploaded as that file's content (the server cannot see it); other links (dang
 or to a directory outside) are kept as links, as ``rsync -a`` would. Only the
 executable bit of a file's mode is kept.
 
-A progress line goes to stderr when more than :data:`PROGRESS_MIN_BYTES` are sent.
+A progress line goes to stderr when more than :data:`PROGRESS_MIN_BYTES` are sent. File
+hashes are cached between runs (:mod:`skyhop.hashcache`), so an unchanged big file is
+not read again.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
 import attrs
 
+from skyhop.hashcache import HashCache
 from skyhop.ignore import IgnoreRules
 from skyhop_core import exceptions
 from skyhop_core.storage import manifest as mf
@@ -94,20 +96,27 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _file_entry(rel: str, path: str, files_by_sha: dict[str, tuple[str, int]]) -> dict[str, Any]:
+def _file_entry(
+    rel: str, path: str, files_by_sha: dict[str, tuple[str, int]], cache: HashCache | None
+) -> dict[str, Any]:
     st = os.stat(path)
-    sha = _sha256(path)
+    sha = cache.lookup(path, st) if cache is not None else None
+    if sha is None:
+        sha = _sha256(path)
+        if cache is not None:
+            cache.store(path, st, sha)
     files_by_sha.setdefault(sha, (path, st.st_size))
     return {"path": rel, "type": "file", "size": st.st_size, "sha256": sha,
             "executable": bool(st.st_mode & 0o111)}  # fmt: skip
 
 
-def scan(path: str) -> Scanned:
-    """The manifest of a file or directory (``path`` already resolved)."""
+def scan(path: str, cache: HashCache | None = None) -> Scanned:
+    """The manifest of a file or directory (``path`` already resolved); ``cache``
+    skips re-hashing files that did not change since they were last hashed."""
     files_by_sha: dict[str, tuple[str, int]] = {}
     real_root = os.path.realpath(path)
     if os.path.isfile(path):
-        entry = _file_entry(os.path.basename(path), real_root, files_by_sha)
+        entry = _file_entry(os.path.basename(path), real_root, files_by_sha, cache)
         return Scanned(path, {"kind": "file", "entries": [entry]}, files_by_sha)
     rules = IgnoreRules(path)
     entries: list[dict[str, Any]] = []
@@ -123,7 +132,7 @@ def scan(path: str) -> Scanned:
             if rules.ignored(rel_dir + name, True):
                 continue
             if os.path.islink(full):  # os.walk does not descend into links: record it
-                entries.append(_link_entry(rel_dir + name, full, real_root, files_by_sha))
+                entries.append(_link_entry(rel_dir + name, full, real_root, files_by_sha, cache))
             else:
                 kept_dirs.append(name)
         dirnames[:] = kept_dirs
@@ -132,20 +141,24 @@ def scan(path: str) -> Scanned:
             if rules.ignored(rel_dir + name, False):
                 continue
             if os.path.islink(full):
-                entries.append(_link_entry(rel_dir + name, full, real_root, files_by_sha))
+                entries.append(_link_entry(rel_dir + name, full, real_root, files_by_sha, cache))
             elif os.path.isfile(full):  # sockets, fifos and devices are not uploaded
-                entries.append(_file_entry(rel_dir + name, full, files_by_sha))
+                entries.append(_file_entry(rel_dir + name, full, files_by_sha, cache))
     return Scanned(path, {"kind": "dir", "entries": entries}, files_by_sha)
 
 
 def _link_entry(
-    rel: str, full: str, real_root: str, files_by_sha: dict[str, tuple[str, int]]
+    rel: str,
+    full: str,
+    real_root: str,
+    files_by_sha: dict[str, tuple[str, int]],
+    cache: HashCache | None,
 ) -> dict[str, Any]:
     target = os.readlink(full)
     real = os.path.realpath(full)
     inside = real == real_root or real.startswith(real_root.rstrip("/") + "/")
     if not inside and os.path.isfile(real):
-        return _file_entry(rel, real, files_by_sha)
+        return _file_entry(rel, real, files_by_sha, cache)
     return {"path": rel, "type": "symlink", "target": target}
 
 
@@ -269,7 +282,12 @@ def _send_missing(
 
 
 def upload_source(
-    client: Caller, path: str, *, label: str = "", progress_stream: TextIO | None = None
+    client: Caller,
+    path: str,
+    *,
+    label: str = "",
+    progress_stream: TextIO | None = None,
+    cache: HashCache | None = None,
 ) -> UploadResult:
     """Upload one resolved file or directory; returns what the server now has.
 
@@ -278,7 +296,7 @@ def upload_source(
         UploadTooLargeError: the files are over the server's limit (nothing is sent).
     """
     try:
-        scanned = scan(path)
+        scanned = scan(path, cache)
     except OSError as exc:
         raise exceptions.TaskValidationError(
             f"{label or path}: cannot read {exc.filename or path} ({exc.strerror or exc}); "
@@ -326,8 +344,6 @@ def prepare_body(
     client: Caller,
     operation: str,
     body: dict[str, Any],
-    *,
-    on_upload: Callable[[str, UploadResult], None] | None = None,
 ) -> dict[str, Any]:
     """``body`` with the task's local workdir and file-mount sources uploaded and
     replaced by ``skyhop-upload://<id>`` (other operations are returned unchanged)."""
@@ -335,6 +351,7 @@ def prepare_body(
         return body
     task = dict(body["task"])
     done: dict[str, str] = {}
+    cache = HashCache()
 
     def upload(value: str, field: str) -> str:
         resolved = resolve_source(value, field)
@@ -345,18 +362,19 @@ def prepare_body(
                 source="<task>", field="workdir", value=value,
             )  # fmt: skip
         if resolved not in done:
-            result = upload_source(client, resolved, label=field)
+            result = upload_source(client, resolved, label=field, cache=cache)
             done[resolved] = mf.upload_ref(result.upload_id)
-            if on_upload is not None:
-                on_upload(field, result)
         return done[resolved]
 
-    if _is_local(task.get("workdir")):
-        task["workdir"] = upload(task["workdir"], "workdir")
-    mounts = task.get("file_mounts")
-    if isinstance(mounts, dict):
-        task["file_mounts"] = {
-            remote: upload(source, f"file_mounts[{remote!r}]") if _is_local(source) else source
-            for remote, source in mounts.items()
-        }
+    try:
+        if _is_local(task.get("workdir")):
+            task["workdir"] = upload(task["workdir"], "workdir")
+        mounts = task.get("file_mounts")
+        if isinstance(mounts, dict):
+            task["file_mounts"] = {
+                remote: upload(src, f"file_mounts[{remote!r}]") if _is_local(src) else src
+                for remote, src in mounts.items()
+            }
+    finally:
+        cache.save()
     return {**body, "task": task}

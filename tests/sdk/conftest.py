@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -151,9 +152,13 @@ def fake() -> FakeServer:
 
 
 @pytest.fixture
-def client(fake: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiClient]:
+def client(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[ApiClient]:
     """The SDK and CLI in this test talk to ``fake`` through a mock transport."""
     monkeypatch.setenv("SKYHOP_API_SERVER_ENDPOINT", ENDPOINT)
+    # The client's own state (the upload hash cache) stays in the test's directory.
+    monkeypatch.setenv("SKYHOP_PERSISTENT_PATH", str(tmp_path / "client-state"))
     api_client = ApiClient(ENDPOINT, transport=httpx.MockTransport(fake.handler))
     with using(api_client):
         yield api_client

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,36 @@ def test_a_workdir_must_be_a_directory(tmp_path: Path) -> None:
     body = {"task": {"workdir": str(tmp_path / "train.py")}}
     with pytest.raises(exceptions.TaskValidationError, match="must be a directory"):
         uploads.prepare_body(None, "launch", body)  # type: ignore[arg-type]
+
+
+def test_hashes_are_cached_until_a_file_changes(tmp_path: Path) -> None:
+    from skyhop.hashcache import HashCache
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"A" * 1000)
+    old = time.time() - 60  # settled: not "racily clean"
+    os.utime(data, (old, old))
+    cache_path = tmp_path / "cache.json"
+    cache = HashCache(cache_path)
+    first = uploads.scan(str(data), cache).manifest["entries"][0]["sha256"]
+    cache.save()
+    # Same size, mtime and inode: the saved hash is used and the file is not read. (The
+    # edit below is invisible to the cache by design, exactly as in git's index.)
+    with open(data, "r+b") as f:
+        f.write(b"B")
+    os.utime(data, (old, old))
+    assert uploads.scan(str(data), HashCache(cache_path)).manifest["entries"][0]["sha256"] == first
+    # A real edit changes the mtime: hashed again.
+    data.write_bytes(b"C" * 1000)
+    fresh = uploads.scan(str(data), HashCache(cache_path)).manifest["entries"][0]["sha256"]
+    assert fresh == hashlib.sha256(b"C" * 1000).hexdigest()
+
+
+def test_a_just_modified_file_is_not_cached(tmp_path: Path) -> None:
+    from skyhop.hashcache import HashCache
+
+    (tmp_path / "f").write_text("now")
+    cache = HashCache(tmp_path / "cache.json")
+    uploads.scan(str(tmp_path / "f"), cache)
+    cache.save()
+    assert not (tmp_path / "cache.json").exists()  # nothing settled enough to remember
