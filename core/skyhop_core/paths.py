@@ -9,6 +9,8 @@ relative paths are expanded. Layout below it::
     requests/<id>.log    request logs
     backends/<name>/     each backend's own state (local node directories, keys, ...)
     logs/<cluster>/      job logs downloaded from clusters
+    uploads/<user>/      (server) the files clients uploaded for their tasks
+    client/              (client) the upload hash cache
 """
 
 from __future__ import annotations
