@@ -30,6 +30,7 @@ from skyhop_core import exceptions
 from skyhop_core.server.auth import current_user
 from skyhop_core.storage import manifest as mf
 from skyhop_core.storage.uploads import (
+    DEFAULT_RETENTION_SECONDS,
     MAX_CHUNK_BYTES,
     ChunkOffsetError,
     UploadIncompleteError,
@@ -233,7 +234,10 @@ def _count(value: str | None, name: str) -> int:
 
 
 async def upload_gc_loop(store: UploadStore, retention_seconds: float, interval: float) -> None:
-    """Every ``interval`` seconds, delete uploads unused for ``retention_seconds``."""
+    """Every ``interval`` seconds, delete uploads unused for ``retention_seconds``
+    (0 or less: keep them forever)."""
+    if retention_seconds <= 0:
+        return
     while True:
         try:
             removed = await store.run(store.collect_garbage, retention_seconds)
@@ -248,8 +252,6 @@ async def upload_gc_loop(store: UploadStore, retention_seconds: float, interval:
 def gc_settings(env: dict[str, str] | Any) -> tuple[float, float]:
     """``(retention, interval)`` seconds from SKYHOP_UPLOAD_RETENTION_SECONDS and
     SKYHOP_UPLOAD_GC_INTERVAL_SECONDS (defaults: 7 days, 1 hour)."""
-    from skyhop_core.storage.uploads import DEFAULT_RETENTION_SECONDS
-
     retention = float(env.get("SKYHOP_UPLOAD_RETENTION_SECONDS", DEFAULT_RETENTION_SECONDS))
     interval = float(env.get("SKYHOP_UPLOAD_GC_INTERVAL_SECONDS", 3600))
     return retention, interval
