@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cli, clusters, jobs, load, logs, requests, server, ssh, throughput
+from bench import cli, clusters, jobs, load, logs, requests, server, ssh, throughput, uploads
 from bench.report import (
     Figure,
     machine,
@@ -32,6 +32,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("requests", "read round trip (SDK status)", "ms", requests.round_trip, True),
     ("jobs", "exec to first output (UP cluster)", "ms", jobs.exec_first_output, True),
     ("jobs", "launch to first output (new cluster)", "ms", jobs.launch_first_output, True),
+    ("uploads", "exec with a workdir (first / unchanged)", "ms", uploads.workdir_figures, True),
     ("ssh", ssh.NAME, "ms", ssh.exec_first_output_ssh, False),
     ("clusters", "start of an UP cluster (cluster lease)", "ms", clusters.lease_round_trip, True),
     ("cancel", "cancel latency", "ms", jobs.cancel_latency, True),

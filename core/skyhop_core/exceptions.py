@@ -24,6 +24,8 @@
     │   └── ApiVersionMismatchError
     ├── NotAuthenticatedError             a deployed server needs a valid bearer token (401)
     ├── PermissionDeniedError             the caller may not do that (403)
+    ├── UploadNotFoundError               no such upload of yours (404)
+    ├── UploadTooLargeError               the files exceed the server's upload limit (413)
     └── TaskValidationError (also a ValueError)
 
 Every exception crosses the HTTP API as ``{"type": <class name>, "message": ..., "args":
@@ -184,6 +186,22 @@ class TaskValidationError(SkyhopError, ValueError):
     field: str | None
     value: str | None
     suggestion: str | None
+
+
+class UploadNotFoundError(SkyhopError):
+    """The caller has no upload (or blob) with that ID; another user's uploads are never
+    visible. HTTP 404."""
+
+
+class UploadTooLargeError(SkyhopError):
+    """A workdir or file mount is larger than the server's upload limit (HTTP 413).
+
+    ``limit`` and ``total`` are byte counts; the message names the biggest files.
+    """
+
+    wire_fields = ("limit", "total")
+    limit: int | None
+    total: int | None
 
 
 def all_error_types() -> dict[str, type[SkyhopError]]:

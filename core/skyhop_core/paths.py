@@ -5,11 +5,13 @@ Resolution: ``SKYHOP_PERSISTENT_PATH``, else ``persistent_path:`` in the user's 
 relative paths are expanded. Layout below it::
 
     skyhop.db            the state store (SQLite) unless SKYHOP_DB_URL is set
-    server/              the local API server's pid file and log
+    server/<host>-<port>/  each API server replica's pid file and log
     requests/<id>.log    request logs
     backends/<name>/     each backend's own state (local node directories, keys, ...)
     logs/<cluster>/      job logs downloaded from clusters
     keys/                the key that seals request secrets (see requests/secrets.py)
+    uploads/<user>/      (server) the files clients uploaded for their tasks
+    client/              (client) the upload hash cache
 
 Everything below it is private to the user running skyhop, whatever the umask:
 directories are created 0700 and files 0600 through :func:`private_dir`,

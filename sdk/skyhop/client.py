@@ -307,7 +307,14 @@ class ApiClient(ClientBase):
         return response.json()
 
     def submit(self, operation: str, body: dict[str, Any]) -> str:
-        """``POST /api/v1/<operation>``; returns the new request's ID."""
+        """``POST /api/v1/<operation>``; returns the new request's ID.
+
+        A task's local workdir and file-mount sources are uploaded first and the body
+        names the uploads instead (see :mod:`skyhop.uploads`).
+        """
+        from skyhop.uploads import prepare_body
+
+        body = prepare_body(self, operation, body)
         data = self.call("POST", f"/api/v1/{operation}", json=body)
         return str(data["request_id"])
 

@@ -15,6 +15,11 @@ the cluster's node IPs, and an ``exec`` request whose ``run`` holds one command 
 (``None`` runs nothing on that rank) is submitted. Its request ID is the one returned, so
 ``get()`` gives the same ``{"job_id", "handle"}`` result a plain launch does. These calls
 block until the cluster is up (and its setup job, if any, has finished).
+
+A task's ``workdir`` and local ``file_mounts`` sources are paths on this machine (relative
+ones resolved against the current directory): :func:`launch` and :func:`exec` upload
+them to the API server before submitting, and the request names the uploads (see
+:mod:`skyhop.uploads`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ class FakeServer:
         self.interrupt_on: set[str] = set()  # paths whose call raises KeyboardInterrupt
         self.request_records: list[dict[str, Any]] = []
         self.down = False
+        self.manifests: list[dict[str, Any]] = []  # POST /api/uploads (it has every blob)
 
     # --- helpers for tests -------------------------------------------------------------
 
@@ -93,6 +95,15 @@ class FakeServer:
             return httpx.Response(
                 200, json={"cancelled": body.get("request_ids", []), "finished": []}
             )
+        if path == "/api/uploads":
+            self.manifests.append(json.loads(request.content))
+            upload_id = f"{len(self.manifests):032x}"
+            return httpx.Response(
+                200, json={"upload_id": upload_id, "missing": [], "files": 0, "bytes": 0,
+                           "chunk_bytes": 8 << 20},
+            )  # fmt: skip
+        if path.startswith("/api/uploads/"):
+            return httpx.Response(200, json={"state": "ready"})
         if path == "/api/shutdown":
             self.down = True
             return httpx.Response(200, json={})
@@ -141,9 +152,13 @@ def fake() -> FakeServer:
 
 
 @pytest.fixture
-def client(fake: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiClient]:
+def client(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[ApiClient]:
     """The SDK and CLI in this test talk to ``fake`` through a mock transport."""
     monkeypatch.setenv("SKYHOP_API_SERVER_ENDPOINT", ENDPOINT)
+    # The client's own state (the upload hash cache) stays in the test's directory.
+    monkeypatch.setenv("SKYHOP_PERSISTENT_PATH", str(tmp_path / "client-state"))
     api_client = ApiClient(ENDPOINT, transport=httpx.MockTransport(fake.handler))
     with using(api_client):
         yield api_client

@@ -135,7 +135,9 @@ def test_launch_options_reach_the_request(launchable, client, tmp_path):
     assert task["run"] == "python train.py"
     assert task["num_nodes"] == 2
     assert task["envs"] == {"A": "1"} and task["secrets"] == {"TOKEN": "t"}
-    assert task["workdir"] == str(tmp_path)
+    # The workdir was uploaded first; the request names the upload, not the client path.
+    assert task["workdir"] == "skyhop-upload://" + "1".rjust(32, "0")
+    assert launchable.manifests[0]["kind"] == "dir"
     assert task["resources"] == {
         "infra": "local",
         "cpus": "2+",

@@ -15,6 +15,8 @@ from skyhop_core.ops.common import (
     backend_ctx,
     build_job_spec,
     check_name_free,
+    check_no_client_paths,
+    check_uploads,
     find_cluster,
     generate_cluster_name,
     get_cluster,
@@ -38,13 +40,13 @@ from skyhop_core.state import clusters as cl
 
 
 def validate_launch(p: P.LaunchParams) -> None:
-    parse_task(p.task)
+    check_no_client_paths(parse_task(p.task)[0])
     if p.cluster_name is not None:
         validate_cluster_name(p.cluster_name)
 
 
 def validate_exec(p: P.ExecParams) -> None:
-    parse_task(p.task)
+    check_no_client_paths(parse_task(p.task)[0])
     validate_cluster_name(p.cluster_name)
 
 
@@ -58,6 +60,7 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
             ctx.log(f"{'✔' if row['chosen'] else ' '} {row['infra']} {row['instance_type']}")
         ctx.log("Dry run: nothing was launched.")
         return {"job_id": None, "handle": None}
+    await check_uploads(ctx, task)
     async with cluster_lock(ctx, name):
         handle = await _ensure_up(ctx, name, task, p)
     resources = matching_resources(task, handle)

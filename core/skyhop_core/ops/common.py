@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import functools
 import re
 import secrets as _secrets
 from typing import Any
@@ -17,11 +17,14 @@ from skyhop_core.exceptions import (
     InvalidClusterNameError,
     NotSupportedError,
     PermissionDeniedError,
+    TaskValidationError,
 )
 from skyhop_core.models.records import ClusterHandle, ClusterRecord, JobSpec
 from skyhop_core.models.status import ClusterStatus
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
+from skyhop_core.storage import manifest as mf
+from skyhop_core.storage.uploads import UploadStore
 
 CLUSTER_NAME_RE = re.compile(r"^[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$")
 MAX_CLUSTER_NAME = 63
@@ -168,40 +171,71 @@ def build_job_spec(
     )
 
 
+def _sources(task: Any, *, mounts: bool) -> list[tuple[str, str, str]]:
+    """``(field, source, remote)`` for the workdir and (``mounts``) the file mounts."""
+    sources: list[tuple[str, str, str]] = []
+    if task.workdir:
+        sources.append(("workdir", str(task.workdir), REMOTE_WORKDIR))
+    if mounts:
+        for remote, source in (task.file_mounts or {}).items():
+            sources.append((f"file_mounts[{remote!r}]", str(source), str(remote)))
+    return sources
+
+
+def check_no_client_paths(task: Any) -> None:
+    """Refuse a task whose workdir or file mounts name paths instead of uploads.
+
+    The server never reads a path from a request: those live on the client's machine,
+    and the client uploads them first (``skyhop-upload://<id>``, see docs/http-api.md).
+    """
+    for field, source, _ in _sources(task, mounts=True):
+        if mf.parse_upload_ref(source) is not None:
+            continue
+        if "://" in source:
+            raise NotSupportedError(
+                f"{field}: {source} — cloud storage sources are not supported yet; use a "
+                "local path (the client uploads it)."
+            )
+        raise TaskValidationError(
+            f"{field}: {source!r} is a path on the client's machine, which the API server "
+            "never reads. The skyhop SDK and CLI upload it before submitting; a direct HTTP "
+            f"caller uploads it (POST /api/uploads) and sends {mf.UPLOAD_SCHEME}<upload_id>.",
+            source="<request>", field=field, value=source,
+        )  # fmt: skip
+
+
+async def check_uploads(ctx: RequestContext, task: Any) -> None:
+    """Fail before provisioning anything if an upload the task names is not the
+    caller's, not complete, or gone."""
+    check_no_client_paths(task)
+    store = UploadStore(ctx.services.persistent_path)
+    for _, source, _ in _sources(task, mounts=True):
+        await store.run(store.resolve, ctx.user.hash, mf.parse_upload_ref(source) or "")
+
+
 async def sync_files(
     ctx: RequestContext, bctx: BackendContext, handle: ClusterHandle, task: Any, *, mounts: bool
 ) -> None:
-    """Upload the workdir (and, on launch, the file mounts) to every node."""
-    uploads: list[tuple[str, str]] = []
-    if task.workdir:
-        uploads.append((os.path.expanduser(task.workdir), REMOTE_WORKDIR))
-    if mounts:
-        for remote, local in (task.file_mounts or {}).items():
-            if "://" in str(local):
-                raise NotSupportedError(
-                    f"file_mounts: {remote}: {local} — cloud storage sources are not supported "
-                    "yet; use a local path."
-                )
-            uploads.append((os.path.expanduser(str(local)), str(remote)))
-    if not uploads:
+    """Sync the workdir (and, on launch, the file mounts) to every node, from the
+    caller's uploads (materialised under the persistent path)."""
+    sources = _sources(task, mounts=mounts)
+    if not sources:
         return
-    for local, _ in uploads:
-        if not os.path.exists(local):
-            raise FileNotFoundError(f"Local path {local} (workdir or file_mounts) does not exist.")
+    check_no_client_paths(task)
+    store = UploadStore(ctx.services.persistent_path)
+    resolved: list[tuple[str, str]] = []
+    for field, source, remote in sources:
+        upload = mf.parse_upload_ref(source) or ""
+        local = await store.run(store.resolve, ctx.user.hash, upload)
+        info = await store.run(store.info, ctx.user.hash, upload)
+        ctx.log(
+            f"{field}: upload {upload[:12]} ({info['files']} file(s), "
+            f"{mf.human_bytes(info['bytes'])}; {info['new_blobs']} sent) -> {remote}"
+        )
+        resolved.append((str(local), remote))
     runners = [ctx.services.runner(bctx, handle, node) for node in handle.nodes]
-    for local, remote in uploads:
-        ctx.log(f"Syncing {local} -> {remote} on {len(runners)} node(s).")
+    for source_path, remote in resolved:
         async with trio.open_nursery() as nursery:
             for runner in runners:
-                nursery.start_soon(_upload, runner, local, remote)
-
-
-async def _upload(runner: Any, local: str, remote: str) -> None:
-    excludes: list[str] = []
-    for name in (".skyhopignore", ".gitignore"):
-        path = os.path.join(local, name)
-        if os.path.isfile(path):
-            with open(path) as f:
-                excludes = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
-            break
-    await runner.upload(local, remote, excludes=excludes)
+                # The client applied .skyignore/.gitignore already: nothing to exclude.
+                nursery.start_soon(functools.partial(runner.upload, source_path, remote, excludes=()))

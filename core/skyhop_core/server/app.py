@@ -19,7 +19,10 @@ from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
 from skyhop_core.server import openapi
 from skyhop_core.server.auth import AuthMiddleware, current_user
+from skyhop_core.server.uploads import openapi_paths as upload_openapi_paths
+from skyhop_core.server.uploads import upload_routes
 from skyhop_core.state import requests as rq
+from skyhop_core.storage.uploads import UploadStore
 
 _STATUS_CODES: dict[type[BaseException], int] = {
     exceptions.RequestNotFoundError: 404,
@@ -245,6 +248,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         return JSONResponse({})
 
     openapi_doc = openapi.build(engine.operations)
+    openapi_doc["paths"].update(upload_openapi_paths())
 
     async def openapi_route(request: Request) -> Response:
         return JSONResponse(openapi_doc)
@@ -259,5 +263,6 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         Route("/api/shutdown", shutdown_route, methods=["POST"]),
         Route("/api/openapi.json", openapi_route, methods=["GET"]),
     ]
+    routes.extend(upload_routes(UploadStore(services.persistent_path), error_response))
     middleware = [Middleware(AuthMiddleware, store=services.store, deploy=deploy)]
     return Starlette(routes=routes, middleware=middleware)

@@ -2,8 +2,9 @@
 
 ``rsync`` is used when the node has it (recorded at provision time in
 ``NodeInfo.extra["rsync"]``); otherwise the files go as a tar stream unpacked by the
-node's ``python3``. Both honour gitignore-style ``excludes`` (the core reads them from
-``.skyhopignore`` or ``.gitignore``) and skip ``.git``. Progress goes to the request log.
+node's ``python3``. Both honour gitignore-style ``excludes`` and skip ``.git`` (the core
+syncs from uploads, which the client already filtered by ``.skyignore``/``.gitignore``).
+Progress goes to the request log.
 """
 
 from __future__ import annotations

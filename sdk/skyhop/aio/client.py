@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import httpx
 
@@ -37,6 +38,16 @@ from skyhop.client import (
 
 #: Endpoints whose version was checked by a client of this process (per-call clients).
 _verified: set[str] = set()
+
+
+class _FromThread:
+    """A blocking ``call`` for a worker thread, made on the async client's event loop."""
+
+    def __init__(self, client: AsyncApiClient) -> None:
+        self.client = client
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return anyio.from_thread.run(functools.partial(self.client.call, method, path, **kwargs))
 
 
 class AsyncApiClient(ClientBase):
@@ -127,7 +138,17 @@ class AsyncApiClient(ClientBase):
         return response.json()
 
     async def submit(self, operation: str, body: dict[str, Any]) -> str:
-        """``POST /api/v1/<operation>``; returns the new request's ID."""
+        """``POST /api/v1/<operation>``; returns the new request's ID.
+
+        Local workdir and file-mount sources are uploaded first (see
+        :mod:`skyhop.uploads`): scanning and hashing run in a worker thread, whose HTTP
+        calls come back to this client.
+        """
+        from skyhop.uploads import needs_upload, prepare_body
+
+        if needs_upload(operation, body):
+            caller = _FromThread(self)
+            body = await anyio.to_thread.run_sync(prepare_body, caller, operation, body)
         data = await self.call("POST", f"/api/v1/{operation}", json=body)
         return str(data["request_id"])
 
