@@ -46,5 +46,5 @@ def test_the_quickstart_runs_from_its_directory(server, tmp_path: Path) -> None:
     for rank in (0, 1):
         assert f"rank {rank} of 2 nodes, training for 3 epochs" in out
         assert f"rank {rank}: done" in out
-    assert "rank 1: epoch" in skyhop("exec", "train", "python3 train.py --rank 1").stdout
+    assert "rank 1: epoch" in skyhop("exec", "train", "--workdir", ".", "python3 train.py --rank 1").stdout
     skyhop("down", "-y", "train")

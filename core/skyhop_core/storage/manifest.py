@@ -15,7 +15,7 @@ Encoding decisions:
   exactly one ``file`` entry whose path is the source's base name.
 - Content is named by its SHA-256, so the server stores each distinct content once per
   user and a client sends only what the server lacks.
-- Only the executable bit of a file's mode travels (files materialise as 0755 or 0644):
+- Only the executable bit of a file's mode travels (files materialise as 0700 or 0600, private like the rest of the persistent path):
   no setuid bits, no owner.
 - Symlinks travel as links (their target text); nothing may sit *below* a symlink or a
   file, so materialising a manifest can never write outside its own directory.

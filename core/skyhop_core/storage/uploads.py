@@ -6,7 +6,7 @@ their SHA-256, in resumable chunks; the server then *materialises* the upload as
 ordinary directory that the backends' runners sync to the nodes. Layout under the
 persistent path::
 
-    uploads/<user key>/blobs/<sha[:2]>/<sha>    one file per distinct content (0644)
+    uploads/<user key>/blobs/<sha[:2]>/<sha>    one file per distinct content (0600)
     uploads/<user key>/partial/<sha>            a blob still arriving (its size = the offset)
     uploads/<user key>/trees/<id>.json          the manifest; its mtime is the last use
     uploads/<user key>/trees/<id>/              the materialised tree (only once complete)
