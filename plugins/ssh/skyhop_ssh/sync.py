@@ -50,19 +50,23 @@ def _tar_bytes(source: str, excludes: Sequence[str]) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         if os.path.isfile(source):
             tar.add(source, arcname=os.path.basename(source))
-            return buffer.getvalue()
-        for dirpath, dirnames, filenames in os.walk(source):
-            rel = os.path.relpath(dirpath, source)
-            rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            dirnames[:] = [
-                d for d in dirnames if d != ".git" and not is_excluded(rel + d, True, excludes)
-            ]
-            for d in dirnames:
-                tar.add(os.path.join(dirpath, d), arcname=rel + d, recursive=False)
-            for name in filenames:
-                if not is_excluded(rel + name, False, excludes):
-                    tar.add(os.path.join(dirpath, name), arcname=rel + name, recursive=False)
-    return buffer.getvalue()
+        else:
+            _add_tree(tar, source, excludes)
+    return buffer.getvalue()  # after the with: the gzip stream and tar end are written
+
+
+def _add_tree(tar: tarfile.TarFile, source: str, excludes: Sequence[str]) -> None:
+    for dirpath, dirnames, filenames in os.walk(source):
+        rel = os.path.relpath(dirpath, source)
+        rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        dirnames[:] = [
+            d for d in dirnames if d != ".git" and not is_excluded(rel + d, True, excludes)
+        ]
+        for d in dirnames:
+            tar.add(os.path.join(dirpath, d), arcname=rel + d, recursive=False)
+        for name in filenames:
+            if not is_excluded(rel + name, False, excludes):
+                tar.add(os.path.join(dirpath, name), arcname=rel + name, recursive=False)
 
 
 async def _run_checked(runner: SSHCommandRunner, argv: list[str], input: bytes = b"") -> None:
