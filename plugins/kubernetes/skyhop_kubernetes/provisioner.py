@@ -92,9 +92,16 @@ async def offers(ctx: BackendContext, resources: Resources) -> list[Offer]:
 # --- provisioning --------------------------------------------------------------------------
 
 
-def _requests(resources: Resources) -> tuple[float | None, float | None]:
+#: The CPU request of a pod when the task asks for none (``kubernetes: default_cpus``).
+DEFAULT_CPUS = 1.0
+
+
+def _requests(resources: Resources, config: Any = None) -> tuple[float | None, float | None]:
+    """(CPUs, GB) each pod requests: what the task asks (the minimum of ``4+``)."""
     cpus, _ = resources.cpus_requirement()
     memory, _ = resources.memory_requirement()
+    if cpus is None:
+        cpus = float((config or {}).get("default_cpus", DEFAULT_CPUS))
     return cpus, memory
 
 
@@ -111,7 +118,7 @@ def pod_manifests(ctx: BackendContext, request: ProvisionRequest, context: str,
                   nodes: list[dict[str, Any]], ranks: Sequence[int]) -> list[dict[str, Any]]:  # fmt: skip
     """The pods to create for ``ranks``: requests, GPUs, affinity, image, overrides."""
     resources = request.resources
-    cpus, memory = _requests(resources)
+    cpus, memory = _requests(resources, ctx.config)
     wanted = dict(resources.accelerators or {})
     gpu_type, gpu_count = next(iter(wanted.items()), ("", 0))
     gpu_resource, terms = "", []
@@ -267,7 +274,7 @@ async def _wait_gone(client: Any, name: str, names: set[str]) -> None:
 def build_handle(ctx: BackendContext, request: ProvisionRequest, context: str,
                  found: dict[str, Any], previous: ClusterHandle | None) -> ClusterHandle:  # fmt: skip
     name = request.cluster_name
-    cpus, memory = _requests(request.resources)
+    cpus, memory = _requests(request.resources, ctx.config)
     home = str(ctx.config.get("home", "/root"))
     token = (
         previous.extra.get("relay_token") if previous is not None else None
@@ -281,7 +288,7 @@ def build_handle(ctx: BackendContext, request: ProvisionRequest, context: str,
                  "node_name": pod["spec"].get("nodeName", "")}  # fmt: skip
         nodes.append(NodeInfo(
             rank=rank, ip=pod["status"]["podIP"], instance_id=pod["metadata"]["name"],
-            cpus=cpus or 0.0, memory_gb=memory or 0.0, runtime_dir=f"{home}/.skyhop_runtime",
+            cpus=cpus or 0.0, memory_gb=memory or request.offer.memory_gb, runtime_dir=f"{home}/.skyhop_runtime",
             home=home, gpus=dict(request.resources.accelerators or {}), extra=extra,
         ))  # fmt: skip
     head_runtime = nodes[0].runtime_dir
