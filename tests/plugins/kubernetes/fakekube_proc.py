@@ -7,12 +7,14 @@ server removes its namespaces and bridge), then removes whatever a killed one le
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -33,7 +35,17 @@ class FakeCluster:
         self.token = secrets.token_hex(16)
         self.tag = secrets.token_hex(2)
         root.mkdir(parents=True)
+        # A real API server speaks TLS (and kubectl sends tokens only over TLS): a
+        # self-signed certificate for 127.0.0.1, trusted through the kubeconfig.
+        self.cert, self.key = root / "server.crt", root / "server.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "2", "-subj", "/CN=fakekube", "-addext",
+             "subjectAltName=IP:127.0.0.1", "-keyout", str(self.key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
         config = {"token": self.token, "root": str(root), "tag": self.tag,
+                  "certfile": str(self.cert), "keyfile": str(self.key),
                   "subnet": 10 + secrets.randbelow(240), "nodes": nodes,
                   "namespaces": ["default", "skyhop"]}  # fmt: skip
         (root / "config.json").write_text(json.dumps(config))
@@ -49,20 +61,24 @@ class FakeCluster:
                 raise RuntimeError(f"fakekube {name} did not start: "
                                    f"{(root / 'server.log').read_text()[-2000:]}")  # fmt: skip
             time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{(root / 'port').read_text().strip()}"
+        self.url = f"https://127.0.0.1:{(root / 'port').read_text().strip()}"
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(
             method,
             self.url + path,
             timeout=10,
+            verify=self.ssl_context(),
             headers={"Authorization": f"Bearer {self.token}"},
             **kwargs,
         )
 
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
     def received(self) -> list[dict[str, Any]]:
         """Every manifest the server was sent, in order, exactly as sent."""
-        return list(httpx.get(self.url + "/_fake/received", timeout=10).json())
+        return list(self.api("GET", "/_fake/received").json())
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -92,7 +108,9 @@ def write_kubeconfig(path: Path, clusters: dict[str, FakeCluster],
     """A kubeconfig with one context per cluster (named like the cluster)."""
     config = {
         "apiVersion": "v1", "kind": "Config", "current-context": next(iter(clusters)),
-        "clusters": [{"name": n, "cluster": {"server": c.url}} for n, c in clusters.items()],
+        "clusters": [{"name": n, "cluster": {"server": c.url, "certificate-authority-data":
+                      base64.b64encode(c.cert.read_bytes()).decode()}}
+                     for n, c in clusters.items()],
         "users": [{"name": n, "user": {"token": c.token}} for n, c in clusters.items()],
         "contexts": [{"name": n, "context": {"cluster": n, "user": n, "namespace": namespace}}
                      for n in clusters],

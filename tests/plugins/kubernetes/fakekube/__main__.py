@@ -55,6 +55,8 @@ async def main(config_path: str) -> None:
     hyper = Config()
     hyper.bind = [f"127.0.0.1:{cfg.get('port', 0)}"]
     hyper.accesslog = None
+    if cfg.get("certfile"):
+        hyper.certfile, hyper.keyfile = cfg["certfile"], cfg["keyfile"]
     hyper.graceful_timeout = 1
     try:
         async with trio.open_nursery() as nursery:

@@ -92,6 +92,7 @@ def make_app(cluster: FakeCluster) -> Starlette:
     def authorize(request: Request | WebSocket) -> None:
         header = request.headers.get("authorization", "")
         if header != f"Bearer {cluster.token}":
+            print(f"401 {request.url.path}: authorization {header[:12]!r}...", flush=True)
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
     async def watch(request: Request, kind: str, namespace: str | None) -> Response:
