@@ -114,6 +114,7 @@ def test_gpu_request_becomes_the_pod_spec(
         sent = [m for m in beta.received()
                 if m["kind"] == "Pod" and m["metadata"]["name"] == "kgpu-head"][-1]  # fmt: skip
         container = sent["spec"]["containers"][0]
+        assert container["image"] == "python:3.12-slim"  # no image_id: the default image
         assert container["resources"]["limits"] == {
             "cpu": "2",
             "memory": "4Gi",
