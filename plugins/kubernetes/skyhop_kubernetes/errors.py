@@ -10,7 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from skyhop_core.exceptions import CapacityError, CredentialsError, QuotaError, SkyhopError
+from skyhop_core.exceptions import (
+    CapacityError,
+    CredentialsError,
+    QuotaError,
+    SkyhopError,
+    TaskValidationError,
+)
 
 BACKEND = "kubernetes"
 
@@ -29,6 +35,9 @@ def translate(exc: BaseException, context: str) -> SkyhopError | None:
         if code == 403:
             return CredentialsError(f"Kubernetes context {context!r} forbids this (RBAC): "
                                     f"{message}")  # fmt: skip
+        if code == 422:
+            return TaskValidationError(f"The Kubernetes API of context {context!r} rejected a "
+                                       f"manifest: {message}")  # fmt: skip
         return None
     if isinstance(exc, httpx2.TransportError):
         return CapacityError(f"Cannot reach the Kubernetes API of context {context!r}: "

@@ -8,6 +8,7 @@ the fake kubelet cannot make pod namespaces (not root, no ``ip``/``bwrap``).
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +40,9 @@ def fake_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     root = Path(tmp_path_factory.mktemp("fakekube"))
     clusters: dict[str, FakeCluster] = {}
     try:
-        clusters["alpha"] = FakeCluster("alpha", root / "alpha", ALPHA_NODES)
-        clusters["beta"] = FakeCluster("beta", root / "beta", BETA_NODES)
+        subnet = 10 + secrets.randbelow(239)  # two distinct pod subnets, 10.214.N.0/24
+        clusters["alpha"] = FakeCluster("alpha", root / "alpha", ALPHA_NODES, subnet)
+        clusters["beta"] = FakeCluster("beta", root / "beta", BETA_NODES, subnet + 1)
         yield clusters
     finally:
         for cluster in clusters.values():

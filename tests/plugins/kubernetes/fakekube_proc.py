@@ -30,7 +30,7 @@ HERE = Path(__file__).parent
 class FakeCluster:
     """One running fake API server."""
 
-    def __init__(self, name: str, root: Path, nodes: list[dict[str, Any]]) -> None:
+    def __init__(self, name: str, root: Path, nodes: list[dict[str, Any]], subnet: int) -> None:
         self.name, self.root = name, root
         self.token = secrets.token_hex(16)
         self.tag = secrets.token_hex(2)
@@ -46,7 +46,7 @@ class FakeCluster:
         )  # fmt: skip
         config = {"token": self.token, "root": str(root), "tag": self.tag,
                   "certfile": str(self.cert), "keyfile": str(self.key),
-                  "subnet": 10 + secrets.randbelow(240), "nodes": nodes,
+                  "subnet": subnet, "nodes": nodes,
                   "namespaces": ["default", "skyhop"]}  # fmt: skip
         (root / "config.json").write_text(json.dumps(config))
         self.log = open(root / "server.log", "wb")  # noqa: SIM115

@@ -54,8 +54,11 @@ def pods_of(cluster: FakeCluster, name: str) -> list[dict[str, Any]]:
 
 def test_check_reports_each_context(k8s_server: ServerProcess) -> None:
     out = skyhop(k8s_server, "check").stdout
-    line = next(ln for ln in out.splitlines() if ln.strip().startswith("kubernetes:"))
-    assert "enabled" in line and "disabled" not in line, out
+    lines = out.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.strip().startswith("kubernetes:"))
+    assert "enabled" in lines[at] and "disabled" not in lines[at], out
+    assert lines[at + 1].strip() == "alpha: ok: 2 node(s), namespace skyhop", out
+    assert lines[at + 2].strip() == "beta: ok: 2 node(s), namespace skyhop", out
 
 
 def test_single_node_job_runs_in_its_pod_and_down_deletes_it(

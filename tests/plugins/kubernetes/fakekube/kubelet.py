@@ -77,7 +77,9 @@ class Kubelet:
         _ip("-n", ns, "link", "set", f"{veth}p", "name", "eth0")
         _ip("-n", ns, "addr", "add", f"10.214.{self.subnet}.{n}/24", "dev", "eth0")
         _ip("-n", ns, "link", "set", "eth0", "up")
-        _ip("-n", ns, "route", "add", "default", "via", f"10.214.{self.subnet}.1")
+        # Pods talk to each other on the bridge; the default route only lets them reach the
+        # host side (best effort: the bridge's link may still be settling).
+        _ip("-n", ns, "route", "add", "default", "via", f"10.214.{self.subnet}.1", check=False)
         return f"10.214.{self.subnet}.{n}"
 
     def _kill_namespace(self, uid: str) -> None:
@@ -116,7 +118,17 @@ class Kubelet:
     # --- pod lifecycle --------------------------------------------------------------
 
     async def run_pod(self, pod: dict[str, Any]) -> None:
-        """Start the pod's first container and keep its status until it exits."""
+        """Run the pod; a failure to start it marks the pod Failed (never the server)."""
+        try:
+            await self._run_pod(pod)
+        except Exception as exc:
+            if pod["metadata"].get("deletionTimestamp"):
+                return  # deleted while it was starting: its namespace went away under it
+            print(f"pod {pod['metadata']['name']} failed to start: {exc!r}", flush=True)
+            pod["status"].update(phase="Failed", reason="StartError", message=repr(exc))
+            self.store.update("pods", pod)
+
+    async def _run_pod(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
         d = self.pod_dir(pod)
         (d / "root").mkdir(parents=True, exist_ok=True)
