@@ -47,7 +47,8 @@ def skyhop_backend_info() -> BackendInfo:
     return BackendInfo(
         name=NAME,
         display_name="Kubernetes",
-        features=frozenset({Feature.MULTI_NODE, Feature.OPEN_PORTS}),
+        # AUTOSTOP without STOP: autodown only (pods cannot be stopped).
+        features=frozenset({Feature.MULTI_NODE, Feature.OPEN_PORTS, Feature.AUTOSTOP}),
         description="Pods on Kubernetes clusters (one kubeconfig context per region).",
     )
 

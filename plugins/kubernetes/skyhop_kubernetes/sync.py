@@ -40,8 +40,7 @@ def tar_bytes(source: str, excludes: Sequence[str]) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         if os.path.isfile(source):
             tar.add(source, arcname=os.path.basename(source))
-            return buffer.getvalue()
-        for dirpath, dirnames, filenames in os.walk(source):
+        for dirpath, dirnames, filenames in os.walk(source):  # (nothing for a file)
             rel = os.path.relpath(dirpath, source)
             rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
             dirnames[:] = [d for d in dirnames

@@ -135,3 +135,47 @@ def test_watch_reconnects_after_the_server_ends_it(
     finally:
         thread.join()
         alpha.api("DELETE", "/api/v1/namespaces/skyhop/pods/wr-head")
+
+
+def test_runner_deadline_upload_of_a_file_and_exit_codes(
+    tmp_path: Path, k8s_config: dict[str, Any], fake_clusters: dict[str, FakeCluster]
+) -> None:
+    from skyhop_core.exceptions import CommandError
+    from skyhop_core.models.records import NodeInfo
+    from skyhop_kubernetes.runner import KubernetesCommandRunner
+
+    alpha = fake_clusters["alpha"]
+    manifest = manifests.pod("rn", 0, user_hash="u", image="x", cpus=0.1, memory_gb=None)
+    assert alpha.api("POST", "/api/v1/namespaces/skyhop/pods", json=manifest).status_code == 201
+    ctx = make_ctx(tmp_path, {**k8s_config, "exec_timeout": 1})
+    node = NodeInfo(rank=0, ip="", instance_id="rn-head", cpus=0.1, memory_gb=0, runtime_dir="/root/.r",
+                    home="/root", extra={"pod": "rn-head", "context": "alpha"})  # fmt: skip
+    runner = KubernetesCommandRunner(ctx, node)
+    (tmp_path / "one.txt").write_text("single file\n")
+
+    async def scenario() -> None:
+        async with kube.client_for(ctx, "alpha") as client:
+            with trio.fail_after(20):
+                await pods.wait_until(client, "rn", lambda found: found.get("rn-head", {})
+                                      .get("status", {}).get("phase") == "Running")  # fmt: skip
+        await runner.upload(str(tmp_path / "one.txt"), "~/sub/renamed.txt")
+        shown = await runner.run(["cat", "/root/sub/renamed.txt"])
+        assert shown.stdout == b"single file\n"
+        missing = await runner.run(["no-such-command-xyz"])
+        assert missing.returncode != 0 and missing.returncode in (1, 126, 127)
+        env = await runner.run(["sh", "-c", "echo $A:$(pwd)"], env={"A": "b c"}, cwd="/tmp")
+        assert env.stdout == b"b c:/tmp\n"
+        chunks: list[bytes] = []
+
+        async def collect(chunk: bytes) -> None:
+            chunks.append(chunk)
+
+        code = await runner.stream(["sh", "-c", "echo out; echo err >&2; exit 4"], collect)
+        assert code == 4 and b"out" in b"".join(chunks) and b"err" in b"".join(chunks)
+        with pytest.raises(CommandError, match=r"did not finish within 1s .*exec_timeout"):
+            await runner.run(["sleep", "5"])
+
+    try:
+        trio.run(scenario)
+    finally:
+        alpha.api("DELETE", "/api/v1/namespaces/skyhop/pods/rn-head")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,20 @@ def test_unschedulable_in_alpha_fails_over_to_beta(
             "kfo-head", "kfo-worker1", "kfo-worker2"]  # fmt: skip
     finally:
         skyhop(k8s_server, "down", "-y", "kfo", check=False)
+
+
+def test_autodown_deletes_the_pods_once_idle(
+    k8s_server: ServerProcess, fake_clusters: dict[str, FakeCluster]
+) -> None:
+    beta = fake_clusters["beta"]
+    try:
+        out = skyhop(k8s_server, "launch", "-y", "-c", "kad", "--infra", "k8s/beta", "--down",
+                     "echo short-job").stdout  # fmt: skip
+        assert "short-job" in out
+        deadline = time.monotonic() + 60
+        while pods_of(beta, "kad") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert pods_of(beta, "kad") == [], "autodown did not delete the idle cluster's pods"
+        assert "kad" not in skyhop(k8s_server, "status").stdout
+    finally:
+        skyhop(k8s_server, "down", "-y", "kad", check=False)
