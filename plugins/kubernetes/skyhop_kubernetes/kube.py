@@ -141,7 +141,7 @@ async def single_config(config: Mapping[str, Any], context: str) -> Any:
 
     kube = load(config)
     if kube is None or context == IN_CLUSTER:
-        return KubeConfig.from_service_account().get()
+        return KubeConfig.from_service_account(SERVICE_ACCOUNT).get()
     single = kube.get(context)
     if single is None:
         raise CredentialsError(f"The kubeconfig has no context {context!r}.")

@@ -179,3 +179,23 @@ def test_runner_deadline_upload_of_a_file_and_exit_codes(
         trio.run(scenario)
     finally:
         alpha.api("DELETE", "/api/v1/namespaces/skyhop/pods/rn-head")
+
+
+def test_in_cluster_service_account_without_a_kubeconfig(
+    tmp_path: Path, fake_clusters: dict[str, FakeCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beta = fake_clusters["beta"]
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(beta.token)
+    (account / "namespace").write_text("skyhop")
+    (account / "ca.crt").write_bytes(beta.cert.read_bytes())
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", str(account))
+    host, port = beta.url.removeprefix("https://").rsplit(":", 1)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    ctx = make_ctx(tmp_path, {"kubeconfig": str(tmp_path / "no-kubeconfig")})
+    result = trio.run(k8s_plugin.skyhop_check, ctx)
+    assert result.enabled and result.details == {"in-cluster": "ok: 2 node(s), namespace skyhop"}
+    (offer, *_) = trio.run(provisioner.offers, ctx, Resources(infra="k8s", cpus="2"))
+    assert offer.region == "in-cluster"
