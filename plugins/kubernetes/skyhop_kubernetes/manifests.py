@@ -14,7 +14,9 @@ model (service accounts, volumes, priority classes, ...).
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,8 +34,23 @@ GPU_TOLERATIONS = [
 ]
 
 
+def object_name(cluster: str) -> str:
+    """The cluster's name as the stem of Kubernetes object names.
+
+    skyhop allows ``A-Z``, ``_`` and ``.`` and 63 characters; pod and Service names allow
+    only lowercase letters, digits and ``-`` (63 for a Service). A name that needs
+    changing gets a short hash so two clusters never map to the same pods.
+    """
+    stem = re.sub(r"[^a-z0-9-]", "-", cluster.lower()).strip("-") or "c"
+    if stem != cluster or len(stem) > 45:
+        digest = hashlib.sha256(cluster.encode()).hexdigest()[:6]
+        stem = f"{stem[:38].rstrip('-')}-{digest}"
+    return stem
+
+
 def pod_name(cluster: str, rank: int) -> str:
-    return f"{cluster}-head" if rank == 0 else f"{cluster}-worker{rank}"
+    stem = object_name(cluster)
+    return f"{stem}-head" if rank == 0 else f"{stem}-worker{rank}"
 
 
 def cluster_selector(cluster: str) -> str:
@@ -148,7 +165,8 @@ def ports_service(cluster: str, user_hash: str, ports: Sequence[int],
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": f"{cluster}-ports", "labels": labels(cluster, user_hash, 0)},
+        "metadata": {"name": f"{object_name(cluster)}-ports",
+                     "labels": labels(cluster, user_hash, 0)},
         "spec": {"type": service_type,
                  "selector": {LABEL_CLUSTER: cluster, LABEL_RANK: "0"},
                  "ports": [{"name": f"p{p}", "port": p, "targetPort": p, "protocol": "TCP"}

@@ -199,3 +199,18 @@ def test_in_cluster_service_account_without_a_kubeconfig(
     assert result.enabled and result.details == {"in-cluster": "ok: 2 node(s), namespace skyhop"}
     (offer, *_) = trio.run(provisioner.offers, ctx, Resources(infra="k8s", cpus="2"))
     assert offer.region == "in-cluster"
+
+
+def test_cluster_names_kubernetes_refuses_become_valid_object_names() -> None:
+    assert manifests.pod_name("dev", 0) == "dev-head"
+    odd = manifests.pod_name("My_Job.v2", 3)
+    assert odd.startswith("my-job-v2-") and odd.endswith("-worker3")
+    assert odd != manifests.pod_name("my-job-v2", 3)
+    long = manifests.pod_name("a" * 63, 12)
+    assert len(long) <= 63 and long.endswith("-worker12")
+    pod = manifests.pod("My_Job.v2", 0, user_hash="u", image="x", cpus=1, memory_gb=None)
+    assert pod["metadata"]["labels"]["skyhop.dev/cluster"] == "My_Job.v2"  # a valid label value
+    from fakekube.validate import check
+
+    check("pods", pod)
+    check("services", manifests.headless_service("My_Job.v2", 0, "u"))
