@@ -9,6 +9,7 @@ the fake kubelet cannot make pod namespaces (not root, no ``ip``/``bwrap``).
 from __future__ import annotations
 
 import secrets
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,9 @@ BETA_NODES: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="session")
 def fake_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, FakeCluster]]:
-    reason = unavailable()
+    reason = unavailable() or (
+        None if shutil.which("openssl") else "openssl is not installed (the API's TLS certificate)"
+    )
     if reason:
         pytest.skip(f"the fake Kubernetes clusters need pod namespaces: {reason}")
     root = Path(tmp_path_factory.mktemp("fakekube"))
