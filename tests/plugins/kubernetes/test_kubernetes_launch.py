@@ -169,3 +169,22 @@ def test_autodown_deletes_the_pods_once_idle(
         assert "kad" not in skyhop(k8s_server, "status").stdout
     finally:
         skyhop(k8s_server, "down", "-y", "kad", check=False)
+
+
+def test_no_room_anywhere_fails_with_the_schedulers_reason_and_leaves_nothing(
+    k8s_server: ServerProcess, fake_clusters: dict[str, FakeCluster]
+) -> None:
+    beta = fake_clusters["beta"]
+    proc = skyhop(k8s_server, "launch", "-y", "-c", "kfull", "--infra", "k8s", "--num-nodes", "3",
+                  "--cpus", "4", "echo never", check=False)  # fmt: skip
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "never" not in proc.stdout.replace("echo never", "")
+    # beta-cpu holds one 4-CPU pod; the GPU node's taint keeps the others off it.
+    assert "Insufficient cpu" in text and "untolerated taint {nvidia.com/gpu: present}" in text, (
+        text
+    )
+    deadline = time.monotonic() + 20
+    while pods_of(beta, "kfull") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert pods_of(beta, "kfull") == []
+    skyhop(k8s_server, "down", "-y", "kfull", check=False)
