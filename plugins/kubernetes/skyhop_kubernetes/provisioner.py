@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from skyhop_core.context import BackendContext
-from skyhop_core.exceptions import CapacityError, ResourcesUnavailableError
+from skyhop_core.exceptions import CapacityError, CommandError, ResourcesUnavailableError
 from skyhop_core.models.records import (
     ClusterHandle,
     NodeInfo,
@@ -332,8 +332,17 @@ async def down(ctx: BackendContext, handle: ClusterHandle) -> None:
     async with kube.client_for(ctx, context) as client:
         with typed(context):
             await _delete_cluster(client, handle.cluster_name)
-            with trio.fail_after(float(ctx.config.get("down_timeout", 120))):
-                await pods.wait_until(client, handle.cluster_name, lambda found: not found)
+            timeout = float(ctx.config.get("down_timeout", 120))
+            try:
+                with trio.fail_after(timeout):
+                    await pods.wait_until(client, handle.cluster_name, lambda found: not found)
+            except trio.TooSlowError:
+                raise CommandError(
+                    f"The pods of {handle.cluster_name!r} in context {context!r} were deleted "
+                    f"but still exist after {timeout:g}s (finalizers? a node that is down?); "
+                    "run `skyhop down` again later, or check them with kubectl.",
+                    command="delete pods",
+                ) from None
     ctx.log(f"Deleted the pods of {handle.cluster_name!r} in context {context!r}.")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from skyhop_core.context import BackendContext
-from skyhop_core.exceptions import CommandError
+from skyhop_core.exceptions import CommandError, CredentialsError
 from skyhop_core.models.records import NodeInfo
 from skyhop_core.runner import CommandRunner, CompletedCommand, OutputCallback
 from skyhop_kubernetes import kube, sync
@@ -72,6 +72,38 @@ class KubernetesCommandRunner(CommandRunner):
 
     async def _session(self, argv: Sequence[str], stdin: bytes | None,
                        on_output: OutputCallback | None) -> CompletedCommand:  # fmt: skip
+        """One exec, its failures to connect as typed errors naming the pod."""
+        from httpx2.websockets import WebSocketDisconnect, WebSocketUpgradeError
+
+        try:
+            return await self._exec(argv, stdin, on_output)
+        except WebSocketUpgradeError as exc:
+            raise self._refused(exc.response) from None
+        except WebSocketDisconnect as exc:
+            raise CommandError(
+                f"The exec stream to {self._where()} was cut ({exc}); is the pod still running?",
+                command=shlex.join(argv)[:200],
+            ) from None
+
+    def _refused(self, response: Any) -> Exception:
+        """The error for an exec the API server refused (the pod is gone, RBAC, ...)."""
+        try:
+            message = json.loads(response.content).get("message", "")
+        except Exception:
+            message = ""
+        code = response.status_code
+        if code in (401, 403):
+            return CredentialsError(f"Kubernetes context {self.context!r} refused exec into "
+                                    f"pod {self.pod} ({code}): {message or 'forbidden'} — the "
+                                    "user needs create on pods/exec.")  # fmt: skip
+        detail = f": {message}" if message else ""
+        if code == 404:
+            return CommandError(f"The {self._where()} does not exist (deleted or evicted?)"
+                                f"{detail}; run `skyhop status --refresh`.")  # fmt: skip
+        return CommandError(f"Exec into {self._where()} failed ({code}){detail}.")
+
+    async def _exec(self, argv: Sequence[str], stdin: bytes | None,
+                    on_output: OutputCallback | None) -> CompletedCommand:  # fmt: skip
         """One exec: send ``stdin`` (then close it), collect or forward the output."""
         from lightkube.resources.core_v1 import Pod
 

@@ -174,6 +174,12 @@ def test_runner_deadline_upload_of_a_file_and_exit_codes(
         assert code == 4 and b"out" in b"".join(chunks) and b"err" in b"".join(chunks)
         with pytest.raises(CommandError, match=r"did not finish within 1s .*exec_timeout"):
             await runner.run(["sleep", "5"])
+        alpha.api("DELETE", "/api/v1/namespaces/skyhop/pods/rn-head")
+        async with kube.client_for(ctx, "alpha") as client:
+            with trio.fail_after(20):
+                await pods.wait_until(client, "rn", lambda found: not found)
+        with pytest.raises(CommandError, match=r"pod rn-head .* does not exist"):
+            await runner.run(["true"])
 
     try:
         trio.run(scenario)
