@@ -48,8 +48,16 @@ def fake_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         clusters["beta"] = FakeCluster("beta", root / "beta", BETA_NODES, subnet + 1)
         yield clusters
     finally:
+        crashed = [c.name for c in clusters.values() if c.proc.poll() is not None]
         for cluster in clusters.values():
             cluster.stop()
+    # The fake must have served the whole session without crashing or raising (a
+    # websocket-close race in hypercorn's trio worker would show up here).
+    logs = {c.name: (c.root / "server.log").read_text() for c in clusters.values()}
+    broken = {n: t for n, t in logs.items() if "Traceback" in t or n in crashed}
+    assert not broken, "fakekube failed during the session:\n" + "\n".join(
+        f"--- {n}\n{t[-3000:]}" for n, t in broken.items()
+    )
 
 
 @pytest.fixture(scope="session")
