@@ -220,3 +220,27 @@ def test_cluster_names_kubernetes_refuses_become_valid_object_names() -> None:
 
     check("pods", pod)
     check("services", manifests.headless_service("My_Job.v2", 0, "u"))
+
+
+def test_amd_gpus_request_their_own_resource_and_label(tmp_path: Path) -> None:
+    from skyhop_core.models.records import Offer, ProvisionRequest
+
+    nodes = [
+        {"metadata": {"name": "mi", "labels": {"amd.com/gpu.product-name": "AMD-Instinct-MI300X"}},
+         "status": {"allocatable": {"cpu": "16", "memory": "64Gi", "amd.com/gpu": "8"}}},
+        {"metadata": {"name": "a1", "labels": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}},
+         "status": {"allocatable": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "8"}}},
+    ]  # fmt: skip
+    offer = provisioner.node_offer("ctx", nodes[0])
+    assert offer is not None and offer.accelerators == {"MI300X": 8}
+    resources = Resources(infra="k8s/ctx", accelerators={"MI300X": 2})
+    request = ProvisionRequest(cluster_name="amd", num_nodes=1, resources=resources,
+                               offer=Offer(backend="kubernetes", instance_type="x", cpus=16,
+                                           memory_gb=64, region="ctx"))  # fmt: skip
+    (pod,) = provisioner.pod_manifests(make_ctx(tmp_path, {}), request, "ctx", nodes, [0])
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["amd.com/gpu"] == "2"
+    terms = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms["nodeSelectorTerms"] == [{"matchExpressions": [
+        {"key": "amd.com/gpu.product-name", "operator": "In", "values": ["AMD-Instinct-MI300X"]}]}]  # fmt: skip
