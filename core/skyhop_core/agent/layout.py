@@ -28,6 +28,11 @@ class Runtime:
         return os.path.join(self.root, "daemon.lock")
 
     @property
+    def heartbeat_file(self) -> str:
+        """Touched by the daemon on every scheduling pass; its mtime is the heartbeat."""
+        return os.path.join(self.root, "daemon.heartbeat")
+
+    @property
     def daemon_log(self) -> str:
         return os.path.join(self.root, "daemon.log")
 

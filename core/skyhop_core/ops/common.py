@@ -67,8 +67,12 @@ def check_owner(ctx: RequestContext, record: ClusterRecord) -> None:
 
 def require_up(record: ClusterRecord) -> ClusterHandle:
     if record.status is not ClusterStatus.UP or record.handle is None:
+        from skyhop_core.ops.health import reason_of
+
+        reason = reason_of(record)
         raise ClusterNotUpError(
-            f"Cluster {record.name!r} is {record.status.value}, not UP. "
+            f"Cluster {record.name!r} is {record.status.value}, not UP"
+            + (f" ({reason})" if reason else "") + ". "
             f"Run `skyhop start {record.name}` (or `skyhop launch -c {record.name}`) first.",
             cluster_status=record.status.value,
         )

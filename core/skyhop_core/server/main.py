@@ -40,6 +40,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from skyhop_core.requests.engine import Engine, slot_limits
     from skyhop_core.server.app import build_app
     from skyhop_core.server.autostop import autostop_loop
+    from skyhop_core.server.health import health_interval, health_loop
     from skyhop_core.services import Services
     from skyhop_core.state import open_store
 
@@ -77,6 +78,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
         nursery.start_soon(on_signals)
         await nursery.start(engine.serve)
         nursery.start_soon(autostop_loop, engine, interval)
+        nursery.start_soon(health_loop, engine, health_interval())
         pid_file.write_text(f"{os.getpid()} {host} {port}\n")
         try:
             await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]

@@ -362,6 +362,11 @@ class BackendConformance:
             await conformance.setup_runtime(handle)
             job_id = await conformance.submit(handle, SLEEP_RUN)
             await conformance.wait_for_job(handle, job_id, {JobStatus.RUNNING})
+            health = await conformance.runtime_health(handle)
+            assert health.healthy and job_id not in health.failed_jobs, (
+                f"skyhop_runtime_health: {health} while job {job_id} runs on a working "
+                "cluster; expected healthy."
+            )
             idle = await conformance.idle_seconds(handle)
             assert idle == 0, f"skyhop_idle_seconds: {idle} while job {job_id} runs; expected 0."
             cancelled = await conformance.cancel(handle, [job_id])
