@@ -135,6 +135,17 @@ def stop(runtime: Runtime) -> dict[str, object]:
     """Stop the daemon, then cancel every unfinished job and kill its processes."""
     if not os.path.exists(runtime.db):
         return {"stopped": False, "cancelled": []}
+    # While this runs, nobody reconciles: the jobs of a daemon stopped on purpose are
+    # CANCELLED, never FAILED_DRIVER (see reconcile_if_dead).
+    stop_fd = os.open(runtime.stop_lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(stop_fd, fcntl.LOCK_EX)
+        return _stop_locked(runtime)
+    finally:
+        os.close(stop_fd)
+
+
+def _stop_locked(runtime: Runtime) -> dict[str, object]:
     pid = daemon_pid(runtime)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -145,20 +156,13 @@ def stop(runtime: Runtime) -> dict[str, object]:
             os.kill(pid, signal.SIGKILL)
             while daemon_running(runtime):
                 time.sleep(0.02)
-    # Hold the lock while cancelling, so that a concurrent reconcile cannot mark the jobs
-    # FAILED_DRIVER (a stop is deliberate: they are CANCELLED).
-    lock_fd = _acquire_lock(runtime)
-    try:
-        cancelled, pgids = [], []
-        with db.connect(runtime.db) as conn:
-            for row in db.jobs_with_status(conn, db.UNFINISHED):
-                if db.transition(conn, int(row["id"]), db.CANCELLED):
-                    cancelled.append(int(row["id"]))
-                    pgids.extend(db.job_pids(row))
-        kill_groups(pgids)
-    finally:
-        if lock_fd is not None:
-            os.close(lock_fd)
+    cancelled, pgids = [], []
+    with db.connect(runtime.db) as conn:
+        for row in db.jobs_with_status(conn, db.UNFINISHED):
+            if db.transition(conn, int(row["id"]), db.CANCELLED):
+                cancelled.append(int(row["id"]))
+                pgids.extend(db.job_pids(row))
+    kill_groups(pgids)
     return {"stopped": pid is not None, "cancelled": cancelled}
 
 
@@ -185,17 +189,26 @@ def reconcile_if_dead(runtime: Runtime) -> list[int] | None:
     """:func:`reconcile` if no daemon runs; None when one does (or is starting).
 
     Holds the daemon's lock meanwhile, so a daemon starting at the same moment waits
-    (it retries for :data:`LOCK_RETRY_SECONDS`) instead of having its fresh jobs failed.
+    (it retries for :data:`LOCK_RETRY_SECONDS`) instead of having its fresh jobs failed;
+    stands back (None) while ``stop`` holds ``stop.lock``.
     """
     if not os.path.exists(runtime.db):
         return []
-    lock_fd = _acquire_lock(runtime, retry=0.0)
-    if lock_fd is None:
-        return None
+    stop_fd = os.open(runtime.stop_lock_file, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        return reconcile(runtime)
+        try:
+            fcntl.flock(stop_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a stop is under way: its jobs become CANCELLED
+        lock_fd = _acquire_lock(runtime, retry=0.0)
+        if lock_fd is None:
+            return None
+        try:
+            return reconcile(runtime)
+        finally:
+            os.close(lock_fd)
     finally:
-        os.close(lock_fd)
+        os.close(stop_fd)
 
 
 def health(runtime: Runtime) -> dict[str, object]:
