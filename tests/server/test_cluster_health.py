@@ -171,3 +171,19 @@ def test_log_tail_exits_when_its_server_is_killed(start: Any) -> None:
     server = start(SKYHOP_HEALTH_INTERVAL="3600")
     assert queue(server, "tl") == [(job_id, "RUNNING")]
     call(server, "down", {"cluster_name": "tl"})
+
+
+def test_a_hung_agent_makes_the_cluster_init(start: Any) -> None:
+    server = start(SKYHOP_HEALTH_INTERVAL="0.5", SKYHOP_AGENT_STALE_SECONDS="2")
+    job_id = launch_sleeper(server, "hung")
+    pid = int((runtime_dir(server, "hung") / "daemon.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)  # alive, holding its lock, doing nothing
+    try:
+        wait_for(lambda: clusters(server)["hung"] == "INIT", "the watcher noticed", 20)
+        assert "has not made progress" in status_of(server, "hung")["metadata"]["status_reason"]
+        # A hang is not a death: the job keeps its status and its processes.
+        assert queue(server, "hung") == [(job_id, "RUNNING")] and job_processes(server, "hung")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    call(server, "down", {"cluster_name": "hung"})
+    assert not job_processes(server, "hung")
