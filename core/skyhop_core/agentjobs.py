@@ -26,14 +26,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from skyhop_core.context import BackendContext
 from skyhop_core.exceptions import CommandError, SkyhopError
 from skyhop_core.hookspecs import hookimpl
-from skyhop_core.models.records import ClusterHandle, JobRecord, JobSpec
+from skyhop_core.models.records import ClusterHandle, JobRecord, JobSpec, RuntimeHealth
 from skyhop_core.models.status import JobExitCode, JobStatus
 from skyhop_core.runner import CommandRunner, OutputCallback
 
+#: How long the head may take to answer a health check before it counts as unreachable.
+HEALTH_TIMEOUT_SECONDS = 20.0
 #: Writes stdin to the file named by argv[1] atomically, creating its directory.
 _WRITE_FILE = (
     "import os, sys\n"
@@ -207,3 +210,35 @@ async def skyhop_cancel_jobs(
 async def skyhop_idle_seconds(ctx: BackendContext, handle: ClusterHandle) -> float:
     reply = await agent_call(head_runner(ctx, handle), "idle")
     return float(reply["idle_seconds"])
+
+
+def agent_stale_seconds() -> float:
+    """A heartbeat older than this means a hung daemon (``SKYHOP_AGENT_STALE_SECONDS``)."""
+    return float(os.environ.get("SKYHOP_AGENT_STALE_SECONDS", "60"))
+
+
+@hookimpl
+async def skyhop_runtime_health(ctx: BackendContext, handle: ClusterHandle) -> RuntimeHealth:
+    runner = head_runner(ctx, handle)
+    where = f"the head node ({runner.node.ip})"
+    try:
+        with trio.fail_after(HEALTH_TIMEOUT_SECONDS):
+            reply = await agent_call(runner, "health")
+    except trio.TooSlowError:
+        return RuntimeHealth(
+            False, f"the skyhop agent on {where} did not answer within {HEALTH_TIMEOUT_SECONDS:g}s"
+        )
+    except (CommandError, ValueError) as exc:
+        return RuntimeHealth(False, f"the skyhop agent on {where} cannot be reached: {exc}")
+    failed = tuple(int(i) for i in reply.get("failed_driver") or ())
+    if reply.get("daemon_pid") is None:
+        jobs = f"; job(s) {', '.join(map(str, failed))} were marked FAILED_DRIVER" if failed else ""
+        return RuntimeHealth(
+            False, f"the skyhop agent daemon on {where} is not running (it died){jobs}", failed
+        )
+    age = reply.get("heartbeat_age")
+    if age is not None and float(age) > agent_stale_seconds():
+        return RuntimeHealth(
+            False, f"the skyhop agent daemon on {where} has not made progress for {age:.0f}s"
+        )
+    return RuntimeHealth(True, failed_jobs=failed)

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         NodeStatus,
         Offer,
         ProvisionRequest,
+        RuntimeHealth,
     )
     from skyhop_core.models.resources import Resources
     from skyhop_core.models.status import JobStatus
@@ -252,4 +253,22 @@ def skyhop_idle_seconds(ctx: BackendContext, handle: ClusterHandle) -> Awaitable
     The server's autostop loop compares it with the cluster's autostop setting.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def skyhop_runtime_health(ctx: BackendContext, handle: ClusterHandle) -> Awaitable[RuntimeHealth]:
+    """*async* — Whether the cluster's job runtime (the node agent) is alive and working.
+
+    Fires from the server's health watcher for every UP cluster (every
+    ``SKYHOP_HEALTH_INTERVAL`` seconds) and for ``skyhop status --refresh`` on clusters
+    whose nodes all run. Jobs whose driver died must be marked FAILED_DRIVER by this call
+    (and their processes stopped). Returns a
+    :class:`~skyhop_core.models.records.RuntimeHealth`; an unhealthy result makes the
+    cluster INIT with the reason shown by ``skyhop status``. The default implementation
+    asks the agent (``agent health``): unhealthy when its daemon is gone, when its
+    heartbeat is older than ``SKYHOP_AGENT_STALE_SECONDS``, or when the head does not
+    answer.
+
+    .. versionadded:: 0.2
     """

@@ -30,6 +30,7 @@ DEFAULT_HOOKS = frozenset(
         "skyhop_tail_logs",
         "skyhop_cancel_jobs",
         "skyhop_idle_seconds",
+        "skyhop_runtime_health",
     }
 )
 

@@ -263,6 +263,24 @@ def test_status_table(fake, client, records):
     assert fake.bodies("status") == [{"cluster_names": None, "refresh": "NONE", "all_users": False}]
 
 
+def test_status_says_why_a_cluster_is_not_up(fake, client, records):
+    import attrs
+
+    broken = records.cluster("dn", status="INIT")
+    broken = attrs.evolve(broken, metadata={"status_reason": "down was interrupted; run it again"})
+    busy = attrs.evolve(
+        records.cluster("new", status="INIT"),
+        metadata={"operation": {"op": "launch", "request_id": "r1", "phase": "syncing files"}},
+    )
+    fake.on("status", [records.cluster("dev"), broken, busy])
+    lines = run("status").output.splitlines()
+    assert lines[-2:] == [
+        "dn: INIT, down was interrupted; run it again",
+        "new: INIT, launch in progress: syncing files",
+    ]
+    assert len(lines) == 6  # header, three clusters, two notes
+
+
 def test_status_options_and_empty(fake, client):
     fake.on("status", [])
     result = run("status", "a", "b", "--refresh", "-u")

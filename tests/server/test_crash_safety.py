@@ -1,8 +1,9 @@
 """``kill -9`` of the API server in the middle of a launch, an exec or a down (SQLite).
 
 After a restart: the state knows every cluster that exists on the machine, a half-made
-cluster is INIT and ``down`` removes it completely (directories and agent processes),
-and nothing that finished before the kill is lost.
+(or half-removed) cluster is INIT and ``status`` says which step was interrupted, the
+next ``down`` removes it completely (directories and agent processes), and nothing that
+finished before the kill is lost.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def wait_log(server: ServerProcess, request_id: str, text: bytes) -> None:
     wait_for(lambda: text in log(server, request_id), f"{request_id} logs {text!r}")
 
 
+def reason(server: ServerProcess, name: str) -> str:
+    """Why ``skyhop status`` says the cluster is in its status."""
+    (record,) = call(server, "status", {"cluster_names": [name]})
+    return str(record["metadata"].get("status_reason") or "")
+
+
 def assert_restarted(server: ServerProcess, request_id: str) -> None:
     done = result(server, request_id)
     assert (done["status"], done["error"]["type"]) == ("FAILED", "ServerRestartedError")
@@ -104,7 +111,31 @@ def test_kill_after_the_agent_started_before_up(start: Start) -> None:
 
     assert_restarted(server, launch)
     assert assert_state_knows_every_cluster(server) == {"boot": "INIT"}
+    why = reason(server, "boot")
+    assert "launch was interrupted: its API server stopped" in why
+    assert "starting the skyhop runtime" in why and "skyhop down boot" in why
     down_completely(server, "boot")
+
+
+def test_kill_mid_file_sync_leaves_init_with_a_reason(start: Start, tmp_path: Path) -> None:
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    (workdir / "train.py").write_text("print('hi')\n")
+    server = start(delay=0.1, upload_delay=30)
+    task = {"resources": {"infra": "slow"}, "workdir": str(workdir), "run": "cat train.py"}
+    launch = submit(server, "launch", {"task": task, "cluster_name": "sync"})
+    wait_log(server, launch, b"slow: upload waits")
+    # The nodes and the agent are up, but the launch has not done its work: not UP.
+    assert clusters(server) == {"sync": "INIT"}
+    (record,) = call(server, "status", {"cluster_names": ["sync"]})
+    assert record["metadata"]["operation"]["phase"] == "syncing files"
+    server = crash(server, start)
+
+    assert_restarted(server, launch)
+    assert assert_state_knows_every_cluster(server) == {"sync": "INIT"}
+    why = reason(server, "sync")
+    assert "its API server stopped while syncing files" in why, why
+    down_completely(server, "sync")
 
 
 def test_kill_mid_exec_keeps_the_submitted_job(start: Start) -> None:
@@ -142,6 +173,9 @@ def test_kill_mid_down_then_down_again(start: Start) -> None:
 
     assert_restarted(server, down)
     assert job["job_id"] is not None
-    assert "dn" in assert_state_knows_every_cluster(server)
+    assert assert_state_knows_every_cluster(server) == {"dn": "INIT"}  # partly torn down
+    why = reason(server, "dn")
+    assert "down was interrupted" in why and "while tearing down" in why, why
+    assert "skyhop down dn" in why
     down_completely(server, "dn")
     assert assert_state_knows_every_cluster(server) == {}

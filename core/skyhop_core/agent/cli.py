@@ -1,5 +1,8 @@
 """The agent's command line: ``python -m skyhop_core.agent --root RUNTIME_DIR <command>``.
 
+``queue``, ``status`` and ``health`` first mark jobs whose daemon died FAILED_DRIVER
+(:func:`~.daemon.reconcile_if_dead`), so what they report is true at that moment.
+
 Every command prints one JSON document on stdout, except ``tail`` (raw log bytes, and
 its exit code says how the job ended). Errors go to stderr with exit code 1 (2 for bad
 usage), so the caller can raise them with the message.
@@ -12,6 +15,7 @@ queue             [--skip-finished] → [job, ...] newest first
 status            [--job-ids N ...] → {"N": "RUNNING" | null}; none given: the latest
 cancel            --job-ids N ... | --all [--user-hash H] → {"cancelled": [N, ...]}
 idle              → {"idle_seconds": float}
+health            → {"daemon_pid": N | null, "heartbeat_age": s | null, "failed_driver": [N]}
 tail              [JOB_ID] [--follow] [--tail N] → log bytes; exit 0/100/101/102/103
 daemon            (internal) run the scheduler loop in the foreground
 ================  ==========================================================
@@ -99,11 +103,22 @@ def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> Any:
     return {"job_id": job_id}
 
 
+def _truthful(runtime: Runtime, rows: list[Any]) -> bool:
+    """Reconcile if some row is active but no daemon drives it; whether anything changed."""
+    active = any(r is not None and r["status"] in db.ACTIVE for r in rows)
+    if active and not daemon.daemon_running(runtime):
+        return bool(daemon.reconcile_if_dead(runtime))
+    return False
+
+
 def cmd_queue(runtime: Runtime, args: argparse.Namespace) -> Any:
     if not os.path.exists(runtime.db):
         return []
     with db.connect(runtime.db) as conn:
         rows = db.all_jobs(conn)
+    if _truthful(runtime, rows):
+        with db.connect(runtime.db) as conn:
+            rows = db.all_jobs(conn)
     if args.skip_finished:
         rows = [r for r in rows if r["status"] not in db.TERMINAL]
     return [_job_json(runtime, r) for r in rows]
@@ -118,6 +133,9 @@ def cmd_status(runtime: Runtime, args: argparse.Namespace) -> Any:
             latest = db.latest_job_id(conn)
             ids = [] if latest is None else [latest]
         found = {i: db.get_job(conn, i) for i in ids}
+    if _truthful(runtime, list(found.values())):
+        with db.connect(runtime.db) as conn:
+            found = {i: db.get_job(conn, i) for i in ids}
     return {str(i): (row["status"] if row else None) for i, row in found.items()}
 
 
@@ -160,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skyhop-agent", description="skyhop node agent")
     parser.add_argument("--root", required=True, help="the runtime directory on this node")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("start", "stop", "submit", "idle", "daemon"):
+    for name in ("start", "stop", "submit", "idle", "health", "daemon"):
         sub.add_parser(name)
     queue = sub.add_parser("queue")
     queue.add_argument("--skip-finished", action="store_true")
@@ -185,6 +203,7 @@ COMMANDS = {
     "status": cmd_status,
     "cancel": cmd_cancel,
     "idle": cmd_idle,
+    "health": lambda rt, a: daemon.health(rt),
 }
 
 

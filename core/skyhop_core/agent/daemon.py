@@ -5,10 +5,21 @@ Exactly one daemon runs per runtime directory: it holds an exclusive ``flock`` o
 crashed daemon never looks alive). It wakes on SIGUSR1 (sent by ``submit``), when a job
 finishes, and every :data:`POLL_SECONDS` as a fallback.
 
-On start it reconciles: jobs left SETTING_UP/RUNNING by a daemon that died are killed and
-marked FAILED_DRIVER. ``stop`` ends the daemon and then cancels every unfinished job —
-they are marked CANCELLED, because stopping or downing a cluster is a deliberate act
-(FAILED_DRIVER is kept for a daemon that died unexpectedly).
+The daemon is the driver of every job (each job runs in one of its threads), so a job
+whose daemon died has no driver: it is FAILED_DRIVER, and its processes are killed.
+That reconciliation runs when a daemon starts, and also in every command that reports
+job statuses (``queue``, ``status``, ``health``, a following ``tail``) when they find
+active jobs and no daemon: :func:`reconcile_if_dead` takes the daemon's lock itself for
+the duration, so it can never race a daemon that is starting. A ``kill -9`` of the
+daemon is therefore visible to the very next ``queue``.
+
+The daemon touches ``daemon.heartbeat`` on every pass (at least every
+:data:`HEARTBEAT_SECONDS`); ``health`` reports its age, so a caller can tell a daemon
+that hangs from one that works.
+
+``stop`` ends the daemon and then cancels every unfinished job — they are marked
+CANCELLED, because stopping or downing a cluster is a deliberate act (FAILED_DRIVER is
+kept for a daemon that died unexpectedly).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from .layout import Runtime
 from .procs import kill_groups, pid_alive
 
 POLL_SECONDS = 0.2
+HEARTBEAT_SECONDS = 1.0
 LOCK_RETRY_SECONDS = 1.0
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 3.0
@@ -58,6 +70,20 @@ def daemon_pid(runtime: Runtime) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if pid_alive(pid) else None
+
+
+def heartbeat_age(runtime: Runtime) -> float | None:
+    """Seconds since the daemon's last pass (None: no daemon ever beat here)."""
+    try:
+        return max(0.0, time.time() - os.stat(runtime.heartbeat_file).st_mtime)
+    except FileNotFoundError:
+        return None
+
+
+def _beat(runtime: Runtime) -> None:
+    with open(runtime.heartbeat_file, "a"):
+        pass
+    os.utime(runtime.heartbeat_file)
 
 
 def wake(runtime: Runtime) -> None:
@@ -109,6 +135,17 @@ def stop(runtime: Runtime) -> dict[str, object]:
     """Stop the daemon, then cancel every unfinished job and kill its processes."""
     if not os.path.exists(runtime.db):
         return {"stopped": False, "cancelled": []}
+    # While this runs, nobody reconciles: the jobs of a daemon stopped on purpose are
+    # CANCELLED, never FAILED_DRIVER (see reconcile_if_dead).
+    stop_fd = os.open(runtime.stop_lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(stop_fd, fcntl.LOCK_EX)
+        return _stop_locked(runtime)
+    finally:
+        os.close(stop_fd)
+
+
+def _stop_locked(runtime: Runtime) -> dict[str, object]:
     pid = daemon_pid(runtime)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -148,9 +185,51 @@ def reconcile(runtime: Runtime) -> list[int]:
     return failed
 
 
-def _acquire_lock(runtime: Runtime) -> int | None:
+def reconcile_if_dead(runtime: Runtime) -> list[int] | None:
+    """:func:`reconcile` if no daemon runs; None when one does (or is starting).
+
+    Holds the daemon's lock meanwhile, so a daemon starting at the same moment waits
+    (it retries for :data:`LOCK_RETRY_SECONDS`) instead of having its fresh jobs failed;
+    stands back (None) while ``stop`` holds ``stop.lock``.
+    """
+    if not os.path.exists(runtime.db):
+        return []
+    stop_fd = os.open(runtime.stop_lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(stop_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a stop is under way: its jobs become CANCELLED
+        lock_fd = _acquire_lock(runtime, retry=0.0)
+        if lock_fd is None:
+            return None
+        try:
+            return reconcile(runtime)
+        finally:
+            os.close(lock_fd)
+    finally:
+        os.close(stop_fd)
+
+
+def health(runtime: Runtime) -> dict[str, object]:
+    """The daemon's liveness and the heartbeat age; reconciles first if the daemon died."""
+    failed = None
+    if os.path.exists(runtime.db):
+        with db.connect(runtime.db) as conn:
+            active = [int(r["id"]) for r in db.jobs_with_status(conn, db.ACTIVE)]
+        if active and not daemon_running(runtime):
+            failed = reconcile_if_dead(runtime)
+    return {
+        "daemon_pid": daemon_pid(runtime),
+        "heartbeat_age": heartbeat_age(runtime),
+        "failed_driver": failed or [],
+    }
+
+
+def _acquire_lock(runtime: Runtime, retry: float = LOCK_RETRY_SECONDS) -> int | None:
+    """The daemon's exclusive lock (an open fd; closing it releases), or None if held."""
     fd = os.open(runtime.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    deadline = time.monotonic() + retry
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -194,8 +273,12 @@ def run(runtime: Runtime) -> int:
             os.write(wake_w, b"j")
 
     scheduler = Scheduler(runtime, cluster, poke)
+    last_beat = 0.0
     while not stopping:
         try:
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                _beat(runtime)
+                last_beat = time.monotonic()
             mtime = os.stat(runtime.cluster_json).st_mtime_ns
             if mtime != loaded_mtime:  # setup_runtime ran again (relaunch, new ports)
                 cluster = ClusterInfo.load(runtime.cluster_json)

@@ -39,7 +39,7 @@ def rank_commands(run: Any, num_nodes: int) -> list[str | None]:
 def job_env(
     cluster: ClusterInfo, spec: dict[str, Any], job_id: int, ranks: list[int]
 ) -> list[dict[str, str]]:
-    """The environment of each job rank: envs, secrets and the SKYHOP_* variables."""
+    """The environment of each job rank: HOME, envs, secrets and the SKYHOP_* variables."""
     nodes = {n["rank"]: n for n in cluster.nodes}
     ips = [str(nodes[r].get("ip", "127.0.0.1")) for r in ranks]
     gpus = spec.get("gpus") or {}
@@ -62,7 +62,13 @@ def job_env(
         "SKYHOP_TASK_ID": spec.get("task_id") or f"skyhop-{cluster.name}-{job_id}",
         "SKYHOP_CLUSTER_INFO": json.dumps(info),
     }
-    return [{**base, "SKYHOP_NODE_RANK": str(i)} for i in range(len(ranks))]
+    # ``~`` in a job is the node's home on every backend (a local node's home is its own
+    # directory, not the home of whoever runs the server); the task's envs may override.
+    homes = [nodes[r].get("home") for r in ranks]
+    return [
+        {**({"HOME": str(homes[i])} if homes[i] else {}), **base, "SKYHOP_NODE_RANK": str(i)}
+        for i in range(len(ranks))
+    ]
 
 
 class JobDriver:

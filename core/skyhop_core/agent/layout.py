@@ -28,6 +28,16 @@ class Runtime:
         return os.path.join(self.root, "daemon.lock")
 
     @property
+    def stop_lock_file(self) -> str:
+        """Held exclusively by ``stop`` for its whole run (reconcilers then stand back)."""
+        return os.path.join(self.root, "stop.lock")
+
+    @property
+    def heartbeat_file(self) -> str:
+        """Touched by the daemon on every scheduling pass; its mtime is the heartbeat."""
+        return os.path.join(self.root, "daemon.heartbeat")
+
+    @property
     def daemon_log(self) -> str:
         return os.path.join(self.root, "daemon.log")
 

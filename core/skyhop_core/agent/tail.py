@@ -1,18 +1,27 @@
 """``agent tail``: copy a job's log to stdout, optionally following it until the job ends.
 
 Exit codes: 0 succeeded, 100 failed (FAILED, FAILED_SETUP, FAILED_DRIVER), 101 not
-finished (without ``--follow``), 102 no such job, 103 cancelled.
+finished (without ``--follow``, or the reader went away), 102 no such job, 103 cancelled.
+
+A following tail must not outlive whoever reads it (an API server that was SIGKILLed
+never kills its children): about every :data:`LIVENESS_CHECK_SECONDS` it checks that
+its stdout still has a reader and that its parent is the one that started it, and
+exits when not — even while the job writes nothing, when no write would fail. With
+``SKYHOP_TAIL_STDIN_LIFELINE=1`` in its environment (set by runners whose transport
+carries the caller's stdin, e.g. ssh) it also exits when its stdin reaches EOF.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import stat
 import sys
 import time
 from typing import BinaryIO
 
 from . import db
-from .daemon import daemon_running, reconcile
+from .daemon import daemon_running, reconcile_if_dead
 from .layout import Runtime
 
 EXIT_SUCCEEDED = 0
@@ -66,6 +75,48 @@ def _copy_new(path: str, offset: int, out: BinaryIO) -> int:
     return offset
 
 
+def _reader_gone(fd: int) -> bool:
+    """Whether the pipe or socket ``fd`` writes to has lost its reader."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return True
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return False  # a file or a terminal: nothing to tell
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR and POLLHUP are reported whatever was asked for
+    gone = select.POLLERR | select.POLLHUP | select.POLLNVAL
+    return any(events & gone for _, events in poller.poll(0))
+
+
+def _stdin_closed() -> bool:
+    """Whether stdin (a lifeline the caller holds open) has reached EOF."""
+    try:
+        readable, _, _ = select.select([0], [], [], 0)
+        return bool(readable) and not os.read(0, 65536)
+    except OSError:
+        return True
+
+
+class _Caller:
+    """Tells whether the process that reads this tail is still there."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.parent = os.getppid()
+        try:
+            self.fd: int | None = out.fileno()
+        except (AttributeError, OSError, ValueError):
+            self.fd = None  # an in-memory stream (tests): always there
+        self.lifeline = os.environ.get("SKYHOP_TAIL_STDIN_LIFELINE") == "1"
+
+    def gone(self) -> bool:
+        if self.fd is None:
+            return False
+        if os.getppid() != self.parent or _reader_gone(self.fd):
+            return True
+        return self.lifeline and _stdin_closed()
+
+
 def _status(runtime: Runtime, job_id: int) -> str | None:
     with db.connect(runtime.db) as conn:
         row = db.get_job(conn, job_id)
@@ -90,6 +141,7 @@ def tail(
     path = runtime.log_path(job_id)
     offset = _last_lines_offset(path, lines) if lines > 0 else 0
     next_liveness = time.monotonic() + LIVENESS_CHECK_SECONDS
+    caller = _Caller(out) if follow else None
     while True:
         status = _status(runtime, job_id)
         offset = _copy_new(path, offset, out)  # after reading the status: drains the end
@@ -97,6 +149,8 @@ def tail(
             return exit_code(status)
         if time.monotonic() > next_liveness:
             next_liveness = time.monotonic() + LIVENESS_CHECK_SECONDS
+            if caller is not None and caller.gone():
+                return EXIT_NOT_FINISHED
             if status in db.ACTIVE and not daemon_running(runtime):
-                reconcile(runtime)
+                reconcile_if_dead(runtime)
         time.sleep(FOLLOW_POLL_SECONDS)

@@ -136,6 +136,21 @@ class NodeStatus:
 
 
 @attrs.frozen
+class RuntimeHealth:
+    """What ``skyhop_runtime_health`` found on a cluster whose nodes are up.
+
+    ``healthy`` is False when the runtime that drives jobs (the node agent) is dead,
+    hung or unreachable; ``reason`` then says what is wrong, for ``skyhop status``.
+    ``failed_jobs`` are the jobs this check found without a driver and marked
+    FAILED_DRIVER.
+    """
+
+    healthy: bool
+    reason: str = ""
+    failed_jobs: tuple[int, ...] = ()
+
+
+@attrs.frozen
 class JobSpec:
     """A job as submitted to a cluster's agent.
 

@@ -27,11 +27,14 @@ from skyhop_core.ops.common import (
     sync_files,
     validate_cluster_name,
 )
+from skyhop_core.ops.health import check_runtime, settle_interrupted
 from skyhop_core.ops.locking import cluster_lock
 from skyhop_core.ops.provisioning import (
+    mark_cluster_up,
     matching_resources,
     plan,
     provision_with_failover,
+    set_phase,
     start_stopped,
 )
 from skyhop_core.optimizer import table_rows
@@ -61,11 +64,19 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
         ctx.log("Dry run: nothing was launched.")
         return {"job_id": None, "handle": None}
     await check_uploads(ctx, task)
+    sync = not (p.fast and p.no_setup)
     async with cluster_lock(ctx, name):
-        handle = await _ensure_up(ctx, name, task, p)
+        handle, brought_up = await _ensure_up(ctx, name, task, p)
+        bctx = backend_ctx(ctx, handle.backend)
+        if brought_up:
+            # The cluster is UP only once it has the task's files: a launch that dies
+            # while syncing leaves it INIT, saying so.
+            if sync:
+                await set_phase(ctx, name, "syncing files")
+                await sync_files(ctx, bctx, handle, task, mounts=True)
+            await mark_cluster_up(ctx, name, handle)
     resources = matching_resources(task, handle)
-    bctx = backend_ctx(ctx, handle.backend)
-    if not (p.fast and p.no_setup):
+    if sync and not brought_up:
         await sync_files(ctx, bctx, handle, task, mounts=True)
     job_id = None
     if task.run is not None or per_rank is not None or (task.setup and not p.no_setup):
@@ -81,22 +92,24 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
 
 async def _ensure_up(
     ctx: RequestContext, name: str, task: Any, p: P.LaunchParams
-) -> ClusterHandle:
+) -> tuple[ClusterHandle, bool]:
+    """The cluster's handle, and whether this launch brought it up (it is still INIT)."""
     record = await find_cluster(ctx, name)
     if record is not None:
         check_name_free(ctx, record)
         if record.status is ClusterStatus.UP and record.handle is not None:
             matching_resources(task, record.handle)
             ctx.log(f"Cluster {name!r} is UP; reusing it.")
-            return record.handle
+            return record.handle, False
         if record.status is ClusterStatus.STOPPED and record.handle is not None:
-            return await start_stopped(ctx, record)
+            return await start_stopped(ctx, record, mark_up=False), True
     else:
         ctx.log(f"Launching a new cluster {name!r}.")
-    return await provision_with_failover(
+    handle = await provision_with_failover(
         ctx, name, task, target=p.optimize_target, retry_until_up=p.retry_until_up,
-        previous=record,
+        previous=record, mark_up=False,
     )
+    return handle, True
 
 
 async def _apply_autostop(
@@ -154,9 +167,10 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
         if record.status is ClusterStatus.STOPPED:
             ctx.log(f"Cluster {p.cluster_name!r} is already STOPPED.")
             return
+        await set_phase(ctx, p.cluster_name, "stopping the nodes", ClusterStatus.INIT)
         await _backend_step(ctx, record, "skyhop_stop", p.purge)
         await ctx.services.store.run(
-            lambda c: cl.update(c, p.cluster_name, status=ClusterStatus.STOPPED, last_use="stop")
+            lambda c: cl.end_operation(c, p.cluster_name, ClusterStatus.STOPPED, last_use="stop")
         )
         ctx.log(f"Cluster {p.cluster_name!r} is STOPPED.")
 
@@ -167,6 +181,9 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
     await _cancel_others(ctx, p.cluster_name)
     async with cluster_lock(ctx, p.cluster_name):
         record = await get_cluster(ctx, p.cluster_name)
+        # INIT from here on: a down that dies half-way leaves a cluster that is neither UP
+        # nor gone, and the next down finishes it.
+        await set_phase(ctx, p.cluster_name, "tearing down", ClusterStatus.INIT)
         await _backend_step(ctx, record, "skyhop_down", p.purge)
         await ctx.services.store.run(cl.delete, p.cluster_name)
         ctx.log(f"Cluster {p.cluster_name!r} is terminated.")
@@ -263,6 +280,7 @@ async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
         records = [r for r in records if r.name in wanted]
     if not p.all_users:
         records = [r for r in records if r.user_hash == ctx.user.hash]
+    records = await settle_interrupted(ctx.services, records)
     if p.refresh is StatusRefreshMode.NONE:
         return records
     refreshed: list[ClusterRecord | None] = [None] * len(records)
@@ -303,7 +321,8 @@ async def _refresh(ctx: RequestContext, record: ClusterRecord) -> ClusterRecord 
     if new is not record.status:
         await store.run(lambda c: cl.update(c, record.name, status=new))
         record = attrs.evolve(record, status=new)
-    return record
+    # The nodes run; whether the runtime that drives their jobs does is another question.
+    return await check_runtime(ctx.services, record)
 
 
 async def _relaunch_task(ctx: RequestContext, record: ClusterRecord) -> Any:

@@ -112,12 +112,28 @@ def require_all_users_allowed(ctx: RequestContext, what: str) -> None:
 
 def require_up(record: ClusterRecord) -> ClusterHandle:
     if record.status is not ClusterStatus.UP or record.handle is None:
+        from skyhop_core.ops.health import reason_of
+
+        reason = reason_of(record)
+        hint = reason or (
+            f"Run `skyhop start {record.name}` (or `skyhop launch -c {record.name}`) first."
+        )
         raise ClusterNotUpError(
-            f"Cluster {record.name!r} is {record.status.value}, not UP. "
-            f"Run `skyhop start {record.name}` (or `skyhop launch -c {record.name}`) first.",
+            f"Cluster {record.name!r} is {record.status.value}, not UP: {hint}",
             cluster_status=record.status.value,
         )
     return record.handle
+
+
+def require_nodes(record: ClusterRecord) -> ClusterHandle:
+    """The handle of a cluster whose nodes may still hold jobs: UP, or INIT with a handle.
+
+    Reading (and cancelling) jobs works on an INIT cluster too — one whose agent died, or
+    whose launch was interrupted — so ``queue`` shows what became of them.
+    """
+    if record.status is ClusterStatus.INIT and record.handle is not None:
+        return record.handle
+    return require_up(record)
 
 
 def backend_ctx(ctx: RequestContext, backend: str) -> BackendContext:

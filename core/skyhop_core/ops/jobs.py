@@ -1,4 +1,7 @@
-"""Cluster job operations: queue, job_status, cancel, logs, download_logs."""
+"""Cluster job operations: queue, job_status, cancel, logs, download_logs.
+
+They work on UP clusters and on INIT ones that have nodes (see ``require_nodes``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from skyhop_core.ops.common import (
     backend_ctx,
     get_cluster,
     require_all_users_allowed,
-    require_up,
+    require_nodes,
 )
 from skyhop_core.paths import open_private, private_dir
 from skyhop_core.requests.context import RequestContext
@@ -18,7 +21,7 @@ from skyhop_core.requests.context import RequestContext
 
 async def _queue(ctx: RequestContext, cluster_name: str, skip_finished: bool) -> list[JobRecord]:
     record = await get_cluster(ctx, cluster_name)
-    handle = require_up(record)
+    handle = require_nodes(record)
     return await ctx.services.backends.call(
         handle.backend,
         "skyhop_queue",
@@ -58,7 +61,7 @@ async def cancel(ctx: RequestContext, p: P.CancelParams) -> list[int]:
     if p.all_users:
         require_all_users_allowed(ctx, "cancel jobs of")
     record = await get_cluster(ctx, p.cluster_name)
-    handle = require_up(record)
+    handle = require_nodes(record)
     user_hash = None if (p.all_users or p.job_ids) else ctx.user.hash
     cancelled: list[int] = await ctx.services.backends.call(
         handle.backend,
@@ -78,7 +81,7 @@ async def cancel(ctx: RequestContext, p: P.CancelParams) -> list[int]:
 async def logs(ctx: RequestContext, p: P.LogsParams) -> int:
     """Stream a job's log into the request's log; the result is the JobExitCode."""
     record = await get_cluster(ctx, p.cluster_name)
-    handle = require_up(record)
+    handle = require_nodes(record)
 
     async def on_output(data: bytes) -> None:
         ctx.write(data)
@@ -99,7 +102,7 @@ async def logs(ctx: RequestContext, p: P.LogsParams) -> int:
 async def download_logs(ctx: RequestContext, p: P.DownloadLogsParams) -> dict[str, str]:
     """Copy job logs from a cluster under the persistent path; returns their paths."""
     record = await get_cluster(ctx, p.cluster_name)
-    handle = require_up(record)
+    handle = require_nodes(record)
     bctx = backend_ctx(ctx, handle.backend)
     job_ids = p.job_ids
     if not job_ids:

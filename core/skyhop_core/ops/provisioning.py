@@ -2,7 +2,10 @@
 
 The cluster's record is written (INIT) before anything is provisioned and its handle as
 soon as a backend returns one, so a cancelled or crashed launch leaves a cluster that the
-state knows about and that ``down`` removes completely.
+state knows about and that ``down`` removes completely. Each step is recorded as the
+request's phase (``metadata["operation"]``, see :mod:`skyhop_core.ops.health`), so a
+launch that died says where. ``mark_up=False`` leaves the cluster INIT for the caller
+to mark UP when its own work (``launch``: the file sync) is done.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ async def provision_with_failover(
     target: OptimizeTarget,
     retry_until_up: bool,
     previous: ClusterRecord | None,
+    mark_up: bool = True,
 ) -> ClusterHandle:
     """Try candidates best first; a capacity/quota error blocks that place and moves on."""
     optimizer = optimizer_for(ctx)
@@ -97,6 +101,7 @@ async def provision_with_failover(
         for candidate in candidates:
             handle = await _provision_one(ctx, name, task, candidate, previous, history, blocked)
             if handle is not None:
+                await start_runtime(ctx, name, handle, mark_up=mark_up)
                 return handle
         if not retry_until_up:
             raise ResourcesUnavailableError(
@@ -150,6 +155,7 @@ async def _provision_one(
             cl.set_placement(conn, name, offer.region, offer.zone)
 
     await store.run(record)
+    await set_phase(ctx, name, f"provisioning on {label}")
     ctx.log(f"⚙︎ Launching on {label}: {offer.instance_type} x{task.num_nodes or 1}.")
     bctx = backend_ctx(ctx, offer.backend)
     request = ProvisionRequest(
@@ -177,30 +183,50 @@ async def _provision_one(
     ctx.log(f"└── Nodes are up: {', '.join(n.ip for n in handle.nodes)}.")
     for port, where in sorted(handle.ports.items()):
         ctx.log(f"    Port {port} is reachable at {where}.")
-    await start_runtime(ctx, name, handle)
     return handle
 
 
-async def start_runtime(ctx: RequestContext, name: str, handle: ClusterHandle) -> None:
-    bctx = backend_ctx(ctx, handle.backend)
-    ctx.log("⚙︎ Starting the skyhop runtime on the head node.")
-    await ctx.services.backends.call(handle.backend, "skyhop_setup_runtime", ctx=bctx, handle=handle)
+async def set_phase(
+    ctx: RequestContext, name: str, phase: str, status: ClusterStatus | None = None
+) -> None:
+    """Record that this request is in ``phase`` of its operation on cluster ``name``."""
     await ctx.services.store.run(
-        lambda conn: cl.update(conn, name, status=ClusterStatus.UP, handle=handle)
+        lambda c: cl.begin_operation(c, name, ctx.name, ctx.request_id, phase, status=status)
+    )
+
+
+async def mark_cluster_up(ctx: RequestContext, name: str, handle: ClusterHandle) -> None:
+    """The operation bringing the cluster up is done: it is UP, with nothing to explain."""
+    await ctx.services.store.run(
+        lambda c: cl.end_operation(c, name, ClusterStatus.UP, handle=handle)
     )
     ctx.log(f"✔ Cluster {name!r} is UP.")
 
 
-async def start_stopped(ctx: RequestContext, record: ClusterRecord) -> ClusterHandle:
+async def start_runtime(
+    ctx: RequestContext, name: str, handle: ClusterHandle, *, mark_up: bool = True
+) -> None:
+    bctx = backend_ctx(ctx, handle.backend)
+    await set_phase(ctx, name, "starting the skyhop runtime")
+    ctx.log("⚙︎ Starting the skyhop runtime on the head node.")
+    await ctx.services.backends.call(handle.backend, "skyhop_setup_runtime", ctx=bctx, handle=handle)
+    if mark_up:
+        await mark_cluster_up(ctx, name, handle)
+
+
+async def start_stopped(
+    ctx: RequestContext, record: ClusterRecord, *, mark_up: bool = True
+) -> ClusterHandle:
     assert record.handle is not None
     require_feature(ctx, record.backend, Feature.STOP, "stopping and starting clusters")
     bctx = backend_ctx(ctx, record.backend)
     ctx.log(f"⚙︎ Starting cluster {record.name!r}.")
+    await set_phase(ctx, record.name, "starting the nodes", ClusterStatus.INIT)
     handle: ClusterHandle = await ctx.services.backends.call(
         record.backend, "skyhop_start", ctx=bctx, handle=record.handle
     )
     await ctx.services.store.run(lambda conn: cl.update(conn, record.name, handle=handle))
-    await start_runtime(ctx, record.name, handle)
+    await start_runtime(ctx, record.name, handle, mark_up=mark_up)
     return handle
 
 

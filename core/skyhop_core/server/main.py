@@ -45,6 +45,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from skyhop_core.requests.engine import Engine, slot_limits
     from skyhop_core.server.app import build_app
     from skyhop_core.server.autostop import autostop_loop
+    from skyhop_core.server.health import health_interval, health_loop
     from skyhop_core.server.uploads import gc_settings, upload_gc_loop
     from skyhop_core.services import Services
     from skyhop_core.state import open_store
@@ -85,6 +86,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
         await nursery.start(engine.serve)
         nursery.start_soon(autostop_loop, engine, interval)
         nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
+        nursery.start_soon(health_loop, engine, health_interval())
         write_private(pid_file, f"{os.getpid()} {host} {port}\n")
         try:
             await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]

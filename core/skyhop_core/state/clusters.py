@@ -1,4 +1,10 @@
-"""Cluster records: every function takes a SQLAlchemy connection (see ``Store.run``)."""
+"""Cluster records: every function takes a SQLAlchemy connection (see ``Store.run``).
+
+Two ``metadata`` entries make a cluster's status explain itself: ``operation`` is the
+request changing the cluster right now (``{"op", "request_id", "phase"}``, cleared when
+it finishes), and ``status_reason`` says why the cluster is not UP (shown by
+``skyhop status``; cleared when it is UP again).
+"""
 
 from __future__ import annotations
 
@@ -126,3 +132,72 @@ def set_placement(conn: sa.Connection, name: str, region: str | None, zone: str 
 
 def delete(conn: sa.Connection, name: str) -> None:
     conn.execute(clusters.delete().where(clusters.c.name == name))
+
+
+def _update_metadata(
+    conn: sa.Connection,
+    name: str,
+    only_from: ClusterStatus | None = None,
+    only_request: str | None = None,
+    **values: Any,
+) -> bool:
+    """Set (None: remove) metadata entries, plus ``status`` if given; False if no row
+    matched (missing, not in ``only_from``, or its operation is not ``only_request``'s)."""
+    row = conn.execute(sa.select(clusters.c.metadata).where(clusters.c.name == name)).first()
+    if row is None:
+        return False
+    if only_request is not None:
+        operation = (row.metadata or {}).get("operation") or {}
+        if operation.get("request_id") != only_request:
+            return False
+    status = values.pop("status", None)
+    meta = {**(row.metadata or {}), **values}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    columns: dict[str, Any] = {"metadata": meta}
+    if status is not None:
+        columns["status"] = status.value
+    query = clusters.update().where(clusters.c.name == name)
+    if only_from is not None:
+        query = query.where(clusters.c.status == only_from.value)
+    return conn.execute(query.values(**columns)).rowcount > 0
+
+
+def begin_operation(
+    conn: sa.Connection,
+    name: str,
+    op: str,
+    request_id: str | None,
+    phase: str,
+    *,
+    status: ClusterStatus | None = None,
+) -> None:
+    """Record that request ``request_id`` is in ``phase`` of ``op`` on the cluster
+    (and set ``status``, e.g. INIT while a cluster is torn down)."""
+    operation = {"op": op, "request_id": request_id, "phase": phase}
+    _update_metadata(conn, name, operation=operation, status=status)
+
+
+def end_operation(conn: sa.Connection, name: str, status: ClusterStatus, **values: Any) -> None:
+    """The operation finished: set ``status`` (and columns); UP clears the reason."""
+    extra: dict[str, Any] = {"operation": None}
+    if status is ClusterStatus.UP:
+        extra["status_reason"] = None
+    _update_metadata(conn, name, status=status, **extra)
+    if values:
+        update(conn, name, **values)
+
+
+def mark_init(
+    conn: sa.Connection,
+    name: str,
+    reason: str,
+    *,
+    only_from: ClusterStatus | None = None,
+    only_request: str | None = None,
+) -> bool:
+    """Make the cluster INIT because of ``reason`` (only if it is ``only_from``, or its
+    operation is request ``only_request``'s, when given)."""
+    return _update_metadata(
+        conn, name, only_from, only_request,
+        status=ClusterStatus.INIT, status_reason=reason, operation=None,
+    )  # fmt: skip

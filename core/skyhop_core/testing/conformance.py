@@ -353,6 +353,27 @@ class BackendConformance:
             )
 
     @_trio_test
+    async def test_tilde_is_the_nodes_home(self, conformance: BackendHarness) -> None:
+        import shlex
+
+        from skyhop_core.models.status import JobStatus
+
+        async with conformance.cleanup():
+            handle = await conformance.provision(conformance.cluster_name("home"), 1)
+            await conformance.setup_runtime(handle)
+            home = shlex.quote(handle.head.home)
+            run = (
+                f'a=$(cd ~ && pwd -P); b=$(cd {home} && pwd -P); '
+                'if [ "$a" = "$b" ]; then echo home-ok; else echo "home-differs: ~=$a"; fi'
+            )
+            job_id = await conformance.submit(handle, run)
+            status, text = await conformance.tail(handle, job_id, follow=True)
+            assert status is JobStatus.SUCCEEDED and "home-ok" in text, (
+                f"`~` in a job must be the node's home {handle.head.home} "
+                f"(NodeInfo.home); the job printed {text!r} ({status})."
+            )
+
+    @_trio_test
     async def test_long_job_is_cancelled(self, conformance: BackendHarness) -> None:
         from skyhop_core.models.status import JobStatus
         from skyhop_core.testing.harness import SLEEP_RUN
@@ -362,6 +383,11 @@ class BackendConformance:
             await conformance.setup_runtime(handle)
             job_id = await conformance.submit(handle, SLEEP_RUN)
             await conformance.wait_for_job(handle, job_id, {JobStatus.RUNNING})
+            health = await conformance.runtime_health(handle)
+            assert health.healthy and job_id not in health.failed_jobs, (
+                f"skyhop_runtime_health: {health} while job {job_id} runs on a working "
+                "cluster; expected healthy."
+            )
             idle = await conformance.idle_seconds(handle)
             assert idle == 0, f"skyhop_idle_seconds: {idle} while job {job_id} runs; expected 0."
             cancelled = await conformance.cancel(handle, [job_id])

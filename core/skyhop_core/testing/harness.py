@@ -401,6 +401,14 @@ class BackendHarness:
             )
         return cancelled
 
+    async def runtime_health(self, handle: ClusterHandle) -> Any:
+        from skyhop_core.models.records import RuntimeHealth
+
+        health = await self.call("skyhop_runtime_health", handle=handle)
+        if not isinstance(health, RuntimeHealth):
+            raise self.fail("skyhop_runtime_health", f"returned {health!r}, not a RuntimeHealth.")
+        return health
+
     async def idle_seconds(self, handle: ClusterHandle) -> float:
         idle = await self.call("skyhop_idle_seconds", handle=handle)
         if not isinstance(idle, int | float) or idle < 0:

@@ -196,9 +196,14 @@ class SSHCommandRunner(CommandRunner):
         env: Mapping[str, str] | None = None,
     ) -> int:
         pidfile = f"/tmp/.skyhop-{uuid.uuid4().hex}.pid"
+        # The remote command's stdin is a pipe this process holds open and never writes:
+        # if this process dies (a SIGKILLed server kills no children), ssh sees EOF and
+        # passes it on, and a following ``agent tail`` exits on it (its lifeline) instead
+        # of waiting for the job to end with nobody reading.
+        lifeline = {**(env or {}), "SKYHOP_TAIL_STDIN_LIFELINE": "1"}
         process = await trio.lowlevel.open_process(
-            [*self.ssh_argv("-n"), remote_line(argv, pidfile, env=env)],
-            stdin=subprocess.DEVNULL,
+            [*self.ssh_argv(), remote_line(argv, pidfile, env=lifeline)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -214,6 +219,9 @@ class SSHCommandRunner(CommandRunner):
                     process.terminate()
                     await self._kill_remote(pidfile)
                     await process.wait()
+            if process.stdin is not None:
+                with trio.CancelScope(shield=True):
+                    await process.stdin.aclose()
 
     async def upload(
         self, local_path: str, remote_path: str, *, excludes: Sequence[str] = ()

@@ -102,6 +102,15 @@ def _value(status: Any) -> str:
     return str(getattr(status, "value", status))
 
 
+def _status_reason(record: dict[str, Any]) -> str:
+    """Why a cluster is in its status (an operation in progress, or what went wrong)."""
+    meta = record.get("metadata") or {}
+    operation = meta.get("operation")
+    if operation:
+        return f"{operation.get('op')} in progress: {operation.get('phase')}"
+    return str(meta.get("status_reason") or "")
+
+
 def clusters(
     records: Sequence[dict[str, Any]], *, show_user: bool = False, now: float | None = None
 ) -> str:
@@ -125,7 +134,12 @@ def clusters(
         ]
         for r in records
     ]
-    return table(header, rows)
+    notes = [
+        f"{r['name']}: {_value(r['status'])}, {why}"
+        for r in records
+        if _value(r["status"]) != "UP" and (why := _status_reason(r))
+    ]
+    return table(header, rows) + "".join("\n" + note for note in notes)
 
 
 def jobs(records: Sequence[dict[str, Any]], *, now: float | None = None) -> str:

@@ -66,6 +66,10 @@ class TestAwsOnMoto(BackendConformance):
         pass
 
     @pytest.mark.skip(reason=NO_COMMANDS)
+    def test_tilde_is_the_nodes_home(self) -> None:
+        pass
+
+    @pytest.mark.skip(reason=NO_COMMANDS)
     def test_stop_and_start(self) -> None:
         pass
 

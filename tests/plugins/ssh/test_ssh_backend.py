@@ -4,8 +4,13 @@ multi-node jobs, cancellation on remote nodes, file sync, check, dead hosts, spe
 from __future__ import annotations
 
 import functools
+import json
+import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -237,3 +242,64 @@ async def test_dead_host_fails_the_job_and_cluster_is_unhealthy(
         assert record.status is JobStatus.FAILED_DRIVER
         states = {s.rank: s.state for s in await h.query(handle)}
         assert states == {0: NodeState.RUNNING, 1: NodeState.UNKNOWN}
+
+
+_STREAMER = """
+import json, sys, trio
+from skyhop_core import wire
+from skyhop_core.models.records import NodeInfo
+from skyhop_ssh.sshcmd import SSHCommandRunner
+
+runner = SSHCommandRunner(wire.structure(json.loads(sys.argv[1]), NodeInfo), sys.argv[2])
+
+async def main():
+    async def out(chunk):
+        sys.stdout.write(chunk.decode()); sys.stdout.flush()
+    await runner.stream([*runner.agent_command(), "tail", sys.argv[3], "--follow"], out)
+
+trio.run(main)
+"""
+
+
+def _tails_of(runtime_dir: str) -> list[int]:
+    """Local ssh clients and remote agents tailing with ``--follow`` in ``runtime_dir``
+    (the fake hosts share this machine's process table)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if runtime_dir.encode() in cmdline and b"tail" in cmdline and b"--follow" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@_trio
+async def test_a_log_tail_ends_with_the_process_that_streams_it(ssh: BackendHarness) -> None:
+    from skyhop_core import wire
+    from skyhop_ssh.cluster import known_hosts
+
+    async with cluster(ssh, 1) as handle:
+        job_id = await ssh.submit(handle, "echo started; sleep 600")
+        await ssh.wait_for_job(handle, job_id, {JobStatus.RUNNING})
+        streamer = subprocess.Popen(
+            [sys.executable, "-c", _STREAMER, json.dumps(wire.unstructure(handle.head)),
+             known_hosts(ssh.ctx), str(job_id)],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert streamer.stdout is not None
+            line = await trio.to_thread.run_sync(streamer.stdout.readline)
+            assert line == b"started\n"
+            await trio.sleep(1.5)  # the tail has nothing more to write
+            assert len(_tails_of(handle.head.runtime_dir)) >= 2  # ssh here, the agent there
+            streamer.send_signal(signal.SIGKILL)  # as a server is killed: no cleanup at all
+        finally:
+            streamer.kill()
+            streamer.wait()
+        with trio.fail_after(10):
+            while _tails_of(handle.head.runtime_dir):
+                await trio.sleep(0.2)
+        assert (await ssh.job(handle, job_id)).status is JobStatus.RUNNING  # only the tail ended
