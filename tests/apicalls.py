@@ -66,3 +66,23 @@ def wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
 def wait_running(server: ServerProcess, request_id: str) -> None:
     wait_for(lambda: requests(server)[request_id]["status"] == "RUNNING",
              f"{request_id} is RUNNING")  # fmt: skip
+
+
+class _Caller:
+    """What ``skyhop.uploads`` needs: JSON calls to ``server`` as the tests' user."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = httpx.request(method, f"{self.server.endpoint}{path}", headers=HEADERS,
+                          timeout=60, **kwargs)  # fmt: skip
+        assert r.status_code < 300, r.text
+        return r.json() if r.content else None
+
+
+def with_uploads(server: ServerProcess, op: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with its task's local workdir and file mounts uploaded, as the SDK does."""
+    from skyhop.uploads import prepare_body
+
+    return prepare_body(_Caller(server), op, body)

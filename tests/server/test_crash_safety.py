@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apicalls import call, clusters, log, requests, result, submit, wait_for
+from apicalls import call, clusters, log, requests, result, submit, wait_for, with_uploads
 from serverproc import ServerProcess, processes_under
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -123,7 +123,8 @@ def test_kill_mid_file_sync_leaves_init_with_a_reason(start: Start, tmp_path: Pa
     (workdir / "train.py").write_text("print('hi')\n")
     server = start(delay=0.1, upload_delay=30)
     task = {"resources": {"infra": "slow"}, "workdir": str(workdir), "run": "cat train.py"}
-    launch = submit(server, "launch", {"task": task, "cluster_name": "sync"})
+    body = with_uploads(server, "launch", {"task": task, "cluster_name": "sync"})
+    launch = submit(server, "launch", body)
     wait_log(server, launch, b"slow: upload waits")
     # The nodes and the agent are up, but the launch has not done its work: not UP.
     assert clusters(server) == {"sync": "INIT"}
