@@ -75,6 +75,14 @@ class InvalidClusterNameError(SkyhopError):
     """A cluster name does not match the allowed pattern."""
 
 
+class BodyTooLargeError(SkyhopError):
+    """A request body is larger than the API server accepts (HTTP 413)."""
+
+
+class TooManyNodesError(SkyhopError):
+    """A task asks for more nodes than the backend allows (its ``max_nodes``)."""
+
+
 class NotSupportedError(SkyhopError):
     """The backend or the cluster does not support the operation."""
 

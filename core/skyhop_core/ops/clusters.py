@@ -22,7 +22,6 @@ from skyhop_core.ops.common import (
     require_feature,
     require_up,
     sync_files,
-    validate_cluster_name,
 )
 from skyhop_core.ops.provisioning import (
     matching_resources,
@@ -35,15 +34,9 @@ from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
 
 
-def validate_launch(p: P.LaunchParams) -> None:
+def validate_task(p: P.LaunchParams | P.ExecParams | P.OptimizeParams) -> None:
+    """At submission: the task must parse (the params classes check the other fields)."""
     parse_task(p.task)
-    if p.cluster_name is not None:
-        validate_cluster_name(p.cluster_name)
-
-
-def validate_exec(p: P.ExecParams) -> None:
-    parse_task(p.task)
-    validate_cluster_name(p.cluster_name)
 
 
 async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:

@@ -131,7 +131,10 @@ class Engine:
         try:
             params = wire.structure(body, op.params)
         except Exception as exc:  # cattrs raises ClassValidationError groups
-            raise ValueError(f"Invalid parameters for {name}: {_describe(exc)}") from None
+            message = f"Invalid parameters for {name}: {wire.describe_error(exc)}"
+            # A typed error (InvalidClusterNameError…) keeps its type for the client.
+            typed = [e for e in wire.leaf_errors(exc) if isinstance(e, SkyhopError)]
+            raise (type(typed[0])(message) if typed else ValueError(message)) from None
         if op.validate is not None:
             op.validate(params)
         return params
@@ -324,12 +327,3 @@ class Engine:
         cancelled, _ = await self.cancel(others)
         return cancelled
 
-
-def _describe(exc: BaseException) -> str:
-    """A one-line description of a cattrs structuring error."""
-    try:
-        from cattrs import transform_error
-
-        return "; ".join(transform_error(exc))  # type: ignore[arg-type]
-    except Exception:
-        return str(exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -17,13 +16,14 @@ from skyhop_core.ops.params import CancelRequestsParams
 from skyhop_core.requests.context import User
 from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
-from skyhop_core.server import openapi
+from skyhop_core.server import bodies, openapi
 from skyhop_core.server.auth import AuthMiddleware, current_user
 from skyhop_core.state import requests as rq
 
 _STATUS_CODES: dict[type[BaseException], int] = {
     exceptions.RequestNotFoundError: 404,
     exceptions.AmbiguousRequestIdError: 409,
+    exceptions.BodyTooLargeError: 413,
     exceptions.NotAuthenticatedError: 401,
     exceptions.PermissionDeniedError: 403,
     exceptions.TaskValidationError: 400,
@@ -88,13 +88,15 @@ async def _check_cancel_allowed(
     )
 
 
-def _cancel_body(raw: bytes) -> CancelRequestsParams:
+def _cancel_body(data: Any) -> CancelRequestsParams:
     try:
-        data = json.loads(raw or b"{}")
+        if not isinstance(data, dict):
+            raise wire.WireTypeError("expected an object")
         return wire.structure(data, CancelRequestsParams)  # type: ignore[no-any-return]
-    except Exception:
+    except Exception as exc:
         raise ValueError(
-            'The body must be {"request_ids": [ID, ...], "all": bool, "all_users": bool}.'
+            f"Invalid cancel body: {wire.describe_error(exc)}. The body is "
+            '{"request_ids": [ID, ...], "all": bool, "all_users": bool}.'
         ) from None
 
 
@@ -121,8 +123,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def submit(request: Request) -> Response:
         operation = request.path_params["operation"]
         try:
-            raw = await request.body()
-            body = json.loads(raw or b"{}")
+            body = await bodies.read_json(request)
             if not isinstance(body, dict):
                 raise ValueError("The request body must be a JSON object.")
             request_id = await engine.submit(operation, body, _user(request))
@@ -196,7 +197,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def cancel(request: Request) -> Response:
         user = _user(request)
         try:
-            body = _cancel_body(await request.body())
+            body = _cancel_body(await bodies.read_json(request))
             all_users = body.all_users
             if body.request_ids:
                 ids = [await engine.resolve(i) for i in body.request_ids]

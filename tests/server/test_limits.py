@@ -1,0 +1,136 @@
+"""Hostile input over real HTTP: bodies too large or too deep, coerced types, bad names.
+
+Every case is refused at submission with a 4xx naming what was wrong, and leaves no
+request behind.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from serverproc import ServerProcess, kill_processes_under
+
+HEADERS = {"X-Skyhop-User": "mallory", "X-Skyhop-User-Hash": "ma11047a"}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory):
+    server = ServerProcess(tmp_path_factory.mktemp("limits") / "state").start()
+    yield server
+    server.stop()
+    kill_processes_under(server.root)
+
+
+def post(srv: ServerProcess, path: str, **kwargs):
+    headers = {**HEADERS, "Content-Type": "application/json", **kwargs.pop("headers", {})}
+    return httpx.post(f"{srv.endpoint}{path}", headers=headers, timeout=60, **kwargs)
+
+
+def request_ids(srv: ServerProcess) -> list[str]:
+    r = httpx.get(
+        f"{srv.endpoint}/api/status", params={"all": "true", "all_users": "true"}, headers=HEADERS
+    )
+    return [x["request_id"] for x in r.json()]
+
+
+def wait(srv: ServerProcess, request_id: str) -> dict:
+    r = httpx.get(f"{srv.endpoint}/api/get", params={"request_id": request_id}, timeout=120)
+    return dict(r.json())
+
+
+def error(r: httpx.Response) -> str:
+    return str(r.json()["error"]["message"])
+
+
+@pytest.mark.parametrize("path", ["/api/v1/launch", "/api/cancel"])
+def test_a_body_over_16_mib_is_413_and_creates_nothing(srv, path):
+    before = request_ids(srv)
+    body = b'{"task": {"run": "' + b"x" * (17 * 1024 * 1024) + b'"}}'
+    r = post(srv, path, content=body)
+    assert r.status_code == 413
+    assert "SKYHOP_MAX_BODY_BYTES" in error(r)
+    assert request_ids(srv) == before
+
+
+def test_a_streamed_body_without_length_is_cut_at_the_limit(srv):
+    def chunks():
+        yield b'{"task": {"run": "'
+        for _ in range(17):
+            yield b"y" * (1024 * 1024)
+        yield b'"}}'
+
+    r = post(srv, "/api/v1/launch", content=chunks())
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("opening,closing", [(b"[", b"]"), (b'{"a":', b"}")])
+def test_deeply_nested_json_is_400_quickly(srv, opening, closing):
+    for levels in (100_000, 200):  # beyond the parser's recursion, and merely deep
+        body = b'{"task": ' + opening * levels + b"1" + closing * levels + b"}"
+        started = time.monotonic()
+        r = post(srv, "/api/v1/launch", content=body)
+        assert r.status_code == 400, r.text
+        assert "64 levels" in error(r)
+        assert time.monotonic() - started < 5
+    r = post(srv, "/api/cancel", content=b"[" * 100_000 + b"]" * 100_000)
+    assert r.status_code == 400
+
+
+def test_request_ids_as_a_string_is_400_and_cancels_nothing(srv):
+    # Following the log of a job that sleeps: a request that stays RUNNING.
+    task = {"run": "sleep 600", "resources": {"infra": "local"}}
+    r = post(srv, "/api/v1/launch", json={"task": task, "cluster_name": "sleeper"})
+    assert wait(srv, r.json()["request_id"])["status"] == "SUCCEEDED"
+    r = post(srv, "/api/v1/logs", json={"cluster_name": "sleeper", "follow": True})
+    victim = r.json()["request_id"]
+    # A one-letter string used to be iterated into the prefix list ["<letter>"].
+    r = post(srv, "/api/cancel", json={"request_ids": victim[:1]})
+    assert r.status_code == 400
+    assert "request_ids: expected an array, got a string" in error(r)
+    r = post(srv, "/api/cancel", json={"request_ids": [victim], "all": 1})
+    assert r.status_code == 400
+    assert "all: expected a boolean" in error(r)
+    status = httpx.get(
+        f"{srv.endpoint}/api/status", params={"request_ids": victim}, headers=HEADERS
+    ).json()
+    assert status[0]["status"] == "RUNNING"
+    r = post(srv, "/api/cancel", json={"request_ids": [victim]})
+    assert r.json()["cancelled"] == [victim]
+    assert wait(srv, post(srv, "/api/v1/down", json={"cluster_name": "sleeper"}).json()[
+        "request_id"])["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    "op,body,field",
+    [
+        ("status", {"cluster_names": "abc"}, "cluster_names: expected an array"),
+        ("status", {"cluster_names": ["ok", "bad name!"]}, "cluster_names: Cluster name"),
+        ("stop", {"cluster_name": 3}, "cluster_name: expected a string, got an integer 3"),
+        ("stop", {"cluster_name": "x", "purge": 0}, "purge: expected a boolean"),
+        ("queue", {"cluster_name": "bad\x1b[31mname"}, "cluster_name: Cluster name"),
+        ("down", {"cluster_name": "trailing-newline\n"}, "cluster_name: Cluster name"),
+        ("logs", {"cluster_name": "c", "tail": -1}, "tail: -1 is out of range"),
+        ("logs", {"cluster_name": "c", "job_id": "1"}, "job_id: expected an integer"),
+        ("job_status", {"cluster_name": "c", "job_ids": [1, True]}, "job_ids[1]: expected"),
+        ("autostop", {"cluster_name": "c", "idle_minutes": 2**63}, "idle_minutes: "),
+        ("launch", {"task": {}, "cluster_name": "-x"}, "cluster_name: Cluster name"),
+        ("launch", {"task": "run: x"}, "task: expected an object"),
+        ("launch", {"task": {}, "optimize_target": "FAST"}, "expected one of COST, TIME"),
+        ("optimize", {"task": {"num_nodes": 0}}, "num_nodes"),
+        ("cancel", {"cluster_name": "c"}, "Name the job IDs to cancel"),
+        ("start", {"cluster_name": "c", "down": True}, "idle_minutes_to_autostop"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_field_before_a_request_exists(srv, op, body, field):
+    before = request_ids(srv)
+    r = post(srv, f"/api/v1/{op}", json=body)
+    assert r.status_code == 400, r.text
+    assert field in error(r)
+    assert request_ids(srv) == before
+
+
+def test_a_bad_cluster_name_keeps_its_error_type(srv):
+    r = post(srv, "/api/v1/stop", json={"cluster_name": "bad name!"})
+    assert r.json()["error"]["type"] == "InvalidClusterNameError"
