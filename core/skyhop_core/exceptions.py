@@ -79,10 +79,6 @@ class BodyTooLargeError(SkyhopError):
     """A request body is larger than the API server accepts (HTTP 413)."""
 
 
-class TooManyNodesError(SkyhopError):
-    """A task asks for more nodes than the backend allows (its ``max_nodes``)."""
-
-
 class NotSupportedError(SkyhopError):
     """The backend or the cluster does not support the operation."""
 
@@ -103,6 +99,10 @@ class ResourcesUnavailableError(SkyhopError):
         super().__init__(message, **fields)
         if self.failover_history is None:
             self.failover_history = []
+
+
+class TooManyNodesError(ResourcesUnavailableError):
+    """A task asks for more nodes than the backend allows (its ``max_nodes``)."""
 
 
 class CapacityError(ResourcesUnavailableError):

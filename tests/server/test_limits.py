@@ -134,3 +134,41 @@ def test_bad_parameters_are_400_naming_the_field_before_a_request_exists(srv, op
 def test_a_bad_cluster_name_keeps_its_error_type(srv):
     r = post(srv, "/api/v1/stop", json={"cluster_name": "bad name!"})
     assert r.json()["error"]["type"] == "InvalidClusterNameError"
+
+
+def local_clusters(srv: ServerProcess) -> list[str]:
+    root = srv.root / "backends" / "local" / "clusters"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+@pytest.mark.parametrize("resources", [{"infra": "local"}, {}])
+def test_num_nodes_beyond_the_backend_maximum_fails_before_anything_exists(srv, resources):
+    before = local_clusters(srv)
+    task = {"run": "true", "num_nodes": 100_000, "resources": resources}
+    r = post(srv, "/api/v1/launch", json={"task": task, "cluster_name": "huge"})
+    started = time.monotonic()
+    done = wait(srv, r.json()["request_id"])
+    assert time.monotonic() - started < 10
+    assert done["status"] == "FAILED"
+    assert done["error"]["type"] == "TooManyNodesError"
+    message = done["error"]["message"]
+    assert "num_nodes: 100000" in message and "Local (local) allows 16" in message
+    assert "max_nodes" in message
+    assert local_clusters(srv) == before
+    status = wait(srv, post(srv, "/api/v1/status", json={}).json()["request_id"])
+    assert "huge" not in [c["name"] for c in status["result"]]
+
+
+def test_the_local_maximum_is_configurable(make_server, tmp_path):
+    root = tmp_path / "configured"
+    root.mkdir()
+    (root / "config.yaml").write_text("backends:\n  local:\n    max_nodes: 2\n")
+    server = make_server(root)
+    task = {"run": "true", "num_nodes": 3, "resources": {"infra": "local"}}
+    r = post(server, "/api/v1/launch", json={"task": task, "dryrun": True})
+    done = wait(server, r.json()["request_id"])
+    assert done["error"]["type"] == "TooManyNodesError"
+    assert "allows 2" in done["error"]["message"]
+    task["num_nodes"] = 2
+    r = post(server, "/api/v1/launch", json={"task": task, "dryrun": True})
+    assert wait(server, r.json()["request_id"])["status"] == "SUCCEEDED"
