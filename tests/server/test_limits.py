@@ -172,3 +172,58 @@ def test_the_local_maximum_is_configurable(make_server, tmp_path):
     task["num_nodes"] = 2
     r = post(server, "/api/v1/launch", json={"task": task, "dryrun": True})
     assert wait(server, r.json()["request_id"])["status"] == "SUCCEEDED"
+
+
+def job_log(srv: ServerProcess, cluster: str, job_id: int) -> tuple[bytes, dict]:
+    """A job's whole log through a ``logs`` request and its stream, and the request."""
+    r = post(srv, "/api/v1/logs", json={"cluster_name": cluster, "job_id": job_id})
+    request_id = r.json()["request_id"]
+    with httpx.stream(
+        "GET", f"{srv.endpoint}/api/stream", params={"request_id": request_id},
+        headers=HEADERS, timeout=120,
+    ) as response:
+        data = b"".join(response.iter_bytes()).replace(b"\0", b"")  # NUL: heartbeats
+    return data, wait(srv, request_id)
+
+
+def disk_usage(path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def cluster(srv):
+    r = post(srv, "/api/v1/launch", json={"task": {"resources": {"infra": "local"}},
+                                          "cluster_name": "work"})
+    assert wait(srv, r.json()["request_id"])["status"] == "SUCCEEDED"
+    yield "work"
+    wait(srv, post(srv, "/api/v1/down", json={"cluster_name": "work"}).json()["request_id"])
+
+
+def exec_job(srv, cluster: str, run: str) -> int:
+    r = post(srv, "/api/v1/exec", json={"task": {"run": run}, "cluster_name": cluster})
+    assert r.status_code == 202, r.text
+    done = wait(srv, r.json()["request_id"])
+    assert done["status"] == "SUCCEEDED", done
+    return int(done["result"]["job_id"])
+
+
+def test_a_three_megabyte_run_command_runs_and_prints(srv, cluster):
+    filler = "".join(f": {'z' * 90} {i}\n" for i in range(32_000))
+    run = "echo first-line\n" + filler + "echo last-line\n"
+    assert len(run.encode()) > 3_000_000
+    job_id = exec_job(srv, cluster, run)
+    output, request = job_log(srv, cluster, job_id)
+    assert request["result"] == 0, output[-2000:]
+    assert output == b"first-line\nlast-line\n"
+
+
+def test_reading_a_50_mb_job_log_twice_stores_no_copy_and_delivers_every_byte(srv, cluster):
+    job_id = exec_job(srv, cluster, "seq -f '%09.0f' 1 5000000")  # 50,000,000 bytes
+    expected = b"".join(b"%09d\n" % i for i in range(1, 5_000_001))
+    requests_dir = srv.root / "requests"
+    before = disk_usage(requests_dir)
+    for _ in range(2):
+        output, request = job_log(srv, cluster, job_id)
+        assert request["status"] == "SUCCEEDED" and request["result"] == 0
+        assert len(output) == len(expected) and output == expected
+    assert disk_usage(requests_dir) - before < 4 * 1024 * 1024  # 2 x (KEEP + WINDOW) at most

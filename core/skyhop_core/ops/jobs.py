@@ -63,12 +63,15 @@ async def cancel(ctx: RequestContext, p: P.CancelParams) -> list[int]:
 
 
 async def logs(ctx: RequestContext, p: P.LogsParams) -> int:
-    """Stream a job's log into the request's log; the result is the JobExitCode."""
+    """Relay a job's log to the client's stream; the result is the JobExitCode.
+
+    The bytes go through the request's live log: the cluster keeps the job's log, so the
+    request does not store another copy on every read."""
     record = await get_cluster(ctx, p.cluster_name)
     handle = require_up(record)
 
     async def on_output(data: bytes) -> None:
-        ctx.write(data)
+        await ctx.send(data)
 
     status = await ctx.services.backends.call(
         handle.backend,

@@ -19,7 +19,7 @@ def operations() -> dict[str, Operation]:
         Operation("queue", P.QueueParams, jobs.queue, "short"),
         Operation("job_status", P.JobStatusParams, jobs.job_status, "short"),
         Operation("cancel", P.CancelParams, jobs.cancel, "short"),
-        Operation("logs", P.LogsParams, jobs.logs, "stream"),
+        Operation("logs", P.LogsParams, jobs.logs, "stream", live_log=True),
         Operation("download_logs", P.DownloadLogsParams, jobs.download_logs, "stream"),
         Operation(
             "optimize", P.OptimizeParams, info.optimize, "short", clusters.validate_task

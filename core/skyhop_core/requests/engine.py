@@ -75,6 +75,9 @@ class Operation:
     schedule: str = "short"
     #: Called at submission; raise to reject bad parameters before a request exists.
     validate: Callable[[Any], None] | None = None
+    #: The handler relays bytes kept elsewhere (``ctx.send``): its log lives in memory
+    #: until read instead of in the request's log file.
+    live_log: bool = False
 
 
 class Engine:
@@ -216,7 +219,7 @@ class Engine:
         holds_slot: bool,
     ) -> None:
         store = self.services.store
-        writer = RequestLogWriter(self.services.logs, request_id)
+        writer = RequestLogWriter(self.services.logs, request_id, live=op.live_log)
         ctx = RequestContext(request_id, op.name, user, self.services, writer)
         status, result, error = RequestStatus.CANCELLED, None, None
         try:
