@@ -90,3 +90,11 @@ def test_spinner_prints_log_lines_above_its_status_line():
     visible = text.replace("\r\x1b[K", "\n")
     assert "line one" in visible and "partial rest" in text
     assert text.endswith("\r\x1b[K")  # the status line is cleared at the end
+
+
+@given(st.text())
+def test_safe_text_has_no_terminal_control_characters(text: str) -> None:
+    shown = render.safe(text, one_line=True)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
+    assert not any(c in shown for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert render.safe("plain text: ✔ é 中") == "plain text: ✔ é 中"
