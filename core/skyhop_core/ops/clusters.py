@@ -10,6 +10,7 @@ import trio
 from skyhop_core.exceptions import NotSupportedError
 from skyhop_core.models.records import ClusterHandle, ClusterRecord, Feature, NodeState
 from skyhop_core.models.status import ClusterStatus, OptimizeTarget, StatusRefreshMode
+from skyhop_core.models.task_schema import check_wire_task
 from skyhop_core.ops import params as P
 from skyhop_core.ops.common import (
     backend_ctx,
@@ -35,7 +36,9 @@ from skyhop_core.state import clusters as cl
 
 
 def validate_task(p: P.LaunchParams | P.ExecParams | P.OptimizeParams) -> None:
-    """At submission: the task must parse (the params classes check the other fields)."""
+    """At submission: the task must match its wire schema and parse (the params classes
+    check the other fields)."""
+    check_wire_task(p.task)
     parse_task(p.task)
 
 

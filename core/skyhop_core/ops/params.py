@@ -10,12 +10,13 @@ any request exists. The bounds live in each field's ``metadata`` (``minimum``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from skyhop_core.exceptions import InvalidClusterNameError
 from skyhop_core.models.status import OptimizeTarget, StatusRefreshMode
+from skyhop_core.models.task_schema import TASK
 from skyhop_core.ops.common import MAX_CLUSTER_NAME, validate_cluster_name
 
 #: Largest integer a parameter may take: JSON numbers above 2**53 lose precision.
@@ -27,7 +28,7 @@ MAX_STRING = 256
 #: The longest autostop delay: ten years, in minutes.
 MAX_IDLE_MINUTES = 10 * 366 * 24 * 60
 #: The published pattern of a cluster name (validate_cluster_name is the check).
-CLUSTER_NAME_PATTERN = r"^[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$"
+CLUSTER_NAME_PATTERN = r"^[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?\Z"
 
 Validator = Callable[[Any, Any, Any], None]
 
@@ -106,7 +107,7 @@ def short_string(**kwargs: Any) -> Any:
 
 @attrs.frozen
 class LaunchParams:
-    task: dict[str, Any]
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
     cluster_name: str | None = cluster_name(default=None)
     retry_until_up: bool = False
     idle_minutes_to_autostop: int | None = integer(0, MAX_IDLE_MINUTES, default=None)
@@ -119,7 +120,7 @@ class LaunchParams:
 
 @attrs.frozen
 class ExecParams:
-    task: dict[str, Any]
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
     cluster_name: str = cluster_name()
     dryrun: bool = False
     down: bool = False
@@ -140,6 +141,14 @@ class StartParams:
     retry_until_up: bool = False
     down: bool = False
     force: bool = False
+
+    #: down=True needs idle_minutes_to_autostop.
+    schema_extra: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"properties": {"down": {"const": False}}},
+        {"not": {"required": ["down"]}},
+        {"required": ["idle_minutes_to_autostop"],
+         "properties": {"idle_minutes_to_autostop": {"type": "integer"}}},
+    ]}  # fmt: skip
 
     def __attrs_post_init__(self) -> None:
         if self.down and self.idle_minutes_to_autostop is None:
@@ -182,6 +191,12 @@ class CancelParams:
     all_users: bool = False
     job_ids: list[int] | None = job_ids()
 
+    #: Either all=True or at least one job ID.
+    schema_extra: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+        {"required": ["job_ids"], "properties": {"job_ids": {"type": "array", "minItems": 1}}},
+    ]}  # fmt: skip
+
     def __attrs_post_init__(self) -> None:
         if not self.all and not self.job_ids:
             raise ValueError("Name the job IDs to cancel, or pass all=True (--all).")
@@ -203,7 +218,7 @@ class DownloadLogsParams:
 
 @attrs.frozen
 class OptimizeParams:
-    task: dict[str, Any]
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
     cluster_name: str | None = cluster_name(default=None)
     optimize_target: OptimizeTarget = OptimizeTarget.COST
 

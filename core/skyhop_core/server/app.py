@@ -18,6 +18,7 @@ from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
 from skyhop_core.server import bodies, openapi
 from skyhop_core.server.auth import AuthMiddleware, current_user
+from skyhop_core.server.querycheck import QueryCheckMiddleware
 from skyhop_core.state import requests as rq
 
 _STATUS_CODES: dict[type[BaseException], int] = {
@@ -243,5 +244,8 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         Route("/api/shutdown", shutdown_route, methods=["POST"]),
         Route("/api/openapi.json", openapi_route, methods=["GET"]),
     ]
-    middleware = [Middleware(AuthMiddleware, store=services.store, deploy=deploy)]
+    middleware = [
+        Middleware(AuthMiddleware, store=services.store, deploy=deploy),
+        Middleware(QueryCheckMiddleware, document=openapi_doc),
+    ]
     return Starlette(routes=routes, middleware=middleware)

@@ -4,7 +4,8 @@ A body is read as a stream and refused (413) as soon as it passes the limit, so 
 upload costs the server at most the limit in memory; a ``Content-Length`` over the limit
 is refused before anything is read. JSON nested deeper than :data:`MAX_JSON_DEPTH` is a
 400, whether the parser itself runs out of recursion or the document is merely deep: no
-handler ever sees a structure deep enough to exhaust the stack.
+handler ever sees a structure deep enough to exhaust the stack. A whole number written
+with a fraction or exponent (``2.0``, ``1e3``) is the integer it denotes.
 
 Limits (environment of the server): ``SKYHOP_MAX_BODY_BYTES`` (default 16 MiB).
 File uploads have routes of their own with their own limit.
@@ -80,6 +81,13 @@ def depth_of(value: Any) -> int:
     return deepest
 
 
+def _number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent: an int when it is a whole number
+    (JSON has one number type; ``2.0`` is the integer 2, as JSON Schema says)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def parse_json(raw: bytes) -> Any:
     """The JSON document in ``raw`` (empty means ``{}``); ValueError when it is not JSON
     or nests deeper than :data:`MAX_JSON_DEPTH`."""
@@ -87,7 +95,7 @@ def parse_json(raw: bytes) -> Any:
         f"The request body nests arrays/objects more than {MAX_JSON_DEPTH} levels deep."
     )
     try:
-        value = json.loads(raw or b"{}")
+        value = json.loads(raw or b"{}", parse_float=_number)
     except RecursionError:
         raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
