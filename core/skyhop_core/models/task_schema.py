@@ -177,6 +177,12 @@ def is_mount_path(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip()) and not value.endswith("/")
 
 
+def warm_up() -> None:
+    """Import jsonschema and build the validator (slow once; the server does it at start,
+    in a thread, so the first submission does not stall the event loop)."""
+    _validator()
+
+
 @functools.cache
 def _validator() -> Any:
     import jsonschema
