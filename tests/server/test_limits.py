@@ -227,3 +227,24 @@ def test_reading_a_50_mb_job_log_twice_stores_no_copy_and_delivers_every_byte(sr
         assert request["status"] == "SUCCEEDED" and request["result"] == 0
         assert len(output) == len(expected) and output == expected
     assert disk_usage(requests_dir) - before < 4 * 1024 * 1024  # 2 x (KEEP + WINDOW) at most
+
+
+def test_a_queued_request_an_older_laxer_server_accepted_fails_on_restart(make_server, tmp_path):
+    """A PENDING row whose body the strict server refuses (written before the upgrade)
+    FAILS with the reason when the server resumes it; the server keeps serving."""
+    from skyhop_core.state import open_store
+    from skyhop_core.state import requests as rq
+
+    root = tmp_path / "upgraded"
+    root.mkdir()
+    store = open_store(root)
+    store.run_sync(lambda conn: rq.insert(
+        conn, request_id="0ld-1ax-request", name="status", user_name="mallory",
+        user_hash=HEADERS["X-Skyhop-User-Hash"], cluster_name=None, schedule_type="short",
+        body={"cluster_names": "abc"},
+    ))  # fmt: skip
+    server = make_server(root)
+    done = wait(server, "0ld-1ax-request")
+    assert done["status"] == "FAILED"
+    assert "cluster_names: expected an array" in done["error"]["message"]
+    assert post(server, "/api/v1/status", json={}).status_code == 202

@@ -181,7 +181,23 @@ class Engine:
         user = User(row.user_name, row.user_hash)
         if op is None:
             return
-        self._start(row.request_id, op, self.parse(row.name, row.body), user)
+        try:
+            params = self.parse(row.name, row.body)
+        except Exception as exc:  # stored by an older, laxer server: fail it, keep serving
+            assert self._nursery is not None, "engine not started"
+            self._nursery.start_soon(self._fail_unparsable, row.request_id, row.name, exc)
+            return
+        self._start(row.request_id, op, params, user)
+
+    async def _fail_unparsable(self, request_id: str, name: str, exc: Exception) -> None:
+        error = wire.encode_error(exc)
+        owner = self.replica.server_id
+        await self.services.store.run(
+            lambda conn: rq.finish(
+                conn, request_id, RequestStatus.FAILED, error=error, owner=owner
+            )
+        )
+        self._remember(request_id, name, RequestStatus.FAILED, None, error)
 
     def _start(
         self, request_id: str, op: Operation, params: Any, user: User, holds_slot: bool = False
