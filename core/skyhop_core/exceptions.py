@@ -79,6 +79,10 @@ class InvalidClusterNameError(SkyhopError):
     """A cluster name does not match the allowed pattern."""
 
 
+class BodyTooLargeError(SkyhopError):
+    """A request body is larger than the API server accepts (HTTP 413)."""
+
+
 class NotSupportedError(SkyhopError):
     """The backend or the cluster does not support the operation."""
 
@@ -103,6 +107,10 @@ class ResourcesUnavailableError(SkyhopError):
         super().__init__(message, **fields)
         if self.failover_history is None:
             self.failover_history = []
+
+
+class TooManyNodesError(ResourcesUnavailableError):
+    """A task asks for more nodes than the backend allows (its ``max_nodes``)."""
 
 
 class CapacityError(ResourcesUnavailableError):

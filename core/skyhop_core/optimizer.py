@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from skyhop_core.context import BackendContext
-from skyhop_core.exceptions import ResourcesUnavailableError
+from skyhop_core.exceptions import ResourcesUnavailableError, TooManyNodesError
 from skyhop_core.models.records import CheckResult, Offer
 from skyhop_core.models.status import OptimizeTarget
 from skyhop_core.plugins import Backends
@@ -85,6 +85,30 @@ class Optimizer:
             self._checks[backend] = await result
         return self._checks[backend]
 
+    def max_nodes(self, backend: str) -> int | None:
+        """The most nodes a cluster of ``backend`` may have: its config's ``max_nodes``,
+        else what the backend declares (``None``: no fixed limit)."""
+        configured = self.ctx_factory(backend).config.get("max_nodes")
+        if configured is None:
+            return self.backends.info(backend).max_nodes
+        if isinstance(configured, bool) or not isinstance(configured, int) or configured < 1:
+            raise ValueError(
+                f"Config backends.{backend}.max_nodes: {configured!r} is not a whole number "
+                ">= 1; fix the config file of the API server."
+            )
+        return configured
+
+    def _too_many_nodes(self, num_nodes: int, limits: dict[str, int]) -> TooManyNodesError:
+        listed = ", ".join(
+            f"{self.backends.info(n).display_name} ({n}) allows {m}" for n, m in limits.items()
+        )
+        name = next(iter(limits))
+        return TooManyNodesError(
+            f"num_nodes: {num_nodes} is more nodes than the backend allows: {listed}. "
+            f"Ask for fewer nodes, or raise the limit (config: backends: {name}: "
+            "max_nodes: N) if the machines can take it. Nothing was created."
+        )
+
     async def enabled_backends(self) -> list[str]:
         results: dict[str, bool] = {}
 
@@ -116,6 +140,7 @@ class Optimizer:
         """Every feasible candidate, best first. Raises ResourcesUnavailableError if none."""
         enabled = await self.enabled_backends()
         found: list[Candidate] = []
+        too_small: dict[str, int] = {}  # backends skipped for num_nodes -> their maximum
         for preference, resources in enumerate(resources_options):
             wanted = resources.backend
             if wanted is not None and wanted not in self.backends.names():
@@ -128,10 +153,18 @@ class Optimizer:
                         f"The {name} backend is not enabled: {check.reason}"
                         + (f" To fix: {check.fix}" if check.fix else "")
                     )
+                limit = self.max_nodes(name)
+                if limit is not None and num_nodes > limit:
+                    too_small[name] = limit
+                    if wanted:
+                        raise self._too_many_nodes(num_nodes, {name: limit})
+                    continue
                 for offer in await self.offers(name, resources):
                     c = Candidate(resources, offer, num_nodes, preference if ordered else 0)
                     if not _is_blocked(c, blocked):
                         found.append(c)
+        if not found and too_small and set(too_small) == set(enabled):
+            raise self._too_many_nodes(num_nodes, too_small)
         if not found:
             raise ResourcesUnavailableError(await self._nothing_fits(resources_options, enabled))
         return _unique(sorted(found, key=lambda c: _rank(c, target)))

@@ -297,3 +297,19 @@ def test_a_job_whose_secrets_were_lost_fails_saying_so(agent: Agent) -> None:
     assert agent.wait(queued, TERMINAL) == "FAILED_DRIVER"
     code, text = agent.tail(str(queued))
     assert "secrets never reached the agent" in text and "ran" not in text.split("\n")
+
+
+def test_a_run_and_setup_longer_than_the_argument_limit_still_run(pair: Agent) -> None:
+    """3 MB commands (one argv string may hold 128 KiB) on a local node and through a
+    launcher; neither is passed as an argument, and the scripts are gone afterwards."""
+    filler = "".join(f": {'x' * 90} {i}\n" for i in range(32_000))
+    setup = "echo setup-begin\n" + filler + "echo setup-end\n"
+    run = 'echo "run-begin $SKYHOP_NODE_RANK"\n' + filler + 'echo "run-end $SKYHOP_NODE_RANK"\n'
+    assert len(run) > 3_000_000
+    job = pair.submit(run, setup=setup, num_nodes=2)
+    code, text = pair.tail(str(job), "--follow")
+    assert code == 0, text
+    for rank in (0, 1):
+        for line in ("setup-begin", "setup-end", f"run-begin {rank}", f"run-end {rank}"):
+            assert f"(rank {rank}) {line}\n" in text
+    assert not list((pair.root / "jobs" / str(job)).glob("*.sh"))

@@ -518,3 +518,26 @@ def test_help_and_version():
     ):
         assert f"  {command}" in result.output
     assert CliRunner().invoke(cli, ["--version"]).output.startswith("skyhop, version ")
+
+
+HOSTILE = "evil\x1b[2J\x1b]0;pwned\x07\r\u202e"
+
+
+def test_control_characters_from_the_server_are_escaped_in_tables_and_errors(
+    fake, client, records
+):
+    import attrs
+
+    job = attrs.evolve(records.job(1), job_name=HOSTILE, username="mal\x1b[31mlory")
+    fake.on("queue", [job])
+    result = run("queue", "dev", "-u")
+    assert result.exit_code == 0
+    for bad in ("\x1b", "\x07", "\r", "\u202e"):
+        assert bad not in result.output
+    assert "evil\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\u202e" in result.output
+    assert "mal\\x1b[31mlory" in result.output
+    fake.on("queue", error=exceptions.ClusterDoesNotExist(f"Cluster {HOSTILE} is gone"))
+    result = run("queue", "dev")
+    assert result.exit_code == 1
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr
+    assert result.stderr.startswith("Error: ClusterDoesNotExist: Cluster evil\\x1b[2J")

@@ -111,3 +111,11 @@ def test_a_failed_requests_closing_error_line_is_held_back_and_dropped():
     held.write("Error: again")
     held.release()  # the request succeeded: nothing is lost
     assert out.getvalue() == "Error: printed by the job itself\nmore output\nError: again"
+
+
+@given(st.text())
+def test_safe_text_has_no_terminal_control_characters(text: str) -> None:
+    shown = render.safe(text, one_line=True)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
+    assert not any(c in shown for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert render.safe("plain text: ✔ é 中") == "plain text: ✔ é 中"

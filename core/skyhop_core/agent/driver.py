@@ -8,7 +8,9 @@ only move through conditional updates, so a job cancelled meanwhile stays CANCEL
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import threading
 import time
@@ -131,13 +133,17 @@ class JobDriver:
         """Run ``commands`` (one per rank) at once; True when every rank exits 0."""
         procs: dict[int, subprocess.Popen[bytes]] = {}
         pumps: list[threading.Thread] = []
+        scripts: list[str] = []
         try:
             for rank, command in enumerate(commands):
                 if command is None:
                     continue
+                script = os.path.join(self.runtime.job_dir(self.job_id), f"{what}-{rank}.sh")
+                scripts.append(script)
                 try:
                     procs[rank] = spawn(
-                        self.nodes[rank], command, self.envs[rank], self.spec.get("workdir")
+                        self.nodes[rank], command, self.envs[rank], self.spec.get("workdir"),
+                        script_path=script,
                     )
                 except LaunchError as exc:
                     self.log.message(f"{what} failed: {exc}", rank)
@@ -160,6 +166,9 @@ class JobDriver:
                 p.wait()
             for pump in pumps:
                 pump.join(PUMP_JOIN_SECONDS)
+            for script in scripts:
+                with contextlib.suppress(OSError):
+                    os.unlink(script)
 
     def _wait(self, procs: dict[int, subprocess.Popen[bytes]], what: str) -> bool:
         running = dict(procs)

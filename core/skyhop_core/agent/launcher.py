@@ -1,11 +1,13 @@
 """Starting a job's command on one node and copying its output into the job's log.
 
-On a node whose ``launcher`` is null the command runs here as ``bash -c`` with the
-environment passed directly. Otherwise the launcher argv gets one extra argument, a
-small shell line that reads a script from stdin and evaluates it, so secrets never
-appear on a command line; the script exports the environment, changes to the workdir
-and execs ``bash -c <command>``. Either way the process starts a new session, so its
-pid is the process group to kill.
+On a node whose ``launcher`` is null the command is written to a script file and runs
+here as ``bash SCRIPT`` with the environment passed directly. Otherwise the launcher argv
+gets one extra argument, a small shell line that reads a script from stdin and evaluates
+it, so secrets never appear on a command line; the script exports the environment,
+changes to the workdir and runs the command from a here-document on fd 3. The command is
+never an argument: a ``run``/``setup`` longer than the kernel's argument limit
+(128 KiB for one argument) still runs. Either way the process starts a new session, so
+its pid is the process group to kill.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import shlex
 import subprocess
 import threading
+import uuid
 from typing import Any, BinaryIO
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -38,10 +41,33 @@ def resolve_path(path: str | None, home: str) -> str:
     return path
 
 
+def write_script(path: str, command: str) -> str:
+    """``command`` as a script file only its owner can read; returns ``path``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(command if command.endswith("\n") else command + "\n")
+    return path
+
+
+def heredoc_command(command: str) -> str:
+    """Shell that runs ``command`` with bash from a here-document on fd 3 (stdin empty)."""
+    marker = f"SKYHOP_EOF_{uuid.uuid4().hex}"
+    body = command if command.endswith("\n") else command + "\n"
+    return f"exec bash /dev/fd/3 3<<'{marker}' </dev/null\n{body}{marker}"
+
+
 def spawn(
-    node: dict[str, Any], command: str, env: dict[str, str], workdir: str | None
+    node: dict[str, Any],
+    command: str,
+    env: dict[str, str],
+    workdir: str | None,
+    script_path: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` on ``node``; stdout and stderr come merged from ``proc.stdout``."""
+    """Start ``command`` on ``node``; stdout and stderr come merged from ``proc.stdout``.
+
+    ``script_path``: where a node without a launcher keeps the command as a script
+    (without it, the command is an argument of ``bash -c`` and limited in length)."""
     cwd = resolve_path(workdir, str(node.get("home") or os.path.expanduser("~")))
     launcher = node.get("launcher")
     common: dict[str, Any] = dict(
@@ -50,8 +76,9 @@ def spawn(
     if not launcher:
         if not os.path.isdir(cwd):
             raise LaunchError(f"the working directory {cwd} does not exist on node {node['rank']}")
+        argv = ["bash", write_script(script_path, command)] if script_path else ["bash", "-c", command]
         return subprocess.Popen(
-            ["bash", "-c", command],
+            argv,
             cwd=cwd,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
@@ -59,7 +86,7 @@ def spawn(
         )
     lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines.append(f"cd {shlex.quote(cwd)} || exit 1")
-    lines.append(f"exec bash -c {shlex.quote(command)} </dev/null")
+    lines.append(heredoc_command(command))
     try:
         proc = subprocess.Popen([*launcher, REMOTE_EVAL], stdin=subprocess.PIPE, **common)
     except OSError as exc:

@@ -26,12 +26,19 @@ class Feature(enum.Enum):
 
 @attrs.frozen
 class BackendInfo:
-    """What a backend plugin is: its name (the first part of ``infra``) and features."""
+    """What a backend plugin is: its name (the first part of ``infra``) and features.
+
+    ``max_nodes`` is the most nodes one cluster of this backend may have (``None``: the
+    backend sets no fixed limit). A launch asking for more fails before anything is
+    created. Users can change it in the backend's config section
+    (``backends: {<name>: {max_nodes: N}}``).
+    """
 
     name: str
     display_name: str
     features: frozenset[Feature] = frozenset()
     description: str = ""
+    max_nodes: int | None = None
 
     def supports(self, feature: Feature) -> bool:
         return feature in self.features

@@ -38,6 +38,7 @@ from skyhop_core.models.validate import (
     join_path,
     task_error,
 )
+from skyhop_core.models.yamlsafe import MAX_YAML_BYTES, YamlLimitError, load_all
 
 TASK_KEYS = (
     "name", "workdir", "num_nodes", "resources", "envs", "secrets", "file_mounts",
@@ -50,10 +51,13 @@ EnvInput = Mapping[str, Any] | Iterable[tuple[str, Any]] | None
 
 
 def read_yaml_file(path: str) -> str:
-    """The text of a task YAML file; an unreadable file is a TaskValidationError."""
+    """The text of a task YAML file; an unreadable file is a TaskValidationError.
+
+    Reads at most one byte past :data:`~skyhop_core.models.yamlsafe.MAX_YAML_BYTES`, so a
+    huge file is refused by :func:`load_yaml` without being read whole."""
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read()
+            return f.read(MAX_YAML_BYTES + 1)
     except (OSError, UnicodeDecodeError, ValueError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise TaskValidationError(
@@ -66,7 +70,9 @@ def load_yaml(text: Any, source: str) -> dict[str, Any]:
     if not isinstance(text, str):
         raise task_error(source, "", text, "YAML text")
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in load_all(text) if d is not None]
+    except YamlLimitError as err:
+        raise TaskValidationError(f"{source}: {err}.", source=source) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

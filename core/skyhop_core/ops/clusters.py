@@ -10,6 +10,7 @@ import trio
 from skyhop_core.exceptions import NotSupportedError
 from skyhop_core.models.records import ClusterHandle, ClusterRecord, Feature, NodeState
 from skyhop_core.models.status import ClusterStatus, OptimizeTarget, StatusRefreshMode
+from skyhop_core.models.task_schema import check_wire_task
 from skyhop_core.ops import params as P
 from skyhop_core.ops.common import (
     backend_ctx,
@@ -25,7 +26,6 @@ from skyhop_core.ops.common import (
     require_feature,
     require_up,
     sync_files,
-    validate_cluster_name,
 )
 from skyhop_core.ops.health import check_runtime, settle_interrupted
 from skyhop_core.ops.locking import cluster_lock
@@ -42,15 +42,13 @@ from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
 
 
-def validate_launch(p: P.LaunchParams) -> None:
-    check_no_client_paths(parse_task(p.task)[0])
-    if p.cluster_name is not None:
-        validate_cluster_name(p.cluster_name)
-
-
-def validate_exec(p: P.ExecParams) -> None:
-    check_no_client_paths(parse_task(p.task)[0])
-    validate_cluster_name(p.cluster_name)
+def validate_task(p: P.LaunchParams | P.ExecParams | P.OptimizeParams) -> None:
+    """At submission: the task must match its wire schema and parse (the params classes
+    check the other fields); a launch or exec names uploads, never client paths."""
+    check_wire_task(p.task)
+    task = parse_task(p.task)[0]
+    if not isinstance(p, P.OptimizeParams):
+        check_no_client_paths(task)
 
 
 async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:

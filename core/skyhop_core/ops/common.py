@@ -33,7 +33,7 @@ DEFAULT_JOB_CPUS = 0.5
 
 
 def validate_cluster_name(name: str) -> None:
-    if not isinstance(name, str) or len(name) > MAX_CLUSTER_NAME or not CLUSTER_NAME_RE.match(name):
+    if not isinstance(name, str) or len(name) > MAX_CLUSTER_NAME or not CLUSTER_NAME_RE.fullmatch(name):
         raise InvalidClusterNameError(
             f"Cluster name {name!r} is invalid: use up to {MAX_CLUSTER_NAME} letters, digits, "
             "'-', '_' or '.', starting with a letter and ending with a letter or digit."

@@ -56,8 +56,6 @@ async def job_status(ctx: RequestContext, p: P.JobStatusParams) -> dict[str, Job
 
 async def cancel(ctx: RequestContext, p: P.CancelParams) -> list[int]:
     """Cancel jobs on a cluster, killing their process trees."""
-    if not p.all and not p.job_ids:
-        raise ValueError("Name the job IDs to cancel, or pass all=True (--all).")
     if p.all_users:
         require_all_users_allowed(ctx, "cancel jobs of")
     record = await get_cluster(ctx, p.cluster_name)
@@ -79,12 +77,15 @@ async def cancel(ctx: RequestContext, p: P.CancelParams) -> list[int]:
 
 
 async def logs(ctx: RequestContext, p: P.LogsParams) -> int:
-    """Stream a job's log into the request's log; the result is the JobExitCode."""
+    """Relay a job's log to the client's stream; the result is the JobExitCode.
+
+    The bytes go through the request's live log: the cluster keeps the job's log, so the
+    request does not store another copy on every read."""
     record = await get_cluster(ctx, p.cluster_name)
     handle = require_nodes(record)
 
     async def on_output(data: bytes) -> None:
-        ctx.write(data)
+        await ctx.send(data)
 
     status = await ctx.services.backends.call(
         handle.backend,

@@ -1,20 +1,116 @@
-"""Parameters of every operation, as the HTTP API accepts them (see docs/http-api.md)."""
+"""Parameters of every operation, as the HTTP API accepts them (see docs/http-api.md).
+
+Each class is structured strictly from the request body (:mod:`skyhop_core.wire`) and its
+field validators run then, at submission: a bad value is a 400 naming the field before
+any request exists. The bounds live in each field's ``metadata`` (``minimum``,
+``maximum``, ``maxLength``, ``pattern``, ``maxItems``), which the validators enforce and
+:mod:`skyhop_core.server.openapi` publishes, so the document and the server agree.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import attrs
 
+from skyhop_core.exceptions import InvalidClusterNameError
 from skyhop_core.models.status import OptimizeTarget, StatusRefreshMode
+from skyhop_core.models.task_schema import TASK
+from skyhop_core.ops.common import MAX_CLUSTER_NAME, validate_cluster_name
+
+#: Largest integer a parameter may take: JSON numbers above 2**53 lose precision.
+MAX_INT = 2**53
+#: Most items a list parameter may hold.
+MAX_ITEMS = 1000
+#: Longest free-form string parameter (filters, request IDs).
+MAX_STRING = 256
+#: The longest autostop delay: ten years, in minutes.
+MAX_IDLE_MINUTES = 10 * 366 * 24 * 60
+#: The published pattern of a cluster name (validate_cluster_name is the check).
+CLUSTER_NAME_PATTERN = r"^[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?\Z"
+
+Validator = Callable[[Any, Any, Any], None]
+
+
+def _bounds(lo: int, hi: int) -> Validator:
+    def check(_inst: Any, attribute: Any, value: Any) -> None:
+        if value is not None and not lo <= value <= hi:
+            raise ValueError(f"{attribute.name}: {value} is out of range: use {lo} to {hi}.")
+
+    return check
+
+
+def integer(lo: int, hi: int = MAX_INT, **kwargs: Any) -> Any:
+    """An int field bounded to ``lo..hi``."""
+    return attrs.field(
+        validator=_bounds(lo, hi), metadata={"minimum": lo, "maximum": hi}, **kwargs
+    )
+
+
+def _cluster_name(_inst: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    try:
+        validate_cluster_name(value)
+    except InvalidClusterNameError as exc:
+        raise InvalidClusterNameError(f"{attribute.name}: {exc.message}") from None
+
+
+_NAME_META = {"pattern": CLUSTER_NAME_PATTERN, "maxLength": MAX_CLUSTER_NAME}
+
+
+def cluster_name(**kwargs: Any) -> Any:
+    """A cluster name field, checked by :func:`validate_cluster_name`."""
+    return attrs.field(validator=_cluster_name, metadata=_NAME_META, **kwargs)
+
+
+def _each(check: Validator, max_items: int) -> Validator:
+    def validate(inst: Any, attribute: Any, value: Any) -> None:
+        if value is None:
+            return
+        if len(value) > max_items:
+            raise ValueError(f"{attribute.name}: at most {max_items} items, got {len(value)}.")
+        for item in value:
+            check(inst, attribute, item)
+
+    return validate
+
+
+def names_list(**kwargs: Any) -> Any:
+    """A list of cluster names."""
+    return attrs.field(
+        validator=_each(_cluster_name, MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": _NAME_META},
+        **kwargs,
+    )
+
+
+def job_ids(**kwargs: Any) -> Any:
+    """A list of job IDs (each 1..2**53)."""
+    return attrs.field(
+        default=None,
+        validator=_each(_bounds(1, MAX_INT), MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": {"minimum": 1, "maximum": MAX_INT}},
+        **kwargs,
+    )
+
+
+def _short(_inst: Any, attribute: Any, value: Any) -> None:
+    if value is not None and len(value) > MAX_STRING:
+        raise ValueError(f"{attribute.name}: at most {MAX_STRING} characters.")
+
+
+def short_string(**kwargs: Any) -> Any:
+    return attrs.field(validator=_short, metadata={"maxLength": MAX_STRING}, **kwargs)
 
 
 @attrs.frozen
 class LaunchParams:
-    task: dict[str, Any]
-    cluster_name: str | None = None
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
+    cluster_name: str | None = cluster_name(default=None)
     retry_until_up: bool = False
-    idle_minutes_to_autostop: int | None = None
+    idle_minutes_to_autostop: int | None = integer(0, MAX_IDLE_MINUTES, default=None)
     dryrun: bool = False
     down: bool = False
     optimize_target: OptimizeTarget = OptimizeTarget.COST
@@ -24,8 +120,8 @@ class LaunchParams:
 
 @attrs.frozen
 class ExecParams:
-    task: dict[str, Any]
-    cluster_name: str
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
+    cluster_name: str = cluster_name()
     dryrun: bool = False
     down: bool = False
 
@@ -34,72 +130,96 @@ class ExecParams:
 class ClusterParams:
     """stop and down."""
 
-    cluster_name: str
+    cluster_name: str = cluster_name()
     purge: bool = False
 
 
 @attrs.frozen
 class StartParams:
-    cluster_name: str
-    idle_minutes_to_autostop: int | None = None
+    cluster_name: str = cluster_name()
+    idle_minutes_to_autostop: int | None = integer(0, MAX_IDLE_MINUTES, default=None)
     retry_until_up: bool = False
     down: bool = False
     force: bool = False
 
+    #: down=True needs idle_minutes_to_autostop.
+    schema_extra: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"properties": {"down": {"const": False}}},
+        {"not": {"required": ["down"]}},
+        {"required": ["idle_minutes_to_autostop"],
+         "properties": {"idle_minutes_to_autostop": {"type": "integer"}}},
+    ]}  # fmt: skip
+
+    def __attrs_post_init__(self) -> None:
+        if self.down and self.idle_minutes_to_autostop is None:
+            raise ValueError("down=True needs idle_minutes_to_autostop (-i MINUTES).")
+
 
 @attrs.frozen
 class StatusParams:
-    cluster_names: list[str] | None = None
+    cluster_names: list[str] | None = names_list(default=None)
     refresh: StatusRefreshMode = StatusRefreshMode.NONE
     all_users: bool = False
 
 
 @attrs.frozen
 class AutostopParams:
-    cluster_name: str
-    idle_minutes: int
+    """``idle_minutes`` -1 cancels autostop."""
+
+    cluster_name: str = cluster_name()
+    idle_minutes: int = integer(-1, MAX_IDLE_MINUTES)
     down: bool = False
 
 
 @attrs.frozen
 class QueueParams:
-    cluster_name: str
+    cluster_name: str = cluster_name()
     skip_finished: bool = False
     all_users: bool = False
 
 
 @attrs.frozen
 class JobStatusParams:
-    cluster_name: str
-    job_ids: list[int] | None = None
+    cluster_name: str = cluster_name()
+    job_ids: list[int] | None = job_ids()
 
 
 @attrs.frozen
 class CancelParams:
-    cluster_name: str
+    cluster_name: str = cluster_name()
     all: bool = False
     all_users: bool = False
-    job_ids: list[int] | None = None
+    job_ids: list[int] | None = job_ids()
+
+    #: Either all=True or at least one job ID.
+    schema_extra: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+        {"required": ["job_ids"], "properties": {"job_ids": {"type": "array", "minItems": 1}}},
+    ]}  # fmt: skip
+
+    def __attrs_post_init__(self) -> None:
+        if not self.all and not self.job_ids:
+            raise ValueError("Name the job IDs to cancel, or pass all=True (--all).")
 
 
 @attrs.frozen
 class LogsParams:
-    cluster_name: str
-    job_id: int | None = None
+    cluster_name: str = cluster_name()
+    job_id: int | None = integer(1, default=None)
     follow: bool = True
-    tail: int = 0
+    tail: int = integer(0, default=0)
 
 
 @attrs.frozen
 class DownloadLogsParams:
-    cluster_name: str
-    job_ids: list[int] | None = None
+    cluster_name: str = cluster_name()
+    job_ids: list[int] | None = job_ids()
 
 
 @attrs.frozen
 class OptimizeParams:
-    task: dict[str, Any]
-    cluster_name: str | None = None
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
+    cluster_name: str | None = cluster_name(default=None)
     optimize_target: OptimizeTarget = OptimizeTarget.COST
 
 
@@ -107,8 +227,8 @@ class OptimizeParams:
 class ShowGpusParams:
     """show-gpus: ``name`` filters by accelerator; ``infra`` limits to a backend/region."""
 
-    name: str | None = None
-    infra: str | None = None
+    name: str | None = short_string(default=None)
+    infra: str | None = short_string(default=None)
 
 
 @attrs.frozen
@@ -120,6 +240,10 @@ class NoParams:
 class CancelRequestsParams:
     """The body of ``POST /api/cancel`` (not an operation: it acts at once)."""
 
-    request_ids: list[str] = attrs.field(factory=list)
+    request_ids: list[str] = attrs.field(
+        factory=list,
+        validator=_each(_short, MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": {"maxLength": MAX_STRING}},
+    )
     all: bool = False
     all_users: bool = False

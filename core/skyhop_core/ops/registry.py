@@ -9,8 +9,8 @@ from skyhop_core.requests.engine import Operation
 
 def operations() -> dict[str, Operation]:
     ops = [
-        Operation("launch", P.LaunchParams, clusters.launch, "long", clusters.validate_launch),
-        Operation("exec", P.ExecParams, clusters.exec_, "long", clusters.validate_exec),
+        Operation("launch", P.LaunchParams, clusters.launch, "long", clusters.validate_task),
+        Operation("exec", P.ExecParams, clusters.exec_, "long", clusters.validate_task),
         Operation("stop", P.ClusterParams, clusters.stop, "long"),
         Operation("start", P.StartParams, clusters.start, "long"),
         Operation("down", P.ClusterParams, clusters.down, "long"),
@@ -19,9 +19,11 @@ def operations() -> dict[str, Operation]:
         Operation("queue", P.QueueParams, jobs.queue, "short"),
         Operation("job_status", P.JobStatusParams, jobs.job_status, "short"),
         Operation("cancel", P.CancelParams, jobs.cancel, "short"),
-        Operation("logs", P.LogsParams, jobs.logs, "stream"),
+        Operation("logs", P.LogsParams, jobs.logs, "stream", live_log=True),
         Operation("download_logs", P.DownloadLogsParams, jobs.download_logs, "stream"),
-        Operation("optimize", P.OptimizeParams, info.optimize, "short"),
+        Operation(
+            "optimize", P.OptimizeParams, info.optimize, "short", clusters.validate_task
+        ),
         Operation("check", P.NoParams, info.check, "short"),
         Operation("show_gpus", P.ShowGpusParams, gpus.show_gpus, "short"),
     ]

@@ -42,3 +42,9 @@ class RequestContext:
     def write(self, data: bytes) -> None:
         """Raw bytes (a job's output) into the request's log."""
         self.writer.write(data)
+
+    async def send(self, data: bytes) -> None:
+        """Relayed bytes (a job's log): to the client's stream, waiting while the client
+        is behind; never stored in the request's log file when the operation is
+        ``live_log`` (see :mod:`skyhop_core.requests.livelog`)."""
+        await self.writer.send(data)

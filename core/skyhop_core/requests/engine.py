@@ -76,6 +76,9 @@ class Operation:
     schedule: str = "short"
     #: Called at submission; raise to reject bad parameters before a request exists.
     validate: Callable[[Any], None] | None = None
+    #: The handler relays bytes kept elsewhere (``ctx.send``): its log lives in memory
+    #: until read instead of in the request's log file.
+    live_log: bool = False
 
 
 class Engine:
@@ -138,7 +141,10 @@ class Engine:
         try:
             params = wire.structure(body, op.params)
         except Exception as exc:  # cattrs raises ClassValidationError groups
-            raise ValueError(f"Invalid parameters for {name}: {_describe(exc)}") from None
+            message = f"Invalid parameters for {name}: {wire.describe_error(exc)}"
+            # A typed error (InvalidClusterNameError…) keeps its type for the client.
+            typed = [e for e in wire.leaf_errors(exc) if isinstance(e, SkyhopError)]
+            raise (type(typed[0])(message) if typed else ValueError(message)) from None
         if op.validate is not None:
             op.validate(params)
         return params
@@ -192,14 +198,15 @@ class Engine:
         assert self._nursery is not None, "engine not started"
         try:
             params = self.parse(row.name, self.secret_box.open(row.body))
-        except Exception as exc:
-            self._nursery.start_soon(self._fail_unresumable, row.request_id, exc)
+        except Exception as exc:  # a replaced secrets key, or a body an older server took
+            self._nursery.start_soon(self._fail_unresumable, row, exc)
             return
         if has_secrets(row.body):
             self._sealed.add(row.request_id)
         self._start(row.request_id, op, params, user)
 
-    async def _fail_unresumable(self, request_id: str, exc: Exception) -> None:
+    async def _fail_unresumable(self, row: Any, exc: Exception) -> None:
+        request_id = row.request_id
         error = wire.encode_error(exc)
         owner = self.replica.server_id
         with trio.CancelScope(shield=True):
@@ -209,6 +216,7 @@ class Engine:
                     body=redact,
                 )
             )
+        self._remember(request_id, row.name, RequestStatus.FAILED, None, error, row.user_hash)
 
     def _start(
         self, request_id: str, op: Operation, params: Any, user: User, holds_slot: bool = False
@@ -247,7 +255,7 @@ class Engine:
         holds_slot: bool,
     ) -> None:
         store = self.services.store
-        writer = RequestLogWriter(self.services.logs, request_id)
+        writer = RequestLogWriter(self.services.logs, request_id, live=op.live_log)
         ctx = RequestContext(request_id, op.name, user, self.services, writer)
         status, result, error = RequestStatus.CANCELLED, None, None
         try:
@@ -387,12 +395,3 @@ class Engine:
         cancelled, _ = await self.cancel(others)
         return cancelled
 
-
-def _describe(exc: BaseException) -> str:
-    """A one-line description of a cattrs structuring error."""
-    try:
-        from cattrs import transform_error
-
-        return "; ".join(transform_error(exc))  # type: ignore[arg-type]
-    except Exception:
-        return str(exc)

@@ -3,6 +3,10 @@
 Writers notify readers through a per-request :class:`trio.Event` that is replaced after
 every write, so a follower wakes at once instead of polling, and no reader copies the log:
 each reads the file from its own byte offset.
+
+A request that relays bytes kept elsewhere (``logs``: the job's log) has a
+:class:`~skyhop_core.requests.livelog.LiveLog` instead: the relayed bytes stay in memory
+until read, and only its progress lines reach the file.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import IO
 import trio
 
 from skyhop_core.paths import open_private, private_dir
+from skyhop_core.requests.livelog import LiveLog
 
 CHUNK = 1 << 20  # bytes read per step when streaming
 
@@ -27,6 +32,23 @@ class LogHub:
         self.directory = directory
         private_dir(directory)
         self._events: dict[str, trio.Event] = {}
+        self._live: dict[str, LiveLog] = {}
+
+    def open_live(self, request_id: str) -> LiveLog:
+        """A new live log for a request (see :mod:`skyhop_core.requests.livelog`)."""
+        now = trio.current_time()
+        for key in [k for k, live in self._live.items() if live.expired(now)]:
+            del self._live[key]
+        live = self._live[request_id] = LiveLog()
+        return live
+
+    def live(self, request_id: str) -> LiveLog | None:
+        """The request's live log, until FINISHED_GRACE after it finished."""
+        live = self._live.get(request_id)
+        if live is not None and live.expired(trio.current_time()):
+            del self._live[request_id]
+            return None
+        return live
 
     def path(self, request_id: str) -> Path:
         return self.directory / f"{request_id}.log"
@@ -42,6 +64,7 @@ class LogHub:
 
     def remove(self, request_id: str) -> None:
         self._events.pop(request_id, None)
+        self._live.pop(request_id, None)
         with contextlib.suppress(FileNotFoundError):
             self.path(request_id).unlink()
 
@@ -49,14 +72,30 @@ class LogHub:
 class RequestLogWriter:
     """Appends to one request's log and wakes its followers."""
 
-    def __init__(self, hub: LogHub, request_id: str) -> None:
+    def __init__(self, hub: LogHub, request_id: str, *, live: bool = False) -> None:
         self._hub = hub
         self._request_id = request_id
         self._file: IO[bytes] | None = None  # opened at the first write: most reads log nothing
         self._closed = False
+        self._live = hub.open_live(request_id) if live else None
+
+    async def send(self, data: bytes) -> None:
+        """Relayed bytes: into the live log (waiting for the reader), else the file."""
+        if self._live is None:
+            self.write(data)
+        elif not self._closed:
+            await self._live.send(data)
 
     def write(self, data: bytes) -> None:
         if not data or self._closed:
+            return
+        if self._live is not None:
+            self._live.put(data)
+            return
+        self._write_file(data)
+
+    def _write_file(self, data: bytes) -> None:
+        if not data:
             return
         if self._file is None:
             self._file = open_private(self._hub.path(self._request_id), "ab", buffering=0)
@@ -67,6 +106,17 @@ class RequestLogWriter:
         self.write(message.rstrip("\n").encode() + b"\n")
 
     def close(self) -> None:
+        if self._live is not None and not self._closed:
+            # The file keeps what the live log still holds (all of a small log), so the
+            # request can be read again later, and from another replica.
+            self._live.close()
+            if self._live.base:
+                self._write_file(
+                    f"skyhop: the first {self._live.base} bytes were relayed live and are "
+                    "not kept here; `skyhop logs CLUSTER JOB_ID` reads the whole job log.\n"
+                    .encode()
+                )
+            self._write_file(self._live.held())
         self._closed = True
         if self._file is not None:
             self._file.close()
@@ -123,6 +173,11 @@ async def follow(
     connection alive. ``poll`` re-reads the file that often for a log another replica
     writes (its writes wake nobody here).
     """
+    live = hub.live(request_id)
+    if live is not None:
+        async for chunk in live.follow(offset, follow=follow, heartbeat=heartbeat, chunk=CHUNK):
+            yield chunk
+        return
     path = hub.path(request_id)
     fd: int | None = None
     quiet_since = trio.current_time()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -17,8 +16,9 @@ from skyhop_core.ops.params import CancelRequestsParams
 from skyhop_core.requests.context import User
 from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
-from skyhop_core.server import openapi
+from skyhop_core.server import bodies, openapi
 from skyhop_core.server.auth import AuthMiddleware, current_user
+from skyhop_core.server.querycheck import QueryCheckMiddleware
 from skyhop_core.server.uploads import openapi_paths as upload_openapi_paths
 from skyhop_core.server.uploads import upload_routes
 from skyhop_core.state import requests as rq
@@ -27,6 +27,7 @@ from skyhop_core.storage.uploads import UploadStore
 _STATUS_CODES: dict[type[BaseException], int] = {
     exceptions.RequestNotFoundError: 404,
     exceptions.AmbiguousRequestIdError: 409,
+    exceptions.BodyTooLargeError: 413,
     exceptions.NotAuthenticatedError: 401,
     exceptions.PermissionDeniedError: 403,
     exceptions.TaskValidationError: 400,
@@ -87,13 +88,15 @@ async def _check_cancel_allowed(
     )
 
 
-def _cancel_body(raw: bytes) -> CancelRequestsParams:
+def _cancel_body(data: Any) -> CancelRequestsParams:
     try:
-        data = json.loads(raw or b"{}")
+        if not isinstance(data, dict):
+            raise wire.WireTypeError("expected an object")
         return wire.structure(data, CancelRequestsParams)  # type: ignore[no-any-return]
-    except Exception:
+    except Exception as exc:
         raise ValueError(
-            'The body must be {"request_ids": [ID, ...], "all": bool, "all_users": bool}.'
+            f"Invalid cancel body: {wire.describe_error(exc)}. The body is "
+            '{"request_ids": [ID, ...], "all": bool, "all_users": bool}.'
         ) from None
 
 
@@ -137,8 +140,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def submit(request: Request) -> Response:
         operation = request.path_params["operation"]
         try:
-            raw = await request.body()
-            body = json.loads(raw or b"{}")
+            body = await bodies.read_json(request)
             if not isinstance(body, dict):
                 raise ValueError("The request body must be a JSON object.")
             request_id = await engine.submit(operation, body, _user(request))
@@ -218,7 +220,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def cancel(request: Request) -> Response:
         user = _user(request)
         try:
-            body = _cancel_body(await request.body())
+            body = _cancel_body(await bodies.read_json(request))
             all_users = body.all_users
             if all_users:
                 check_all_users(user, "cancel")
@@ -264,5 +266,8 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         Route("/api/openapi.json", openapi_route, methods=["GET"]),
     ]
     routes.extend(upload_routes(UploadStore(services.persistent_path), error_response))
-    middleware = [Middleware(AuthMiddleware, store=services.store, deploy=deploy)]
+    middleware = [
+        Middleware(AuthMiddleware, store=services.store, deploy=deploy),
+        Middleware(QueryCheckMiddleware, document=openapi_doc),
+    ]
     return Starlette(routes=routes, middleware=middleware)

@@ -34,6 +34,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
+    from skyhop_core.models.task_schema import warm_up
     from skyhop_core.ops.registry import operations
     from skyhop_core.paths import (
         ensure_persistent_path,
@@ -51,6 +52,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from skyhop_core.state import open_store
     from skyhop_core.storage.uploads import UploadStore
 
+    await trio.to_thread.run_sync(warm_up)
     root = ensure_persistent_path()
     config = load_config()
     store = await trio.to_thread.run_sync(open_store, root)

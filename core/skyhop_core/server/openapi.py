@@ -1,7 +1,10 @@
 """The OpenAPI document of the API server, built from the operations' parameter classes.
 
 Every ``POST /api/v1/<operation>`` gets a request body schema derived from its attrs
-parameters class, so the document cannot drift from what the server accepts.
+parameters class, bounds included (each field's ``metadata``: ``minimum``, ``maximum``,
+``maxLength``, ``pattern``, ``maxItems``, ``items``), so the document cannot drift from
+what the server accepts. Every status code the server can answer is listed;
+schemathesis checks the document against the running server (tests/server).
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ from typing import Any
 import attrs
 
 from skyhop_core import API_VERSION, __version__
+from skyhop_core.ops.params import CancelRequestsParams
 from skyhop_core.requests.engine import Operation
 
 _ERROR = {
     "description": "Error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
+#: What every route may answer besides its own codes.
+_COMMON = {"400": _ERROR, "401": _ERROR, "403": _ERROR}
+#: What every POST may answer: its body is over the size limit.
+_POST = {**_COMMON, "413": _ERROR}
 
 
 def type_schema(tp: Any) -> dict[str, Any]:
@@ -28,12 +36,10 @@ def type_schema(tp: Any) -> dict[str, Any]:
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
-        schema = type_schema(options[0]) if len(options) == 1 else {
-            "anyOf": [type_schema(a) for a in options]
-        }
+        schemas = [type_schema(a) for a in options]
         if type(None) in args:
-            schema = {**schema, "nullable": True}
-        return schema
+            schemas.append({"type": "null"})
+        return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
     if origin is list:
         return {"type": "array", "items": type_schema(args[0]) if args else {}}
     if origin is dict or tp is dict:
@@ -46,12 +52,33 @@ def type_schema(tp: Any) -> dict[str, Any]:
     return {}
 
 
+_BOUNDS = ("minimum", "maximum", "maxLength", "pattern", "maxItems")
+
+
+def _with_bounds(schema: dict[str, Any], metadata: Any) -> dict[str, Any]:
+    """``schema`` narrowed by a field's bounds (its items' too, for a list)."""
+    bounds = {k: metadata[k] for k in _BOUNDS if k in metadata}
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [_with_bounds(s, metadata) for s in schema["anyOf"]]}
+    if schema.get("type") == "null":
+        return schema
+    if schema.get("type") == "array":
+        items = schema.get("items", {})
+        if "items" in metadata:
+            items = {**items, **metadata["items"]}
+        return {**schema, "items": items, **{k: v for k, v in bounds.items() if k == "maxItems"}}
+    return {**schema, **{k: v for k, v in bounds.items() if k != "maxItems"}}
+
+
 def params_schema(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     properties: dict[str, Any] = {}
     required = []
     for field in attrs.fields(cls):
-        properties[field.name] = type_schema(hints[field.name])
+        if "schema" in field.metadata:
+            properties[field.name] = field.metadata["schema"]
+        else:
+            properties[field.name] = _with_bounds(type_schema(hints[field.name]), field.metadata)
         if field.default is attrs.NOTHING:
             required.append(field.name)
     schema: dict[str, Any] = {
@@ -61,6 +88,8 @@ def params_schema(cls: type) -> dict[str, Any]:
     }
     if required:
         schema["required"] = required
+    # Rules across fields (the class's __attrs_post_init__ enforces them).
+    schema.update(getattr(cls, "schema_extra", {}))
     return schema
 
 
@@ -75,34 +104,32 @@ def build(operations: dict[str, Operation]) -> dict[str, Any]:
         "/api/get": {"get": {
             "summary": "Wait for a request and return its result or error",
             "parameters": [_query("request_id", {"type": "string"}, True)],
-            "responses": {"200": {"description": "The finished request"},
+            "responses": {"200": {"description": "The finished request"}, **_COMMON,
                           "404": _ERROR, "409": _ERROR}}},
         "/api/stream": {"get": {
             "summary": "Stream a request's log",
             "parameters": [_query("request_id", {"type": "string"}, True),
                            _query("follow", {"type": "boolean"}),
-                           _query("offset", {"type": "integer", "minimum": 0}),
-                           _query("tail", {"type": "integer", "minimum": 0})],
+                           _query("offset", {"type": "integer", "minimum": 0, "maximum": 2**53}),
+                           _query("tail", {"type": "integer", "minimum": 0, "maximum": 2**53})],
             "responses": {"200": {"description": "The log",
                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
-                          "400": _ERROR, "404": _ERROR, "409": _ERROR}}},
+                          **_COMMON, "404": _ERROR, "409": _ERROR}}},
         "/api/status": {"get": {
             "summary": "List requests",
             "parameters": [_query("all", {"type": "boolean"}),
                            _query("all_users", {"type": "boolean"}),
-                           _query("limit", {"type": "integer", "minimum": 1}),
+                           _query("limit", {"type": "integer", "minimum": 0,
+                                             "maximum": 2**53}),
                            _query("request_ids", {"type": "array", "items": {"type": "string"}})],
-            "responses": {"200": {"description": "Request records"}, "400": _ERROR,
+            "responses": {"200": {"description": "Request records"}, **_COMMON,
                           "404": _ERROR, "409": _ERROR}}},
         "/api/cancel": {"post": {
             "summary": "Cancel requests",
-            "requestBody": {"content": {"application/json": {"schema": {
-                "type": "object",
-                "properties": {"request_ids": {"type": "array", "items": {"type": "string"}},
-                               "all": {"type": "boolean"}, "all_users": {"type": "boolean"}},
-                "additionalProperties": False}}}},
+            "requestBody": {"content": {"application/json": {
+                "schema": params_schema(CancelRequestsParams)}}},
             "responses": {"200": {"description": "Cancelled and already-finished IDs"},
-                          "400": _ERROR, "404": _ERROR, "409": _ERROR}}},
+                          **_POST, "404": _ERROR, "409": _ERROR}}},
     }
     for name, op in sorted(operations.items()):
         paths[f"/api/v1/{name}"] = {"post": {
@@ -110,10 +137,10 @@ def build(operations: dict[str, Operation]) -> dict[str, Any]:
             "operationId": name,
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": params_schema(op.params)}}},
-            "responses": {"202": {"description": "Accepted: the request ID"}, "400": _ERROR},
+            "responses": {"202": {"description": "Accepted: the request ID"}, **_POST},
         }}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "skyhop API server", "version": f"{__version__} (API {API_VERSION})"},
         "paths": paths,
         "components": {"schemas": {"Error": {

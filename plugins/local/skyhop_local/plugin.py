@@ -44,6 +44,8 @@ NAME = "local"
 INSTANCE_TYPE = "local"
 STOPPED_MARKER = "STOPPED"
 RUNTIME_SUBDIR = ".skyhop_runtime"
+#: Most nodes of one local cluster unless the config says otherwise.
+DEFAULT_MAX_NODES = 16
 
 
 def cluster_dir(ctx: BackendContext, cluster_name: str) -> str:
@@ -63,6 +65,8 @@ def skyhop_backend_info() -> BackendInfo:
             {Feature.STOP, Feature.AUTOSTOP, Feature.MULTI_NODE, Feature.OPEN_PORTS}
         ),
         description="This machine; a multi-node cluster is several node directories.",
+        # Every node shares this machine; more is configurable (backends: local: max_nodes).
+        max_nodes=DEFAULT_MAX_NODES,
     )
 
 

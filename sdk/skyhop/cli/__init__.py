@@ -50,8 +50,10 @@ class SkyhopGroup(click.Group):
 
 def error_line(exc: BaseException) -> str:
     """``Error: <ExceptionType>: <message>`` on one line."""
+    from skyhop.cli.render import safe
+
     message = " ".join(str(exc).split()) or "(no message)"
-    return f"Error: {type(exc).__name__}: {message}"
+    return safe(f"Error: {type(exc).__name__}: {message}", one_line=True)
 
 
 @click.group(cls=SkyhopGroup, context_settings={"help_option_names": ["-h", "--help"]})

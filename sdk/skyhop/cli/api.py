@@ -169,6 +169,7 @@ def cancel(request_ids: tuple[str, ...], all_requests: bool, all_users: bool) ->
 def info() -> None:
     """Show the API server this client uses, its version, and who you are to it."""
     from skyhop import sdk
+    from skyhop.cli.render import safe
 
     data = sdk.api_info()
     user = data.get("user")
@@ -186,7 +187,7 @@ def info() -> None:
     )
     click.echo(f"├── Authentication: {auth}")
     click.echo(f"├── Persistent path: {data.get('persistent_path', '?')}")
-    click.echo(f"└── User: {who}")
+    click.echo(f"└── User: {safe(who, one_line=True)}")
 
 
 @api.command()

@@ -1,21 +1,44 @@
 """Text rendering for the CLI: tables, relative times, durations, backend checks.
 
 Everything here takes plain values (dicts, records) and returns strings, so it is tested
-without a server or a terminal.
+without a server or a terminal. Text from the server (names, messages) goes through
+:func:`safe` first: a control character (an ESC sequence that recolours or clears the
+terminal, a carriage return that overwrites a line, a bidi override) is shown escaped,
+never sent to the terminal. Job output streamed by ``logs`` is the job's own and is
+passed through as it is.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 CHECK_MARK = "✔"
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_SPACE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: Any, *, one_line: bool = False) -> str:
+    """``text`` with terminal control characters escaped (``\\x1b``); newlines and tabs
+    kept unless ``one_line``."""
+    return (_CONTROL_OR_SPACE if one_line else _CONTROL).sub(_escape, str(text))
+
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, gap: int = 2) -> str:
     """Left-aligned columns separated by at least ``gap`` spaces; no trailing spaces."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    cells = [[safe(c, one_line=True) for c in header]] + [
+        [safe(c, one_line=True) for c in row] for row in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
     for row in cells:
@@ -198,10 +221,24 @@ def requests(records: Sequence[Any], *, now: float | None = None) -> str:
     return table(header, rows)
 
 
+class _SafeCheck:
+    """A check result whose text fields are :func:`safe`."""
+
+    def __init__(self, result: Any) -> None:
+        self.backend = safe(result.backend, one_line=True)
+        self.enabled = result.enabled
+        self.reason = safe(result.reason or "")
+        self.fix = safe(result.fix or "")
+        self.details = {
+            safe(k, one_line=True): safe(v) for k, v in (result.details or {}).items()
+        }
+
+
 def checks(results: Sequence[Any]) -> str:
     """``skyhop check``: each backend enabled, or disabled with the reason and the fix."""
     lines = ["Backends:"]
     for r in results:
+        r = _SafeCheck(r)
         if r.enabled:
             lines.append(f"  {r.backend}: enabled {CHECK_MARK}")
         else:

@@ -95,9 +95,9 @@ def list_(include_revoked: bool) -> None:
                 _when(r.created_at), _when(r.last_used_at), state,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    from skyhop.cli.render import table
+
+    click.echo(table(rows[0], rows[1:]))
 
 
 @tokens.command()

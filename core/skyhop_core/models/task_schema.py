@@ -1,0 +1,209 @@
+"""The JSON Schema of a task on the wire, and the check the server makes with it.
+
+Clients send a task in its canonical form (:meth:`Task.to_yaml_config`: ``infra`` rather
+than ``cloud``/``region``, ``accelerators`` as ``'H100:8'``, env values as strings).
+This schema describes exactly that form and is published in the OpenAPI document; the
+server checks every task against it at submission (:func:`check_wire_task`), so a task
+the schema refuses is a 400, and a task it allows also passes the task model's own
+validation. Patterns are Python regular expressions (``\\Z`` ends a string). Constraints JSON
+Schema cannot state are named formats the server checks:
+``port-range`` (``'LOW-HIGH'`` with 1 <= LOW <= HIGH <= 65535) and ``mount-path`` (a
+non-empty path that does not end with ``/``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from skyhop_core.exceptions import TaskValidationError
+from skyhop_core.models import resources_fields as rf
+
+#: Characters Python's str.isspace() calls whitespace (what the task model strips);
+#: spelled out because regex engines disagree about ``\s``.
+_SPACE = "\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NONEMPTY = {"type": "string", "pattern": f"[^{_SPACE}]"}
+_AMOUNT = r"([1-9][0-9]{0,5}(\.[0-9]{1,3})?|0\.[0-9]{0,2}[1-9])"
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000}
+_MINUTES = {"type": "integer", "minimum": 0, "maximum": 999_999_999}
+_EXIT_CODE = {"type": "integer", "minimum": 0, "maximum": 255}
+_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+
+RESOURCES: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "infra": {
+            "type": "string",
+            "pattern": r"^(\*|[a-z][a-z0-9_-]{0,30}(/[A-Za-z0-9_.:*-]{1,64}){0,2})\Z",
+        },
+        "cpus": {"anyOf": [_POSITIVE, {"type": "string", "pattern": f"^{_AMOUNT}\\+?\\Z"}]},
+        "memory": {
+            "anyOf": [
+                _POSITIVE,
+                {"type": "string", "pattern": f"^{_AMOUNT}([KkMmGgTtPp][Bb]?)?\\+?\\Z"},
+            ]
+        },
+        "accelerators": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:[1-9][0-9]{0,3})?\Z",
+        },
+        "accelerator_args": {
+            "type": "object",
+            "propertyNames": _NONEMPTY,
+            "additionalProperties": _SCALAR,
+        },
+        "instance_type": {"type": "string", "pattern": f"^[^{_SPACE}]{{1,128}}\\Z"},
+        "use_spot": {"type": "boolean"},
+        "disk_size": {"type": "integer", "minimum": 1, "maximum": 2**31},
+        "disk_tier": {"enum": list(rf.DISK_TIERS)},
+        "network_tier": {"enum": list(rf.NETWORK_TIERS)},
+        "ports": {
+            "type": "array",
+            "maxItems": 100,
+            "items": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": 65535},
+                    {"type": "string", "format": "port-range"},
+                ]
+            },
+        },
+        "labels": {
+            "type": "object",
+            "propertyNames": _NONEMPTY,
+            "additionalProperties": {"type": "string"},
+        },
+        "image_id": {
+            "anyOf": [
+                _NONEMPTY,
+                {"type": "object", "propertyNames": _NONEMPTY, "additionalProperties": _NONEMPTY},
+            ]
+        },
+        "job_recovery": {
+            "anyOf": [
+                {"enum": list(rf.RECOVERY_STRATEGIES)},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "strategy": {"enum": list(rf.RECOVERY_STRATEGIES)},
+                        "max_restarts_on_errors": {"type": "integer", "minimum": 0,
+                                                   "maximum": 2**31},  # fmt: skip
+                        "recover_on_exit_codes": {
+                            "anyOf": [
+                                _EXIT_CODE,
+                                {"type": "array", "minItems": 1, "maxItems": 256,
+                                 "items": _EXIT_CODE},  # fmt: skip
+                            ]
+                        },
+                    },
+                },
+            ]
+        },
+        "autostop": {
+            "anyOf": [
+                {"type": "boolean"},
+                _MINUTES,
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "idle_minutes": _MINUTES,
+                        "down": {"type": "boolean"},
+                        "wait_for": {"enum": list(rf.AUTOSTOP_WAIT_FOR)},
+                        "hook": _NONEMPTY,
+                        "hook_timeout": {"type": "integer", "minimum": 1, "maximum": 2**31},
+                    },
+                },
+            ]
+        },
+    },
+}
+
+_OPTIONS = {"type": "array", "minItems": 1, "maxItems": 100, "items": RESOURCES}
+_ENV_MAP = {
+    "type": "object",
+    "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,255}\Z"},
+    "additionalProperties": {"type": "string"},
+}
+_JSON_SECTION = {"type": "object", "propertyNames": {"type": "string"}}
+
+TASK: dict[str, Any] = {
+    "type": "object",
+    "description": "A task in its canonical task-YAML form (Task.to_yaml_config).",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "maxLength": 256},
+        "workdir": _NONEMPTY,
+        "num_nodes": {"type": "integer", "minimum": 1, "maximum": 2**53},
+        "resources": {
+            "anyOf": [
+                RESOURCES,
+                {"type": "object", "additionalProperties": False, "required": ["any_of"],
+                 "properties": {"any_of": _OPTIONS}},  # fmt: skip
+                {"type": "object", "additionalProperties": False, "required": ["ordered"],
+                 "properties": {"ordered": _OPTIONS}},  # fmt: skip
+            ]
+        },
+        "envs": _ENV_MAP,
+        "secrets": _ENV_MAP,
+        "file_mounts": {
+            "type": "object",
+            "propertyNames": {"type": "string", "format": "mount-path"},
+            "additionalProperties": {"type": "string", "format": "mount-path"},
+        },
+        "setup": {"type": "string"},
+        "run": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "maxItems": 10_000, "items": {"type": ["string", "null"]}},
+            ]
+        },
+        "service": _JSON_SECTION,
+        "config": _JSON_SECTION,
+    },
+}
+
+_PORT_RANGE = re.compile(r"^(\d{1,5})-(\d{1,5})\Z")
+
+
+def is_port_range(value: object) -> bool:
+    match = _PORT_RANGE.match(value) if isinstance(value, str) else None
+    return bool(match) and 1 <= int(match.group(1)) <= int(match.group(2)) <= 65535  # type: ignore[union-attr]
+
+
+def is_mount_path(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and not value.endswith("/")
+
+
+def warm_up() -> None:
+    """Import jsonschema and build the validator (slow once; the server does it at start,
+    in a thread, so the first submission does not stall the event loop)."""
+    _validator()
+
+
+@functools.cache
+def _validator() -> Any:
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checks("port-range")(is_port_range)
+    checker.checks("mount-path")(is_mount_path)
+    return jsonschema.Draft202012Validator(TASK, format_checker=checker)
+
+
+def check_wire_task(task: Any, source: str = "<request>") -> None:
+    """Raise TaskValidationError naming the field when ``task`` does not match TASK."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(task))
+    if error is None:
+        return
+    field = "task" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    message = error.message if len(error.message) < 300 else error.message[:297] + "..."
+    raise TaskValidationError(
+        f"{source}: invalid {field}: {message}. Send the task in its canonical form "
+        "(the SDK's Task.to_yaml_config(); see GET /api/openapi.json).",
+        source=source,
+    )
