@@ -74,12 +74,23 @@ def test_every_operation_is_documented(fuzz_server: ServerProcess):
         assert path in doc["paths"]
 
 
+#: Upload routes whose valid bodies are defined by content, not shape: a blob must hash
+#: to its name and fit its offset, a pack's bytes must match its index, a manifest's
+#: paths must form a tree. No schema can say that, so "schema-valid data is accepted"
+#: cannot hold for them; every other check does (docs/http-api.md describes the rules).
+CONTENT_DEFINED = {"POST /api/uploads", "POST /api/uploads/pack", "PUT /api/uploads/blobs/{sha}"}
+
+
 def fuzz(api_schema, fuzz_server: ServerProcess, *, randomized_seed: int | None) -> None:
-    checks = all_checks()
+    every = all_checks()
     endpoints = [result.ok() for result in api_schema.get_all_operations()]
     assert len(endpoints) >= len(operations()) + 4  # the operations and the request API
     findings: list[str] = []
     for endpoint in endpoints:
+        checks = [
+            c for c in every
+            if not (endpoint.label in CONTENT_DEFINED and c.__name__ == "positive_data_acceptance")
+        ]  # fmt: skip
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=endpoint.as_strategy(generation_mode=mode))
@@ -91,7 +102,7 @@ def fuzz(api_schema, fuzz_server: ServerProcess, *, randomized_seed: int | None)
                 database=None,
             )
             def check(case: schemathesis.Case) -> None:
-                case.call_and_validate(headers=HEADERS, checks=checks, timeout=60)
+                case.call_and_validate(headers=HEADERS, checks=checks, timeout=60)  # noqa: B023 - called at once, in this iteration
 
             if randomized_seed is not None:
                 check = seed(randomized_seed)(check)

@@ -165,6 +165,24 @@ TASK: dict[str, Any] = {
     },
 }
 
+#: A workdir or file-mount source in a launch or exec: an upload the client made first
+#: (``skyhop-upload://<upload id>``; the server never reads a client path).
+UPLOAD_REF: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^skyhop-upload://[0-9a-f]{32}\Z",
+    "description": "An upload made with POST /api/uploads (see docs/http-api.md).",
+}
+
+#: TASK as launch and exec take it: files are named by upload.
+TASK_WITH_UPLOADS: dict[str, Any] = {
+    **TASK,
+    "properties": {
+        **TASK["properties"],
+        "workdir": UPLOAD_REF,
+        "file_mounts": {**TASK["properties"]["file_mounts"], "additionalProperties": UPLOAD_REF},
+    },
+}
+
 _PORT_RANGE = re.compile(r"^(\d{1,5})-(\d{1,5})\Z")
 
 
@@ -180,24 +198,27 @@ def is_mount_path(value: object) -> bool:
 def warm_up() -> None:
     """Import jsonschema and build the validator (slow once; the server does it at start,
     in a thread, so the first submission does not stall the event loop)."""
-    _validator()
+    _validator(False)
+    _validator(True)
 
 
 @functools.cache
-def _validator() -> Any:
+def _validator(uploads: bool) -> Any:
     import jsonschema
 
     checker = jsonschema.FormatChecker(formats=())
     checker.checks("port-range")(is_port_range)
     checker.checks("mount-path")(is_mount_path)
-    return jsonschema.Draft202012Validator(TASK, format_checker=checker)
+    schema = TASK_WITH_UPLOADS if uploads else TASK
+    return jsonschema.Draft202012Validator(schema, format_checker=checker)
 
 
-def check_wire_task(task: Any, source: str = "<request>") -> None:
-    """Raise TaskValidationError naming the field when ``task`` does not match TASK."""
+def check_wire_task(task: Any, source: str = "<request>", *, uploads: bool = False) -> None:
+    """Raise TaskValidationError naming the field when ``task`` does not match TASK (or,
+    with ``uploads``, TASK_WITH_UPLOADS)."""
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator().iter_errors(task))
+    error = best_match(_validator(uploads).iter_errors(task))
     if error is None:
         return
     field = "task" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
@@ -206,4 +227,6 @@ def check_wire_task(task: Any, source: str = "<request>") -> None:
         f"{source}: invalid {field}: {message}. Send the task in its canonical form "
         "(the SDK's Task.to_yaml_config(); see GET /api/openapi.json).",
         source=source,
+        field=field,
+        value=repr(error.instance)[:200],
     )

@@ -45,10 +45,16 @@ from skyhop_core.state import clusters as cl
 def validate_task(p: P.LaunchParams | P.ExecParams | P.OptimizeParams) -> None:
     """At submission: the task must match its wire schema and parse (the params classes
     check the other fields); a launch or exec names uploads, never client paths."""
-    check_wire_task(p.task)
-    task = parse_task(p.task)[0]
-    if not isinstance(p, P.OptimizeParams):
-        check_no_client_paths(task)
+    uploads = not isinstance(p, P.OptimizeParams)
+    if uploads:  # a client path gets its own explanation, before the schema's pattern
+        try:
+            task = parse_task(p.task)[0]
+        except Exception:
+            task = None  # the schema below names what is wrong
+        if task is not None:
+            check_no_client_paths(task)
+    check_wire_task(p.task, uploads=uploads)
+    parse_task(p.task)
 
 
 async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import attrs
 
 from skyhop_core.exceptions import InvalidClusterNameError
 from skyhop_core.models.status import OptimizeTarget, StatusRefreshMode
-from skyhop_core.models.task_schema import TASK
+from skyhop_core.models.task_schema import TASK, TASK_WITH_UPLOADS
 from skyhop_core.ops.common import MAX_CLUSTER_NAME, validate_cluster_name
 
 #: Largest integer a parameter may take: JSON numbers above 2**53 lose precision.
@@ -107,7 +107,7 @@ def short_string(**kwargs: Any) -> Any:
 
 @attrs.frozen
 class LaunchParams:
-    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK_WITH_UPLOADS})
     cluster_name: str | None = cluster_name(default=None)
     retry_until_up: bool = False
     idle_minutes_to_autostop: int | None = integer(0, MAX_IDLE_MINUTES, default=None)
@@ -120,7 +120,7 @@ class LaunchParams:
 
 @attrs.frozen
 class ExecParams:
-    task: dict[str, Any] = attrs.field(metadata={"schema": TASK})
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK_WITH_UPLOADS})
     cluster_name: str = cluster_name()
     dryrun: bool = False
     down: bool = False

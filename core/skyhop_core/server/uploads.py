@@ -174,18 +174,23 @@ _SHA = {"name": "sha", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}  # fmt: skip
 _ID = {"name": "upload_id", "in": "path", "required": True,
        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}  # fmt: skip
+_PATH = {"type": "string", "minLength": 1, "maxLength": 4096}
 _ENTRY = {
-    "type": "object",
-    "required": ["path", "type"],
-    "properties": {
-        "path": {"type": "string"},
-        "type": {"type": "string", "enum": list(mf.ENTRY_TYPES)},
-        "size": {"type": "integer", "minimum": 0},
-        "sha256": {"type": "string"},
-        "executable": {"type": "boolean"},
-        "target": {"type": "string"},
-    },
-}
+    "oneOf": [
+        {"type": "object", "additionalProperties": False,
+         "required": ["path", "type", "size", "sha256"],
+         "properties": {"path": _PATH, "type": {"const": "file"},
+                        "size": {"type": "integer", "minimum": 0},
+                        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "executable": {"type": "boolean"}}},
+        {"type": "object", "additionalProperties": False, "required": ["path", "type"],
+         "properties": {"path": _PATH, "type": {"const": "dir"}}},
+        {"type": "object", "additionalProperties": False,
+         "required": ["path", "type", "target"],
+         "properties": {"path": _PATH, "type": {"const": "symlink"},
+                        "target": {"type": "string", "minLength": 1, "maxLength": 4096}}},
+    ]
+}  # fmt: skip
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -195,7 +200,7 @@ def openapi_paths() -> dict[str, Any]:
         "/api/uploads": {"post": {
             "summary": "Register a manifest; returns the upload ID and the blobs missing",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["kind", "entries"],
+                "type": "object", "required": ["kind", "entries"], "additionalProperties": False,
                 "properties": {"kind": {"type": "string", "enum": list(mf.KINDS)},
                                "entries": {"type": "array", "items": _ENTRY}}}}}},
             "responses": {"200": {"description": "upload_id, missing, chunk_bytes"}, **errors}}},
