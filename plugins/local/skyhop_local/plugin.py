@@ -1,10 +1,16 @@
-"""The ``local`` backend plugin: every node of a cluster is a directory on this machine.
+"""The ``local`` backend plugin: every node of a cluster is a sandbox on this machine.
 
 A cluster lives in ``<state_dir>/clusters/<name>/``: one ``node-<rank>/`` directory per
-node (its home; the agent's runtime directory is ``node-<rank>/.skyhop_runtime``), a
-``STOPPED`` marker while stopped, and nothing else. Commands run as local subprocesses
-(:class:`~skyhop_core.localrunner.LocalCommandRunner`). Each node offers the machine's
-CPUs, memory and GPUs; the head's agent runs jobs of every node (it has no launcher).
+node (its home; the agent's runtime directory is ``node-<rank>/.skyhop_runtime``), one
+``layers/node-<rank>/`` per node (its own writable layer over the host's read-only root,
+see :mod:`skyhop_local.sandbox`), a ``STOPPED`` marker while stopped, and nothing else.
+The head's agent runs on the host and starts the jobs of every node, the head's
+included, through that node's launcher (``NodeInfo.extra["job_launcher"]``), which
+enters the node's sandbox. Each node offers the machine's CPUs, memory and GPUs.
+
+Where the host cannot give sandboxes (not root, no overlayfs, ``sandbox: off``), nodes
+are plain directories, jobs run on the host, and uploads outside a node's home are
+refused; ``skyhop check`` says which isolation is active.
 
 Ports a task declares are mapped to free host ports on loopback; the agent relays them
 to the declared port while the cluster runs (``handle.extra["forward_ports"]``).
@@ -38,7 +44,8 @@ from skyhop_core.models.records import (
 )
 from skyhop_core.models.resources import Resources
 from skyhop_core.runner import CommandRunner
-from skyhop_local import machine
+from skyhop_local import machine, sandbox
+from skyhop_local.runner import LocalNodeRunner
 
 NAME = "local"
 INSTANCE_TYPE = "local"
@@ -52,6 +59,40 @@ def cluster_dir(ctx: BackendContext, cluster_name: str) -> str:
 
 def _node_dir(root: str, rank: int) -> str:
     return os.path.join(root, f"node-{rank}")
+
+
+def _layer(ctx: BackendContext, root: str, rank: int) -> sandbox.Layer:
+    root = os.path.realpath(root)
+    return sandbox.Layer(
+        dir=os.path.join(root, "layers", f"node-{rank}"),
+        home=_node_dir(root, rank),
+        hidden=os.path.realpath(ctx.persistent_path),
+    )
+
+
+def _support(ctx: BackendContext, handle: ClusterHandle) -> sandbox.Support:
+    """The isolation ``handle``'s nodes were made with (clusters from before: none)."""
+    if handle.extra.get("sandbox") == "overlay":
+        return sandbox.Support("overlay", "the cluster's nodes are sandboxes")
+    detected = sandbox.detect(ctx.config)
+    reason = "the cluster was made without sandboxes" if detected.sandboxed else detected.reason
+    return sandbox.Support("none", reason)
+
+
+async def _start_layers(ctx: BackendContext, handle: ClusterHandle) -> None:
+    root = cluster_dir(ctx, handle.cluster_name)
+    for node in handle.nodes:
+        await trio.to_thread.run_sync(_layer(ctx, root, node.rank).start)
+
+
+async def _stop_layers(ctx: BackendContext, handle: ClusterHandle) -> None:
+    """Stop every node's sandbox, also of nodes a failed launch never handed over."""
+    root = cluster_dir(ctx, handle.cluster_name)
+    layers = os.path.join(root, "layers")
+    entries = os.listdir(layers) if os.path.isdir(layers) else []
+    for entry in entries:
+        if entry.startswith("node-") and entry[5:].isdigit():
+            await trio.to_thread.run_sync(_layer(ctx, root, int(entry[5:])).stop)
 
 
 @hookimpl
@@ -68,7 +109,15 @@ def skyhop_backend_info() -> BackendInfo:
 
 @hookimpl
 async def skyhop_check(ctx: BackendContext) -> CheckResult:
-    return CheckResult(backend=NAME, enabled=True)
+    support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+    if support.sandboxed:
+        filesystem = f"overlay: {support.reason}"
+    else:
+        filesystem = (
+            f"fallback, no sandbox: {support.reason}; jobs run on the host and file mounts "
+            "outside ~ are refused"
+        )
+    return CheckResult(backend=NAME, enabled=True, details={"filesystem": filesystem})
 
 
 async def machine_offer() -> Offer:
@@ -105,11 +154,25 @@ def _map_ports(
 @hookimpl
 async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> ClusterHandle:
     root = cluster_dir(ctx, request.cluster_name)
+    os.makedirs(root, exist_ok=True)
+    root = os.path.realpath(root)  # the sandbox binds homes by their real path
     offer = await machine_offer()
+    support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+    if request.previous and request.previous.extra.get("sandbox", "none") != support.mode:
+        raise sandbox.SandboxError(
+            f"The local cluster {request.cluster_name} was made with isolation "
+            f"{request.previous.extra.get('sandbox', 'none')!r} but this server now offers "
+            f"{support.mode!r} ({support.reason}); take it down and launch it again."
+        )
     nodes = []
     for rank in range(request.num_nodes):
         home = _node_dir(root, rank)
         os.makedirs(os.path.join(home, RUNTIME_SUBDIR), exist_ok=True)
+        extra = {"sandbox": support.mode}
+        if support.sandboxed:
+            layer = _layer(ctx, root, rank)
+            await trio.to_thread.run_sync(layer.start)
+            extra["job_launcher"] = json.dumps(layer.launcher())
         nodes.append(
             NodeInfo(
                 rank=rank,
@@ -120,10 +183,12 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
                 runtime_dir=os.path.join(home, RUNTIME_SUBDIR),
                 home=home,
                 gpus=dict(offer.accelerators),
+                extra=extra,
             )
         )
     for entry in os.listdir(root):  # a relaunch with fewer nodes drops the extra ones
         if entry.startswith("node-") and int(entry[5:]) >= request.num_nodes:
+            await trio.to_thread.run_sync(_layer(ctx, root, int(entry[5:])).remove)
             shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, STOPPED_MARKER))
@@ -134,7 +199,7 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
         nodes=tuple(nodes),
         instance_type=INSTANCE_TYPE,
         ports=_map_ports(ctx, request.ports, previous_ports),
-        extra={"forward_ports": "true"},
+        extra={"forward_ports": "true", "sandbox": support.mode},
     )
 
 
@@ -150,6 +215,7 @@ async def _stop_agent(handle: ClusterHandle) -> None:
 @hookimpl
 async def skyhop_stop(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
+    await _stop_layers(ctx, handle)  # the layers stay; only the namespaces go
     root = cluster_dir(ctx, handle.cluster_name)
     if os.path.isdir(root):
         with open(os.path.join(root, STOPPED_MARKER), "w") as f:
@@ -161,6 +227,14 @@ async def skyhop_start(ctx: BackendContext, handle: ClusterHandle) -> ClusterHan
     root = cluster_dir(ctx, handle.cluster_name)
     for node in handle.nodes:
         os.makedirs(node.runtime_dir, exist_ok=True)
+    if _support(ctx, handle).sandboxed:
+        support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+        if not support.sandboxed:
+            raise sandbox.SandboxError(
+                f"Cannot start the local cluster {handle.cluster_name}: its nodes are "
+                f"sandboxes and this server cannot make them now ({support.reason})."
+            )
+        await _start_layers(ctx, handle)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, STOPPED_MARKER))
     return handle
@@ -169,6 +243,7 @@ async def skyhop_start(ctx: BackendContext, handle: ClusterHandle) -> ClusterHan
 @hookimpl
 async def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
+    await _stop_layers(ctx, handle)  # before the rmtree: nothing may still use a layer
     await trio.to_thread.run_sync(
         lambda: shutil.rmtree(cluster_dir(ctx, handle.cluster_name), ignore_errors=True)
     )
@@ -206,4 +281,7 @@ async def skyhop_open_ports(
 def skyhop_command_runner(
     ctx: BackendContext, handle: ClusterHandle, node: NodeInfo
 ) -> CommandRunner:
-    return LocalCommandRunner(node)
+    support = _support(ctx, handle)
+    root = os.path.dirname(node.home)
+    layer = _layer(ctx, root, node.rank) if support.sandboxed else None
+    return LocalNodeRunner(node, layer, support)

@@ -1,0 +1,177 @@
+"""Local nodes are sandboxes: writes outside the home land in the node, never on the host.
+
+Every path a job writes here carries a random name, so the assertions that the host
+does *not* have it cannot be fooled by (or disturb) anything else on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_local_backend import Local, processes_under, trio_test
+
+from skyhop_core.exceptions import NotSupportedError
+from skyhop_core.models.records import ClusterHandle, JobSpec
+from skyhop_core.models.status import JobStatus
+from skyhop_local import sandbox
+
+SUPPORT = sandbox.detect()
+needs_sandbox = pytest.mark.skipif(not SUPPORT.sandboxed, reason=SUPPORT.reason)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[Local]:
+    backend = Local(tmp_path / "state")
+    yield backend
+    holders = _holders(tmp_path)
+    for pid in holders:
+        os.kill(pid, 9)
+    leftovers = processes_under(tmp_path)
+    for pid in leftovers:
+        os.kill(pid, 9)
+    assert not holders and not leftovers, f"processes outlived the test: {holders + leftovers}"
+
+
+def _holders(root: Path) -> list[int]:
+    """Live sandbox holders of layers under ``root``."""
+    found = []
+    for pid_file in root.rglob("holder.pid"):
+        pid = int(pid_file.read_text().split()[0])
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(pid)
+    return found
+
+
+async def _run(local: Local, handle: ClusterHandle, run: str, nodes: int = 1) -> str:
+    job = JobSpec(name="probe", run=run, num_nodes=nodes)
+    job_id = await local.call("skyhop_submit_job", handle=handle, job=job)
+    status, text = await local.tail(handle, job_id)
+    assert status is JobStatus.SUCCEEDED, text
+    return text
+
+
+async def _upload(local: Local, handle: ClusterHandle, rank: int, src: Path, dest: str) -> None:
+    runner = local.ctx.runner_factory(handle, handle.nodes[rank])  # type: ignore[misc]
+    await runner.upload(str(src), dest)
+
+
+@needs_sandbox
+@trio_test
+async def test_writes_outside_the_home_stay_in_the_node(local: Local, tmp_path: Path) -> None:
+    tag = f"skyhop-test-{uuid.uuid4().hex[:12]}"
+    paths = [f"/data/{tag}/x", f"/opt/{tag}/y", f"/tmp/{tag}-z", f"/etc/{tag}-mounted"]
+    handle = await local.provision("box", 2)
+    await local.call("skyhop_setup_runtime", handle=handle)
+    mounted = tmp_path / "mounted.txt"
+    mounted.write_text("from a file mount\n")
+    for rank in (0, 1):
+        await _upload(local, handle, rank, mounted, paths[3])
+    write = (
+        f"mkdir -p /data/{tag} /opt/{tag} && echo rank-$SKYHOP_NODE_RANK > {paths[0]} && "
+        f"echo y > {paths[1]} && echo z > {paths[2]} && cat {paths[3]} && echo home=$HOME"
+    )
+    text = await _run(local, handle, write, nodes=2)
+    assert "(rank 0) from a file mount" in text and "(rank 1) from a file mount" in text
+    assert f"(rank 0) home={handle.nodes[0].home}" in text
+    assert f"(rank 1) home={handle.nodes[1].home}" in text
+    for path in paths:
+        assert not os.path.exists(path), f"{path} was written on the host"
+    assert not os.path.exists(f"/data/{tag}") and not os.path.exists(f"/opt/{tag}")
+
+    read = f"cat {paths[0]} {paths[1]} {paths[2]}; cd ~ && pwd"
+    text = await _run(local, handle, read, nodes=2)  # a later job sees what the first wrote
+    assert "(rank 0) rank-0" in text and "(rank 1) rank-1" in text  # each node its own /data
+    assert f"(rank 1) {handle.nodes[1].home}" in text
+
+    await local.call("skyhop_stop", handle=handle)
+    assert _holders(tmp_path) == []
+    started = await local.call("skyhop_start", handle=handle)
+    await local.call("skyhop_setup_runtime", handle=started)
+    text = await _run(local, started, f"cat {paths[0]} {paths[3]}")
+    assert text == "rank-0\nfrom a file mount\n"  # stop/start keeps the node's layer
+
+    layers = Path(handle.head.home).parent / "layers"
+    assert (layers / "node-0" / "upper" / f"data/{tag}/x").read_text() == "rank-0\n"
+    await local.call("skyhop_down", handle=started)
+    assert not layers.exists() and _holders(tmp_path) == []
+    for path in paths:
+        assert not os.path.exists(path)
+
+
+@needs_sandbox
+@trio_test
+async def test_the_persistent_path_is_invisible_inside(local: Local, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    (state / "skyhop.db").write_text("the database")
+    (state / "tokens").write_text("secret-token")
+    other = await local.provision("other", 1)
+    (Path(other.head.home) / "private.txt").write_text("another cluster's file")
+    handle = await local.provision("box", 1)
+    await local.call("skyhop_setup_runtime", handle=handle)
+    (Path(handle.head.home) / "mine.txt").write_text("my own file")
+    probe = (
+        f"cat {state}/skyhop.db {state}/tokens {other.head.home}/private.txt "
+        f"{handle.head.runtime_dir}/agent.db 2>&1; ls -A {state}; cat ~/mine.txt"
+    )
+    text = await _run(local, handle, probe)
+    assert "the database" not in text and "secret-token" not in text
+    assert "another cluster's file" not in text
+    assert text.count("No such file or directory") == 4
+    assert text.endswith("my own file")
+    # The agent still keeps its database and the job's log in the runtime directory.
+    assert (Path(handle.head.runtime_dir) / "agent.db").exists()
+    await local.call("skyhop_down", handle=handle)
+    await local.call("skyhop_down", handle=other)
+
+
+@needs_sandbox
+@trio_test
+async def test_a_job_cannot_replace_a_host_system_file(local: Local, tmp_path: Path) -> None:
+    handle = await local.provision("box", 1)
+    await local.call("skyhop_setup_runtime", handle=handle)
+    before = Path("/etc/hostname").read_bytes()
+    source = tmp_path / "hostname"
+    source.write_text("not-the-host\n")
+    await _upload(local, handle, 0, source, "/etc/hostname")
+    text = await _run(local, handle, "cat /etc/hostname; echo again > /etc/hostname; cat /etc/hostname")
+    assert text == "not-the-host\nagain\n"
+    assert Path("/etc/hostname").read_bytes() == before
+    await local.call("skyhop_down", handle=handle)
+
+
+@trio_test
+async def test_without_sandbox_absolute_mounts_are_refused(
+    local: Local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(sandbox.SANDBOX_ENV, "off")
+    check = await local.call("skyhop_check")
+    assert check.enabled and check.details["filesystem"].startswith("fallback, no sandbox")
+    handle = await local.provision("plain", 1)
+    assert handle.extra["sandbox"] == "none" and "job_launcher" not in handle.head.extra
+    target = f"/etc/skyhop-test-{uuid.uuid4().hex[:12]}"
+    source = tmp_path / "file.txt"
+    source.write_text("content\n")
+    with pytest.raises(NotSupportedError, match=f"{target}.*written to the host"):
+        await _upload(local, handle, 0, source, target)
+    assert not os.path.exists(target)
+    await _upload(local, handle, 0, source, "~/inside/file.txt")  # the home is fine
+    assert (Path(handle.head.home) / "inside" / "file.txt").read_text() == "content\n"
+    await local.call("skyhop_setup_runtime", handle=handle)
+    assert await _run(local, handle, "cat inside/file.txt") == "content\n"
+    await local.call("skyhop_down", handle=handle)
+
+
+@needs_sandbox
+@trio_test
+async def test_check_reports_the_overlay(local: Local) -> None:
+    check = await local.call("skyhop_check")
+    assert check.details["filesystem"].startswith("overlay")
