@@ -12,8 +12,13 @@ Where the host cannot give sandboxes (not root, no overlayfs, ``sandbox: off``),
 are plain directories, jobs run on the host, and uploads outside a node's home are
 refused; ``skyhop check`` says which isolation is active.
 
-Ports a task declares are mapped to free host ports on loopback; the agent relays them
-to the declared port while the cluster runs (``handle.extra["forward_ports"]``).
+Where the host allows it (root, iproute2) each sandboxed node also has its own network
+namespace and address on a host bridge (:mod:`skyhop_local.network`): a task's ports
+are reachable at ``<head address>:<port>``. Otherwise ports a task declares are mapped
+to free host ports on loopback and the agent relays them to the declared port while the
+cluster runs (``handle.extra["forward_ports"]``). ``handle.extra`` and every node's
+``extra`` record the isolation they were made with (``sandbox``: ``overlay``/``none``,
+``network``: ``netns``/``none``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from skyhop_core.models.records import (
 )
 from skyhop_core.models.resources import Resources
 from skyhop_core.runner import CommandRunner
-from skyhop_local import machine, sandbox
+from skyhop_local import machine, network, sandbox
 from skyhop_local.runner import LocalNodeRunner
 
 NAME = "local"
@@ -61,12 +66,17 @@ def _node_dir(root: str, rank: int) -> str:
     return os.path.join(root, f"node-{rank}")
 
 
-def _layer(ctx: BackendContext, root: str, rank: int) -> sandbox.Layer:
+def _layer(ctx: BackendContext, root: str, rank: int, own_network: bool) -> sandbox.Layer:
     root = os.path.realpath(root)
+    layer_dir = os.path.join(root, "layers", f"node-{rank}")
+    net = None
+    if own_network:
+        net = network.NodeNetwork(layer_dir, network.NetworkConfig.from_config(ctx.config))
     return sandbox.Layer(
-        dir=os.path.join(root, "layers", f"node-{rank}"),
+        dir=layer_dir,
         home=_node_dir(root, rank),
         hidden=os.path.realpath(ctx.persistent_path),
+        net=net,
     )
 
 
@@ -81,18 +91,21 @@ def _support(ctx: BackendContext, handle: ClusterHandle) -> sandbox.Support:
 
 async def _start_layers(ctx: BackendContext, handle: ClusterHandle) -> None:
     root = cluster_dir(ctx, handle.cluster_name)
+    own_network = handle.extra.get("network") == "netns"
     for node in handle.nodes:
-        await trio.to_thread.run_sync(_layer(ctx, root, node.rank).start)
+        await trio.to_thread.run_sync(_layer(ctx, root, node.rank, own_network).start)
 
 
-async def _stop_layers(ctx: BackendContext, handle: ClusterHandle) -> None:
-    """Stop every node's sandbox, also of nodes a failed launch never handed over."""
+async def _stop_layers(ctx: BackendContext, handle: ClusterHandle, remove: bool) -> None:
+    """Stop (or remove) every node's sandbox, also of nodes a failed launch never handed
+    over; stopping keeps the layers and addresses, removing gives them up."""
     root = cluster_dir(ctx, handle.cluster_name)
     layers = os.path.join(root, "layers")
     entries = os.listdir(layers) if os.path.isdir(layers) else []
     for entry in entries:
         if entry.startswith("node-") and entry[5:].isdigit():
-            await trio.to_thread.run_sync(_layer(ctx, root, int(entry[5:])).stop)
+            layer = _layer(ctx, root, int(entry[5:]), own_network=True)
+            await trio.to_thread.run_sync(layer.remove if remove else layer.stop)
 
 
 @hookimpl
@@ -117,7 +130,11 @@ async def skyhop_check(ctx: BackendContext) -> CheckResult:
             f"fallback, no sandbox: {support.reason}; jobs run on the host and file mounts "
             "outside ~ are refused"
         )
-    return CheckResult(backend=NAME, enabled=True, details={"filesystem": filesystem})
+    net = network.detect(ctx.config, support.sandboxed)
+    networking = f"netns: {net.reason}" if net.isolated else f"fallback: {net.reason}"
+    return CheckResult(
+        backend=NAME, enabled=True, details={"filesystem": filesystem, "network": networking}
+    )
 
 
 async def machine_offer() -> Offer:
@@ -141,12 +158,14 @@ async def skyhop_offers(ctx: BackendContext, resources: Resources) -> list[Offer
 
 
 def _map_ports(
-    ctx: BackendContext, ports: Sequence[int], current: dict[int, str]
+    ctx: BackendContext, ports: Sequence[int], current: dict[int, str], head_ip: str | None
 ) -> dict[int, str]:
+    """Where each task port is reachable: on the head's own address when it has one,
+    else on a free loopback port the agent relays to the declared port."""
     mapped = dict(current)
     for port in ports:
         if port not in mapped:
-            mapped[port] = f"127.0.0.1:{machine.free_port()}"
+            mapped[port] = f"{head_ip}:{port}" if head_ip else f"127.0.0.1:{machine.free_port()}"
             ctx.log(f"Port {port} of the task is reachable at {mapped[port]}.")
     return mapped
 
@@ -158,25 +177,32 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
     root = os.path.realpath(root)  # the sandbox binds homes by their real path
     offer = await machine_offer()
     support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
-    if request.previous and request.previous.extra.get("sandbox", "none") != support.mode:
-        raise sandbox.SandboxError(
-            f"The local cluster {request.cluster_name} was made with isolation "
-            f"{request.previous.extra.get('sandbox', 'none')!r} but this server now offers "
-            f"{support.mode!r} ({support.reason}); take it down and launch it again."
-        )
+    net = network.detect(ctx.config, support.sandboxed)
+    isolation = {"sandbox": support.mode, "network": net.mode}
+    if request.previous:
+        before = {k: request.previous.extra.get(k, "none") for k in isolation}
+        if before != isolation:
+            raise sandbox.SandboxError(
+                f"The local cluster {request.cluster_name} was made with isolation {before} "
+                f"but this server now gives {isolation} ({support.reason}; {net.reason}); "
+                "take it down and launch it again."
+            )
     nodes = []
     for rank in range(request.num_nodes):
         home = _node_dir(root, rank)
         os.makedirs(os.path.join(home, RUNTIME_SUBDIR), exist_ok=True)
-        extra = {"sandbox": support.mode}
+        extra = dict(isolation)
+        ip = "127.0.0.1"
         if support.sandboxed:
-            layer = _layer(ctx, root, rank)
+            layer = _layer(ctx, root, rank, net.isolated)
             await trio.to_thread.run_sync(layer.start)
             extra["job_launcher"] = json.dumps(layer.launcher())
+            if layer.net is not None:
+                ip = await trio.to_thread.run_sync(layer.net.address)
         nodes.append(
             NodeInfo(
                 rank=rank,
-                ip="127.0.0.1",
+                ip=ip,
                 instance_id=f"{request.cluster_name}-{rank}",
                 cpus=offer.cpus,
                 memory_gb=offer.memory_gb,
@@ -188,18 +214,20 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
         )
     for entry in os.listdir(root):  # a relaunch with fewer nodes drops the extra ones
         if entry.startswith("node-") and int(entry[5:]) >= request.num_nodes:
-            await trio.to_thread.run_sync(_layer(ctx, root, int(entry[5:])).remove)
+            extra_layer = _layer(ctx, root, int(entry[5:]), own_network=True)
+            await trio.to_thread.run_sync(extra_layer.remove)
             shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, STOPPED_MARKER))
     previous_ports = dict(request.previous.ports) if request.previous else {}
+    head_ip = nodes[0].ip if net.isolated else None
     return ClusterHandle(
         cluster_name=request.cluster_name,
         backend=NAME,
         nodes=tuple(nodes),
         instance_type=INSTANCE_TYPE,
-        ports=_map_ports(ctx, request.ports, previous_ports),
-        extra={"forward_ports": "true", "sandbox": support.mode},
+        ports=_map_ports(ctx, request.ports, previous_ports, head_ip),
+        extra={**isolation, "forward_ports": "false" if head_ip else "true"},
     )
 
 
@@ -215,7 +243,7 @@ async def _stop_agent(handle: ClusterHandle) -> None:
 @hookimpl
 async def skyhop_stop(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
-    await _stop_layers(ctx, handle)  # the layers stay; only the namespaces go
+    await _stop_layers(ctx, handle, remove=False)  # the layers stay; the namespaces go
     root = cluster_dir(ctx, handle.cluster_name)
     if os.path.isdir(root):
         with open(os.path.join(root, STOPPED_MARKER), "w") as f:
@@ -243,7 +271,7 @@ async def skyhop_start(ctx: BackendContext, handle: ClusterHandle) -> ClusterHan
 @hookimpl
 async def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
-    await _stop_layers(ctx, handle)  # before the rmtree: nothing may still use a layer
+    await _stop_layers(ctx, handle, remove=True)  # before the rmtree: no holder may remain
     await trio.to_thread.run_sync(
         lambda: shutil.rmtree(cluster_dir(ctx, handle.cluster_name), ignore_errors=True)
     )
@@ -267,7 +295,8 @@ async def skyhop_query(ctx: BackendContext, handle: ClusterHandle) -> list[NodeS
 async def skyhop_open_ports(
     ctx: BackendContext, handle: ClusterHandle, ports: Sequence[int]
 ) -> ClusterHandle:
-    opened = attrs.evolve(handle, ports=_map_ports(ctx, ports, dict(handle.ports)))
+    head_ip = handle.head.ip if handle.extra.get("network") == "netns" else None
+    opened = attrs.evolve(handle, ports=_map_ports(ctx, ports, dict(handle.ports), head_ip))
     description = os.path.join(handle.head.runtime_dir, "cluster.json")
     if opened.ports != handle.ports and os.path.exists(description):
         # The running agent notices the rewritten description and starts relaying.
@@ -283,5 +312,5 @@ def skyhop_command_runner(
 ) -> CommandRunner:
     support = _support(ctx, handle)
     root = os.path.dirname(node.home)
-    layer = _layer(ctx, root, node.rank) if support.sandboxed else None
+    layer = _layer(ctx, root, node.rank, own_network=False) if support.sandboxed else None
     return LocalNodeRunner(node, layer, support)

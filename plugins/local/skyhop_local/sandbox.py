@@ -44,6 +44,7 @@ from typing import Any
 import attrs
 
 from skyhop_core.exceptions import NotSupportedError, SkyhopError
+from skyhop_local.network import NetworkError, NodeNetwork
 
 #: Environment switch that turns sandboxes off (``off``) like ``sandbox: off`` in the
 #: ``local`` section of the config; tests use it to exercise the fallback.
@@ -108,6 +109,8 @@ class Layer:
     home: str
     hidden: str
     run_as: str | None = None
+    #: The node's own network namespace (None: the node shares the host's network).
+    net: NodeNetwork | None = None
 
     @property
     def upper(self) -> str:
@@ -153,8 +156,9 @@ class Layer:
             if os.path.exists(stale):
                 os.unlink(stale)
         script = self._holder_script(token, ready)
+        namespaces = "--mount --net" if self.net else "--mount"
         launch = (
-            "unshare --mount --propagation private -- sh -c \"$1\" "
+            f'unshare {namespaces} --propagation private -- sh -c "$1" '
             f">{shlex.quote(log)} 2>&1 </dev/null & echo $!"
         )
         out = subprocess.run(
@@ -172,6 +176,14 @@ class Layer:
                     f"{detail or 'no output'} (see {log})."
                 )
             time.sleep(0.005)
+        if self.net is not None:
+            try:
+                self.net.attach(pid)
+            except (NetworkError, OSError) as exc:
+                _kill(pid)
+                raise SandboxError(
+                    f"The network of the local node {self.home} could not be set up: {exc}"
+                ) from exc
         _write_atomic(self._pid_file, f"{pid} {token}\n")
         _write_atomic(self.enter, self._enter_script(pid, token))
         return pid
@@ -181,9 +193,13 @@ class Layer:
         pid = self.holder()
         if pid is not None:
             _kill(pid)
+        if self.net is not None:
+            self.net.stop()
 
     def remove(self) -> None:
         self.stop()
+        if self.net is not None:
+            self.net.release()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def host_path(self, path: str) -> str:
@@ -221,7 +237,8 @@ class Layer:
             f"if [ -d {runtime} ]; then mount -t tmpfs -o mode=0700 skyhop-hidden {runtime}; fi",
             f"echo {token} > {q(root + '/' + MARKER)}",
             f"echo ready > {q(ready)}",
-            f"exec chroot {q(root)} sleep infinity",
+            # The variable names the holder's layer for whoever hunts leftover processes.
+            f"exec env SKYHOP_NODE_LAYER={q(self.dir)} chroot {q(root)} sleep infinity",
         ]
         return "\n".join(lines) + "\n"
 
@@ -233,7 +250,8 @@ class Layer:
 
             entry = pwd.getpwnam(self.run_as)
             user = [f"--setuid={entry.pw_uid}", f"--setgid={entry.pw_gid}"]
-        nsenter = shlex.join(["nsenter", f"--target={pid}", "--mount", "--root", *user, "--"])
+        net = ["--net"] if self.net else []
+        nsenter = shlex.join(["nsenter", f"--target={pid}", "--mount", *net, "--root", *user, "--"])
         home = shlex.quote(self.home)
         return (
             "#!/bin/sh\n"

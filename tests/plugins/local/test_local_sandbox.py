@@ -11,7 +11,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
+import trio
 from test_local_backend import Local, processes_under, trio_test
 
 from skyhop_core.exceptions import NotSupportedError
@@ -142,7 +144,9 @@ async def test_a_job_cannot_replace_a_host_system_file(local: Local, tmp_path: P
     source = tmp_path / "hostname"
     source.write_text("not-the-host\n")
     await _upload(local, handle, 0, source, "/etc/hostname")
-    text = await _run(local, handle, "cat /etc/hostname; echo again > /etc/hostname; cat /etc/hostname")
+    text = await _run(
+        local, handle, "cat /etc/hostname; echo again > /etc/hostname; cat /etc/hostname"
+    )
     assert text == "not-the-host\nagain\n"
     assert Path("/etc/hostname").read_bytes() == before
     await local.call("skyhop_down", handle=handle)
@@ -175,3 +179,70 @@ async def test_without_sandbox_absolute_mounts_are_refused(
 async def test_check_reports_the_overlay(local: Local) -> None:
     check = await local.call("skyhop_check")
     assert check.details["filesystem"].startswith("overlay")
+
+
+@pytest.fixture
+def networked(local: Local, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local]:
+    """The local backend with node networks on a bridge and subnet of this test's own."""
+    from netconfig import NETWORK_ENV, node_network_config
+
+    monkeypatch.delenv(NETWORK_ENV, raising=False)
+    with node_network_config() as config:
+        local.ctx = attrs.evolve(local.ctx, config=config)
+        yield local
+
+
+@needs_sandbox
+@trio_test
+async def test_nodes_have_their_own_addresses_and_ports(networked: Local, tmp_path: Path) -> None:
+    local = networked
+    check = await local.call("skyhop_check")
+    assert check.details["network"].startswith("netns")
+    port = 8765
+    handle = await local.provision("net", 2, ports=(port,))
+    ips = [n.ip for n in handle.nodes]
+    subnet = local.ctx.config["network"]["subnet"]
+    assert len(set(ips)) == 2 and all(ip.startswith(subnet.rsplit(".", 2)[0]) for ip in ips)
+    assert handle.ports[port] == f"{ips[0]}:{port}"
+    await local.call("skyhop_setup_runtime", handle=handle)
+    show = 'echo "$SKYHOP_NODE_IPS" | tr "\\n" " "; ip -o -4 addr show eth0'
+    text = await _run(local, handle, show, 2)
+    for rank, ip in enumerate(ips):  # every node lists all addresses and has its own
+        prefix = f"(rank {rank}) {ips[0]} {ips[1]} "
+        assert any(ln.startswith(prefix) and f"inet {ip}/" in ln for ln in text.splitlines())
+
+    # Both nodes listen on the same port; the host reaches each at its own address.
+    for rank, node in enumerate(handle.nodes):
+        (Path(node.home) / "index.html").write_text(f"node {rank}")
+    serve = f"python3 -m http.server {port} --bind 0.0.0.0"
+    job = JobSpec(name="web", run=serve, num_nodes=2)
+    await local.call("skyhop_submit_job", handle=handle, job=job)
+    for rank, ip in enumerate(ips):
+        assert await _get(ip, port) == f"node {rank}"
+
+    await local.call("skyhop_stop", handle=handle)
+    started = await local.call("skyhop_start", handle=handle)
+    assert [n.ip for n in started.nodes] == ips
+    await local.call("skyhop_setup_runtime", handle=started)
+    assert await _run(local, started, "ip -o -4 addr show eth0 | grep -c ' inet '") == "1\n"
+    registry = Path(local.ctx.config["network"]["registry"])
+    assert sorted(p.name for p in registry.iterdir()) == sorted(ips)
+    await local.call("skyhop_down", handle=started)
+    assert list(registry.iterdir()) == []  # the addresses are free again
+
+
+async def _get(host: str, port: int) -> str:
+    """The body of ``GET /`` at host:port, retrying while the server starts."""
+    with trio.fail_after(15):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError:
+                await trio.sleep(0.1)
+                continue
+            async with stream:
+                await stream.send_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+                body = b""
+                while chunk := await stream.receive_some():
+                    body += chunk
+            return body.split(b"\r\n\r\n", 1)[-1].decode()
