@@ -27,8 +27,11 @@ class Services:
         store: Store,
         backends: Backends,
         config: dict[str, Any] | None = None,
+        deployed: bool = False,
     ) -> None:
         self.persistent_path = persistent_path
+        #: A deployed team server (``--deploy``); backends see it as ``ctx.deployed``.
+        self.deployed = deployed
         self.store = store
         self.backends = backends
         self.config = config or {}
@@ -51,6 +54,7 @@ class Services:
             state_dir=str(self.persistent_path / "backends" / backend),
             persistent_path=str(self.persistent_path),
             config=section if isinstance(section, dict) else {},
+            deployed=self.deployed,
         )
         if request is not None:
             kwargs.update(log=request.log, user_name=request.user.name, user_hash=request.user.hash)

@@ -46,7 +46,9 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     root = ensure_persistent_path()
     config = load_config()
     store = await trio.to_thread.run_sync(open_store, root)
-    services = Services(root, store, load_backends(), config=config.get("backends") or {})
+    services = Services(
+        root, store, load_backends(), config=config.get("backends") or {}, deployed=deploy
+    )
     retention = float(os.environ.get("SKYHOP_REQUEST_RETENTION_SECONDS", 7 * 24 * 3600))
     engine = Engine(services, operations(), limits=slot_limits(), retention_seconds=retention)
     services.engine = engine

@@ -34,6 +34,7 @@ import trio
 
 from skyhop_core.agentjobs import agent_call, cluster_description
 from skyhop_core.context import BackendContext
+from skyhop_core.exceptions import NotSupportedError
 from skyhop_core.hookspecs import hookimpl
 from skyhop_core.localrunner import LocalCommandRunner
 from skyhop_core.models.records import (
@@ -50,6 +51,7 @@ from skyhop_core.models.records import (
 from skyhop_core.models.resources import Resources
 from skyhop_core.runner import CommandRunner
 from skyhop_local import machine, network, sandbox
+from skyhop_local.policy import policy, run_as_user
 from skyhop_local.runner import LocalNodeRunner
 
 NAME = "local"
@@ -76,6 +78,7 @@ def _layer(ctx: BackendContext, root: str, rank: int, own_network: bool) -> sand
         dir=layer_dir,
         home=_node_dir(root, rank),
         hidden=os.path.realpath(ctx.persistent_path),
+        run_as=run_as_user(ctx),
         net=net,
     )
 
@@ -123,6 +126,9 @@ def skyhop_backend_info() -> BackendInfo:
 @hookimpl
 async def skyhop_check(ctx: BackendContext) -> CheckResult:
     support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+    allowed = policy(ctx, support)
+    if not allowed.enabled:
+        return CheckResult(backend=NAME, enabled=False, reason=allowed.reason, fix=allowed.fix)
     if support.sandboxed:
         filesystem = f"overlay: {support.reason}"
     else:
@@ -172,11 +178,10 @@ def _map_ports(
 
 @hookimpl
 async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> ClusterHandle:
-    root = cluster_dir(ctx, request.cluster_name)
-    os.makedirs(root, exist_ok=True)
-    root = os.path.realpath(root)  # the sandbox binds homes by their real path
-    offer = await machine_offer()
     support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+    allowed = policy(ctx, support)
+    if not allowed.enabled:
+        raise NotSupportedError(f"The local backend is not enabled: {allowed.reason} {allowed.fix}")
     net = network.detect(ctx.config, support.sandboxed)
     isolation = {"sandbox": support.mode, "network": net.mode}
     if request.previous:
@@ -187,10 +192,16 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
                 f"but this server now gives {isolation} ({support.reason}; {net.reason}); "
                 "take it down and launch it again."
             )
+    root = cluster_dir(ctx, request.cluster_name)
+    os.makedirs(root, exist_ok=True)
+    root = os.path.realpath(root)  # the sandbox binds homes by their real path
+    offer = await machine_offer()
     nodes = []
     for rank in range(request.num_nodes):
         home = _node_dir(root, rank)
         os.makedirs(os.path.join(home, RUNTIME_SUBDIR), exist_ok=True)
+        if allowed.run_as:
+            _chown(home, allowed.run_as)  # the runtime directory stays the server's
         extra = dict(isolation)
         ip = "127.0.0.1"
         if support.sandboxed:
@@ -313,4 +324,11 @@ def skyhop_command_runner(
     support = _support(ctx, handle)
     root = os.path.dirname(node.home)
     layer = _layer(ctx, root, node.rank, own_network=False) if support.sandboxed else None
-    return LocalNodeRunner(node, layer, support)
+    return LocalNodeRunner(node, layer, support, run_as=run_as_user(ctx))
+
+
+def _chown(path: str, user: str) -> None:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)

@@ -24,10 +24,14 @@ from skyhop_local.sandbox import Layer, Support, check_target
 class LocalNodeRunner(LocalCommandRunner):
     """A :class:`LocalCommandRunner` whose uploads respect the node's sandbox."""
 
-    def __init__(self, node: NodeInfo, layer: Layer | None, support: Support) -> None:
+    def __init__(
+        self, node: NodeInfo, layer: Layer | None, support: Support, run_as: str | None = None
+    ) -> None:
         super().__init__(node)
         self.layer = layer
         self.support = support
+        #: Jobs run as this user: what is uploaded becomes theirs.
+        self.run_as = run_as
 
     def node_path(self, remote_path: str) -> str:
         """The absolute path inside the node that ``remote_path`` names (``~`` = home)."""
@@ -55,3 +59,21 @@ class LocalNodeRunner(LocalCommandRunner):
             raise FileNotFoundError(f"{local_path} does not exist; nothing to upload.")
         dest = self.host_path(remote_path)
         await trio.to_thread.run_sync(copy_tree, source, dest, list(excludes))
+        if self.run_as:
+            await trio.to_thread.run_sync(_give, source, dest, self.run_as)
+
+
+def _give(source: str, dest: str, user: str) -> None:
+    """Make what ``copy_tree(source, dest)`` wrote belong to ``user``."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    if os.path.isfile(source):
+        if dest.endswith("/") or os.path.isdir(dest):
+            dest = os.path.join(dest, os.path.basename(source))
+        os.lchown(dest, entry.pw_uid, entry.pw_gid)
+        return
+    for dirpath, dirnames, filenames in os.walk(dest):
+        os.lchown(dirpath, entry.pw_uid, entry.pw_gid)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
