@@ -149,9 +149,20 @@ async def sync_files(
     runners = [ctx.services.runner(bctx, handle, node) for node in handle.nodes]
     for local, remote in uploads:
         ctx.log(f"Syncing {local} -> {remote} on {len(runners)} node(s).")
-        async with trio.open_nursery() as nursery:
-            for runner in runners:
-                nursery.start_soon(_upload, runner, local, remote)
+        try:
+            async with trio.open_nursery() as nursery:
+                for runner in runners:
+                    nursery.start_soon(_upload, runner, local, remote)
+        except ExceptionGroup as group:
+            # Every node refuses a bad target the same way: show the user one error.
+            raise _first_leaf(group) from None
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 async def _upload(runner: Any, local: str, remote: str) -> None:

@@ -29,6 +29,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -254,5 +255,23 @@ class NodeNetwork:
                 pid = int(f.read().strip())
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if b"slirp4netns" in f.read():
-                    os.kill(pid, signal.SIGKILL)
+                    kill_and_wait(pid)
             os.unlink(pid_file)
+
+
+def kill_and_wait(pid: int) -> None:
+    """SIGKILL a detached helper (a holder, slirp4netns) and wait until it is gone; a
+    zombie counts as gone (the helper is nobody's child here once its shell exited)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.005)

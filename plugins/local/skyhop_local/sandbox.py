@@ -35,7 +35,6 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -44,7 +43,7 @@ from typing import Any
 import attrs
 
 from skyhop_core.exceptions import NotSupportedError, SkyhopError
-from skyhop_local.network import NetworkError, NodeNetwork
+from skyhop_local.network import NetworkError, NodeNetwork, kill_and_wait
 
 #: Environment switch that turns sandboxes off (``off``) like ``sandbox: off`` in the
 #: ``local`` section of the config; tests use it to exercise the fallback.
@@ -170,7 +169,7 @@ class Layer:
             if time.monotonic() > deadline or not os.path.exists(f"/proc/{pid}"):
                 with open(log, errors="replace") as f:
                     detail = f.read().strip()
-                _kill(pid)
+                kill_and_wait(pid)
                 raise SandboxError(
                     f"The sandbox of the local node {self.home} did not start: "
                     f"{detail or 'no output'} (see {log})."
@@ -180,7 +179,7 @@ class Layer:
             try:
                 self.net.attach(pid)
             except (NetworkError, OSError) as exc:
-                _kill(pid)
+                kill_and_wait(pid)
                 raise SandboxError(
                     f"The network of the local node {self.home} could not be set up: {exc}"
                 ) from exc
@@ -192,7 +191,7 @@ class Layer:
         """Kill the holder (the namespace and its mounts go away); the layer stays."""
         pid = self.holder()
         if pid is not None:
-            _kill(pid)
+            kill_and_wait(pid)
         if self.net is not None:
             self.net.stop()
 
@@ -224,7 +223,7 @@ class Layer:
             lines.append(f"mkdir -p {target}")
             lines.append(f"mount --bind {q(mountpoint)} {target}")
             lines.append(f"mount -o remount,bind,ro {target}")
-        hidden = q(root + self.hidden)
+        hidden = q(root + self._cover())
         home = q(root + self.home)
         runtime = q(root + os.path.join(self.home, ".skyhop_runtime"))
         lines += [
@@ -241,6 +240,24 @@ class Layer:
             f"exec env SKYHOP_NODE_LAYER={q(self.dir)} chroot {q(root)} sleep infinity",
         ]
         return "\n".join(lines) + "\n"
+
+    def _cover(self) -> str:
+        """Where the tmpfs that hides the persistent path goes: the path itself, or for
+        jobs that run as another user the topmost ancestor that user could not enter
+        (``/root``, a private temporary directory), so the home bound under it, and
+        nothing else there, is reachable."""
+        if not self.run_as:
+            return self.hidden
+        path = self.hidden
+        cover = self.hidden
+        while path != "/":
+            try:
+                if not os.stat(path).st_mode & 0o001:
+                    cover = path
+            except OSError:
+                pass
+            path = os.path.dirname(path)
+        return cover
 
     def _enter_script(self, pid: int, token: str) -> str:
         keep = " ".join(f'{name}="${{{name}:-}}"' for name in _KEEP_ENV if name != "PATH")
@@ -287,24 +304,6 @@ def _other_mounts(hidden: str) -> list[str]:
 def _under(path: str, root: str) -> bool:
     root = root.rstrip("/")
     return path == root or path.startswith(root + "/")
-
-
-def _kill(pid: int) -> None:
-    """SIGKILL a holder and wait until it is gone (a zombie counts as gone: the holder is
-    nobody's child once its launching shell exited, and its namespace dies with it)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return
-        except (OSError, IndexError):
-            return
-        time.sleep(0.005)
 
 
 def _write_atomic(path: str, text: str) -> None:

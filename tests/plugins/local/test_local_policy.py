@@ -26,10 +26,9 @@ JOB_USER = "nobody"
 
 @pytest.fixture
 def deployed() -> Iterator[Local]:
-    # Not under pytest's tmp_path: its parents are private to root, and a job that runs
-    # as another user must be able to reach its node's home.
+    # A private (0700) directory above the persistent path, like /root above
+    # /root/.skyhop: the job's user must still reach its node's home.
     root = Path(tempfile.mkdtemp(prefix="skyhop-policy-"))
-    root.chmod(0o755)
     backend = Local(root / "state")
     backend.ctx = attrs.evolve(backend.ctx, deployed=True)
     yield backend
@@ -70,6 +69,8 @@ async def test_enabled_jobs_run_as_the_named_user(deployed: Local, tmp_path: Pat
     assert (await deployed.call("skyhop_check")).enabled
     handle = await deployed.provision("shared", 1)
     await deployed.call("skyhop_setup_runtime", handle=handle)
+    private = Path(deployed.ctx.persistent_path).parent
+    (private / "root-only.txt").write_text("not for the job's user")
     source = tmp_path / "workdir"
     source.mkdir()
     (source / "train.py").write_text("print('training')\n")
@@ -77,13 +78,15 @@ async def test_enabled_jobs_run_as_the_named_user(deployed: Local, tmp_path: Pat
     await runner.upload(str(source), "~/sky_workdir")
     probe = (
         "id -un; cd ~/sky_workdir && python3 train.py && echo ok > made-here && cat made-here; "
-        "touch /etc/skyhop-should-fail 2>/dev/null || echo cannot-write-etc"
+        "touch /etc/skyhop-should-fail 2>/dev/null || echo cannot-write-etc; "
+        f"ls -A {private} 2>&1 | grep -c ."
     )
     job = JobSpec(name="probe", run=probe)
     job_id = await deployed.call("skyhop_submit_job", handle=handle, job=job)
     status, text = await deployed.tail(handle, job_id)
     assert status is JobStatus.SUCCEEDED, text
-    assert text.splitlines() == [JOB_USER, "training", "ok", "cannot-write-etc"]
+    # The private directory above the persistent path shows nothing but the way home.
+    assert text.splitlines() == [JOB_USER, "training", "ok", "cannot-write-etc", "1"]
     made = Path(handle.head.home) / "sky_workdir" / "made-here"
     assert made.stat().st_uid == pwd.getpwnam(JOB_USER).pw_uid
     await deployed.call("skyhop_down", handle=handle)

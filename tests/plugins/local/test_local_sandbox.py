@@ -7,6 +7,7 @@ does *not* have it cannot be fooled by (or disturb) anything else on the machine
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,3 +247,31 @@ async def _get(host: str, port: int) -> str:
                 while chunk := await stream.receive_some():
                     body += chunk
             return body.split(b"\r\n\r\n", 1)[-1].decode()
+
+
+@needs_sandbox
+@pytest.mark.skipif(shutil.which("slirp4netns") is None, reason="slirp4netns is not installed")
+@trio_test
+async def test_egress_goes_through_slirp4netns(networked: Local, tmp_path: Path) -> None:
+    local = networked
+    network = {**local.ctx.config["network"], "egress": "auto"}
+    local.ctx = attrs.evolve(local.ctx, config={"network": network})
+    handle = await local.provision("out", 1)
+    await local.call("skyhop_setup_runtime", handle=handle)
+    # No traffic leaves: the route and the helper are checked, nothing is sent.
+    text = await _run(local, handle, "ip route show default")
+    assert text.startswith("default via 10.0.2.2 dev tap0"), text
+    layer = Path(handle.head.home).parent / "layers" / "node-0"
+    slirp = int((layer / "slirp4netns.pid").read_text())
+    assert b"slirp4netns" in Path(f"/proc/{slirp}/cmdline").read_bytes()
+    await local.call("skyhop_stop", handle=handle)
+    assert not _alive(slirp)
+    await local.call("skyhop_down", handle=handle)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
