@@ -273,12 +273,14 @@ class Layer:
         return (
             "#!/bin/sh\n"
             "# Runs the shell command line $1 inside this local node (written by skyhop).\n"
-            f'if [ "$(cat /proc/{pid}/root/{MARKER} 2>/dev/null)" != {token} ]; then\n'
+            # ``read`` is a builtin: no fork on the way to the job's first output.
+            f"read -r token 2>/dev/null < /proc/{pid}/root/{MARKER} || token=\n"
+            f'if [ "$token" != {token} ]; then\n'
             f"  echo 'skyhop: the sandbox of the local node {self.home} is not running; "
             "start the cluster again' >&2\n"
             "  exit 125\n"
             "fi\n"
-            f'exec {nsenter} env -i -C {home} HOME={home} PATH="$PATH" {keep} sh -c "$1"\n'
+            f'exec {nsenter} env -i -C {home} HOME={home} PATH="$PATH" {keep} bash -c "$1"\n'
         )
 
 

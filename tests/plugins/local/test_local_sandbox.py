@@ -275,3 +275,22 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@needs_sandbox
+@trio_test
+async def test_a_job_never_runs_on_the_host_when_the_sandbox_is_gone(
+    local: Local, tmp_path: Path
+) -> None:
+    handle = await local.provision("gone", 1)
+    await local.call("skyhop_setup_runtime", handle=handle)
+    [holder] = _holders(tmp_path)
+    os.kill(holder, 9)
+    marker = f"/tmp/skyhop-test-{uuid.uuid4().hex[:12]}"
+    job = JobSpec(name="probe", run=f"touch {marker}")
+    job_id = await local.call("skyhop_submit_job", handle=handle, job=job)
+    status, text = await local.tail(handle, job_id)
+    assert status is JobStatus.FAILED
+    assert "sandbox of the local node" in text and "start the cluster again" in text
+    assert not os.path.exists(marker)
+    await local.call("skyhop_down", handle=handle)
