@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cli, jobs, load, logs, requests, server, ssh, throughput
+from bench import cli, jobs, load, logs, requests, sandbox, server, ssh, throughput
 from bench.report import (
     Figure,
     machine,
@@ -32,6 +32,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("requests", "read round trip (SDK status)", "ms", requests.round_trip, True),
     ("jobs", "exec to first output (UP cluster)", "ms", jobs.exec_first_output, True),
     ("jobs", "launch to first output (new cluster)", "ms", jobs.launch_first_output, True),
+    ("sandbox", sandbox.NAME, "ms", sandbox.exec_first_output_sandbox, False),
     ("ssh", ssh.NAME, "ms", ssh.exec_first_output_ssh, False),
     ("cancel", "cancel latency", "ms", jobs.cancel_latency, True),
     ("logs", "log streaming", "MB/s", logs.log_streaming, True),
