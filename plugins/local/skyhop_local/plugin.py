@@ -292,12 +292,19 @@ async def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> None:
 async def skyhop_query(ctx: BackendContext, handle: ClusterHandle) -> list[NodeStatus]:
     root = cluster_dir(ctx, handle.cluster_name)
     stopped = os.path.exists(os.path.join(root, STOPPED_MARKER))
+    sandboxed = _support(ctx, handle).sandboxed
     statuses = []
     for node in handle.nodes:
         if not os.path.isdir(node.home):
             state = NodeState.TERMINATED
+        elif stopped:
+            state = NodeState.STOPPED
+        elif sandboxed and _layer(ctx, root, node.rank, False).holder() is None:
+            # The node's namespaces are gone (a reboot, a killed holder): like a machine
+            # that is off, its layer kept; `start` brings it back.
+            state = NodeState.STOPPED
         else:
-            state = NodeState.STOPPED if stopped else NodeState.RUNNING
+            state = NodeState.RUNNING
         statuses.append(NodeStatus(rank=node.rank, state=state))
     return statuses
 

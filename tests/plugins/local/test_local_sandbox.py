@@ -18,7 +18,7 @@ import trio
 from test_local_backend import Local, processes_under, trio_test
 
 from skyhop_core.exceptions import NotSupportedError
-from skyhop_core.models.records import ClusterHandle, JobSpec
+from skyhop_core.models.records import ClusterHandle, JobSpec, NodeState
 from skyhop_core.models.status import JobStatus
 from skyhop_local import sandbox
 
@@ -293,4 +293,9 @@ async def test_a_job_never_runs_on_the_host_when_the_sandbox_is_gone(
     assert status is JobStatus.FAILED
     assert "sandbox of the local node" in text and "start the cluster again" in text
     assert not os.path.exists(marker)
+    assert await local.states(handle) == [NodeState.STOPPED]  # as it is: switched off
+    started = await local.call("skyhop_start", handle=handle)
+    await local.call("skyhop_setup_runtime", handle=started)
+    assert await local.states(started) == [NodeState.RUNNING]
+    assert await _run(local, started, "echo back") == "back\n"
     await local.call("skyhop_down", handle=handle)
