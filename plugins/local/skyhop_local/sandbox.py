@@ -218,6 +218,11 @@ class Layer:
         ]
         for path in _VIRTUAL_ROOTS:
             lines.append(f"mount --rbind {path} {q(root + path)}")
+        # Devices are the host's (GPUs), but shared memory is the node's own.
+        lines.append(
+            f"if [ -d {q(root + '/dev/shm')} ]; then "
+            f"mount -t tmpfs -o mode=1777,nosuid,nodev skyhop-shm {q(root + '/dev/shm')}; fi"
+        )
         for mountpoint in _other_mounts(self.hidden):
             target = q(root + mountpoint)
             lines.append(f"mkdir -p {target}")

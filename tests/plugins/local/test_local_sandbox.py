@@ -70,7 +70,8 @@ async def _upload(local: Local, handle: ClusterHandle, rank: int, src: Path, des
 @trio_test
 async def test_writes_outside_the_home_stay_in_the_node(local: Local, tmp_path: Path) -> None:
     tag = f"skyhop-test-{uuid.uuid4().hex[:12]}"
-    paths = [f"/data/{tag}/x", f"/opt/{tag}/y", f"/tmp/{tag}-z", f"/etc/{tag}-mounted"]
+    paths = [f"/data/{tag}/x", f"/opt/{tag}/y", f"/tmp/{tag}-z", f"/etc/{tag}-mounted",
+             f"/dev/shm/{tag}"]  # fmt: skip
     handle = await local.provision("box", 2)
     await local.call("skyhop_setup_runtime", handle=handle)
     mounted = tmp_path / "mounted.txt"
@@ -79,7 +80,8 @@ async def test_writes_outside_the_home_stay_in_the_node(local: Local, tmp_path: 
         await _upload(local, handle, rank, mounted, paths[3])
     write = (
         f"mkdir -p /data/{tag} /opt/{tag} && echo rank-$SKYHOP_NODE_RANK > {paths[0]} && "
-        f"echo y > {paths[1]} && echo z > {paths[2]} && cat {paths[3]} && echo home=$HOME"
+        f"echo y > {paths[1]} && echo z > {paths[2]} && cat {paths[3]} && echo home=$HOME && "
+        f"echo shm > {paths[4]} && test -c /dev/null"
     )
     text = await _run(local, handle, write, nodes=2)
     assert "(rank 0) from a file mount" in text and "(rank 1) from a file mount" in text
