@@ -66,7 +66,18 @@ class NetworkConfig:
                 f"local.network: unknown option(s) {', '.join(unknown)}; "
                 f"known: enabled, {', '.join(sorted(known))}"
             )
-        return cls(**{k: str(v) for k, v in section.items() if k in known})
+        cfg = cls(**{k: str(v) for k, v in section.items() if k in known})
+        try:
+            if cfg.network.num_addresses < 4:
+                raise ValueError("it has fewer than 2 addresses for nodes")
+        except ValueError as exc:
+            raise ValueError(
+                f"local.network.subnet: {cfg.subnet!r} is not a usable IPv4 subnet ({exc}); "
+                "use e.g. 10.147.0.0/16"
+            ) from None
+        if cfg.egress not in ("auto", "slirp4netns", "none"):
+            raise ValueError(f"local.network.egress: {cfg.egress!r}; use auto, slirp4netns or none")
+        return cfg
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -95,7 +106,10 @@ class NetworkSupport:
 
 
 def detect(config: Mapping[str, Any] | None, sandboxed: bool) -> NetworkSupport:
-    """What this host gives a node's network (honouring ``network: off`` and the env)."""
+    """What this host gives a node's network (honouring ``network: off`` and the env).
+
+    Raises ValueError, naming the option, for a bad ``network`` section."""
+    cfg = NetworkConfig.from_config(config)
     section = (config or {}).get("network")
     setting = os.environ.get(NETWORK_ENV) or (
         str(section)
@@ -109,7 +123,6 @@ def detect(config: Mapping[str, Any] | None, sandboxed: bool) -> NetworkSupport:
         return NetworkSupport("none", f"{fallback} (nodes are not sandboxes)")
     if shutil.which("ip") is None:
         return NetworkSupport("none", f"{fallback} (`ip` not found: install iproute2)")
-    cfg = NetworkConfig.from_config(config)
     egress = (
         "egress through slirp4netns"
         if cfg.egress_tool()

@@ -136,7 +136,12 @@ async def skyhop_check(ctx: BackendContext) -> CheckResult:
             f"fallback, no sandbox: {support.reason}; jobs run on the host and file mounts "
             "outside ~ are refused"
         )
-    net = network.detect(ctx.config, support.sandboxed)
+    try:
+        net = network.detect(ctx.config, support.sandboxed)
+    except ValueError as exc:  # a bad local.network section
+        return CheckResult(
+            backend=NAME, enabled=False, reason=str(exc), fix="Correct the server's config."
+        )
     networking = f"netns: {net.reason}" if net.isolated else f"fallback: {net.reason}"
     return CheckResult(
         backend=NAME, enabled=True, details={"filesystem": filesystem, "network": networking}

@@ -184,6 +184,18 @@ async def test_check_reports_the_overlay(local: Local) -> None:
     assert check.details["filesystem"].startswith("overlay")
 
 
+@trio_test
+async def test_a_bad_network_section_is_named_by_check(local: Local) -> None:
+    for section, expected in (
+        ({"bridge": "b0", "colour": "red"}, "unknown option(s) colour"),
+        ({"subnet": "10.1.2.3/33"}, "local.network.subnet: '10.1.2.3/33'"),
+        ({"egress": "tunnel"}, "local.network.egress: 'tunnel'"),
+    ):
+        local.ctx = attrs.evolve(local.ctx, config={"network": section})
+        check = await local.call("skyhop_check")
+        assert not check.enabled and expected in check.reason, check.reason
+
+
 @pytest.fixture
 def networked(local: Local, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local]:
     """The local backend with node networks on a bridge and subnet of this test's own."""
