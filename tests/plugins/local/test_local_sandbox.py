@@ -18,7 +18,7 @@ import trio
 from test_local_backend import Local, processes_under, trio_test
 
 from skyhop_core.exceptions import NotSupportedError
-from skyhop_core.models.records import ClusterHandle, JobSpec, NodeState
+from skyhop_core.models.records import ClusterHandle, JobSpec, NodeState, Offer, ProvisionRequest
 from skyhop_core.models.status import JobStatus
 from skyhop_local import sandbox
 
@@ -313,3 +313,29 @@ async def test_a_job_never_runs_on_the_host_when_the_sandbox_is_gone(
     assert await local.states(started) == [NodeState.RUNNING]
     assert await _run(local, started, "echo back") == "back\n"
     await local.call("skyhop_down", handle=handle)
+
+
+@needs_sandbox
+@trio_test
+async def test_a_relaunch_with_fewer_nodes_removes_the_extra_node(
+    networked: Local, tmp_path: Path
+) -> None:
+    local = networked
+    handle = await local.provision("shrink", 2)
+    registry = Path(local.ctx.config["network"]["registry"])
+    assert len(list(registry.iterdir())) == 2
+    request = ProvisionRequest(
+        cluster_name="shrink",
+        num_nodes=1,
+        resources=None,
+        offer=Offer(backend="local", instance_type="local", cpus=2, memory_gb=1),
+        previous=handle,
+    )
+    smaller = await local.call("skyhop_provision", request=request)
+    assert [n.ip for n in smaller.nodes] == [handle.nodes[0].ip]  # rank 0 keeps its address
+    layers = Path(handle.head.home).parent / "layers"
+    assert sorted(p.name for p in layers.iterdir()) == ["node-0"]
+    assert [p.name for p in registry.iterdir()] == [handle.nodes[0].ip]
+    assert len(_holders(tmp_path)) == 1
+    await local.call("skyhop_down", handle=smaller)
+    assert _holders(tmp_path) == [] and list(registry.iterdir()) == []
