@@ -10,7 +10,19 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cli, clusters, jobs, load, logs, requests, server, ssh, throughput, uploads
+from bench import (
+    cli,
+    clusters,
+    jobs,
+    load,
+    logs,
+    requests,
+    sandbox,
+    server,
+    ssh,
+    throughput,
+    uploads,
+)
 from bench.report import (
     Figure,
     machine,
@@ -33,6 +45,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("jobs", "exec to first output (UP cluster)", "ms", jobs.exec_first_output, True),
     ("jobs", "launch to first output (new cluster)", "ms", jobs.launch_first_output, True),
     ("uploads", "exec with a workdir (first / unchanged)", "ms", uploads.workdir_figures, True),
+    ("sandbox", sandbox.NAME, "ms", sandbox.exec_first_output_sandbox, False),
     ("ssh", ssh.NAME, "ms", ssh.exec_first_output_ssh, False),
     ("clusters", "start of an UP cluster (cluster lease)", "ms", clusters.lease_round_trip, True),
     ("cancel", "cancel latency", "ms", jobs.cancel_latency, True),

@@ -34,6 +34,9 @@ class ApiServer:
             "SKYHOP_PERSISTENT_PATH": str(self.root),
             "SKYHOP_API_SERVER_ENDPOINT": self.endpoint,
             "SKYHOP_CONFIG": str(self.root / "config.yaml"),
+            # Local nodes share the host's network unless a figure gives them a bridge
+            # of its own (bench/sandbox.py): the default bridge would outlive the run.
+            "SKYHOP_LOCAL_NETWORK": os.environ.get("SKYHOP_LOCAL_NETWORK", "off"),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pgserver
 import pytest
 from serverproc import ServerProcess, kill_processes_under
+
+# Local nodes made by servers and backends under test share the host's network: a node
+# network means a bridge on this host. The tests of node networks turn it back on with a
+# bridge, subnet and address registry of their own (tests/plugins/local/netconfig.py).
+os.environ.setdefault("SKYHOP_LOCAL_NETWORK", "off")
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 def processes_under(path: Path) -> list[int]:
-    """PIDs whose command line or working directory is under ``path``."""
+    """PIDs whose command line, working directory or environment names ``path`` (the
+    environment finds local nodes' sandbox holders and jobs, which run chrooted)."""
     found = []
     needle = str(path)
     for entry in os.listdir("/proc"):
@@ -36,7 +37,11 @@ def processes_under(path: Path) -> list[int]:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
-        if needle in cmdline or cwd.startswith(needle):
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes().decode(errors="replace")
+        except OSError:
+            environ = ""
+        if needle in cmdline or cwd.startswith(needle) or needle in environ:
             found.append(int(entry))
     return found
 

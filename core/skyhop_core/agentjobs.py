@@ -10,6 +10,10 @@ What a backend can put in its handle to shape the agent (all optional):
 - ``NodeInfo.extra["agent_launcher"]``: a JSON list, the argv prefix that runs a shell
   command line on that node *from the head* (e.g. ``["ssh", "-i", KEY, "user@10.0.0.2"]``).
   Absent: commands for that node run as local subprocesses of the head's agent.
+  The head's own jobs run on the head without it.
+- ``NodeInfo.extra["job_launcher"]``: the same kind of argv prefix, for every node the
+  head included, taking precedence over ``agent_launcher``. A backend whose agent runs
+  outside its nodes (the local backend's sandboxes) sets it.
 - ``ClusterHandle.extra["forward_ports"] == "true"``: the agent relays each
   ``handle.ports`` address (``host:port``) to the declared port on loopback.
 
@@ -86,7 +90,9 @@ def cluster_description(handle: ClusterHandle) -> dict[str, Any]:
     """The ``cluster.json`` the agent reads (format documented in ``agent/cluster.py``)."""
     nodes = []
     for node in handle.nodes:
-        launcher = node.extra.get("agent_launcher")
+        launcher = node.extra.get("job_launcher")
+        if launcher is None and node.rank != 0:
+            launcher = node.extra.get("agent_launcher")
         nodes.append(
             {
                 "rank": node.rank,
@@ -97,7 +103,7 @@ def cluster_description(handle: ClusterHandle) -> dict[str, Any]:
                 "gpus": dict(node.gpus),
                 "home": node.home,
                 "runtime_dir": node.runtime_dir,
-                "launcher": json.loads(launcher) if launcher and node.rank != 0 else None,
+                "launcher": json.loads(launcher) if launcher else None,
             }
         )
     forwards = []

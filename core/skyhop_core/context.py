@@ -33,6 +33,9 @@ class BackendContext:
     - ``runner_factory``: ``runner_factory(handle, node)`` returns the backend's command
       runner for a node; the core fills it in so the default job hooks (the node agent)
       can reach the head node of any backend. ``None`` outside the server (tests).
+    - ``deployed``: the API server is a deployed team server (``--deploy``): callers are
+      token users, not the person who owns this machine. A backend that runs jobs on the
+      server's own machine (``local``) uses it to stay off unless the config allows it.
     """
 
     state_dir: str
@@ -42,6 +45,7 @@ class BackendContext:
     user_name: str = ""
     user_hash: str = ""
     runner_factory: RunnerFactory | None = None
+    deployed: bool = False
 
     def ensure_state_dir(self) -> str:
         """Create the backend's state directory (0700, like all of the persistent path)."""

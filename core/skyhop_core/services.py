@@ -56,6 +56,7 @@ class Services:
             state_dir=str(self.persistent_path / "backends" / backend),
             persistent_path=str(self.persistent_path),
             config=section if isinstance(section, dict) else {},
+            deployed=self.deploy,
         )
         if request is not None:
             kwargs.update(log=request.log, user_name=request.user.name, user_hash=request.user.hash)

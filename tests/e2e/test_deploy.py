@@ -38,6 +38,7 @@ def skyhop(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
 
 def base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHOP_")}
+    env["SKYHOP_LOCAL_NETWORK"] = os.environ["SKYHOP_LOCAL_NETWORK"]  # see tests/conftest.py
     env.update(
         SKYHOP_PERSISTENT_PATH=str(home / "state"),
         SKYHOP_CONFIG=str(home / ".skyhop" / "config.yaml"),

@@ -26,6 +26,7 @@ def test_full_cycle_with_a_read_only_home(tmp_path: Path):
         k: v for k, v in os.environ.items()
         if not k.startswith("SKYHOP_") and k not in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")
     }
+    env["SKYHOP_LOCAL_NETWORK"] = os.environ["SKYHOP_LOCAL_NETWORK"]  # see tests/conftest.py
     env.update(
         HOME=str(home),
         SKYHOP_PERSISTENT_PATH=str(state),

@@ -27,6 +27,10 @@ class Team:
     """A deployed server plus tokens for alice and bob."""
 
     def __init__(self, root: Path, server_class: Any) -> None:
+        # The administrator lets token users run local clusters, as an unprivileged user.
+        (root / "config.yaml").write_text(
+            "backends:\n  local:\n    allow_on_deployed_server: true\n    run_as: nobody\n"
+        )
         self.server = server_class(root, args=("--deploy",)).start()
         self.endpoint = self.server.endpoint
         store = open_store(root)
@@ -48,6 +52,11 @@ class Team:
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Team]:
+    from skyhop_local import sandbox
+
+    support = sandbox.detect()
+    if not support.sandboxed:
+        pytest.skip(f"local clusters on a deployed server need sandboxes: {support.reason}")
     root = tmp_path_factory.mktemp("team")
     import serverproc as helpers
 
@@ -331,6 +340,22 @@ def test_only_hashes_are_stored(team: Team) -> None:
     stored = " ".join(str(v) for row in rows for v in row)
     assert team.alice not in stored and team.alice.split(".", 1)[1] not in stored
     assert tk.hash_token(team.alice) in stored
+
+
+def test_a_deployed_server_keeps_the_local_backend_off_by_default(
+    make_server: Any, tmp_path: Path
+) -> None:
+    server = make_server(args=("--deploy",))
+    store = open_store(server.root)
+    token, _ = store.run_sync(tk.create, "dave")
+    client = ApiClient(server.endpoint, token=token, auto_start=False)
+    task = sky.Task(run="echo hi", resources=sky.Resources(infra="local"))
+    with using(client), pytest.raises(exceptions.ResourcesUnavailableError) as caught:
+        sky.get(sky.launch(task, cluster_name="nope"))
+    client.close()
+    message = str(caught.value)
+    assert "off on a deployed server" in message and "allow_on_deployed_server" in message
+    assert not (server.root / "backends" / "local" / "clusters" / "nope").exists()
 
 
 def test_a_local_server_trusts_headers_but_guards_other_users_requests(make_server: Any) -> None:

@@ -251,7 +251,20 @@ async def sync_files(
         resolved.append((str(local), remote))
     runners = [ctx.services.runner(bctx, handle, node) for node in handle.nodes]
     for source_path, remote in resolved:
-        async with trio.open_nursery() as nursery:
-            for runner in runners:
-                # The client applied .skyignore/.gitignore already: nothing to exclude.
-                nursery.start_soon(functools.partial(runner.upload, source_path, remote, excludes=()))
+        try:
+            async with trio.open_nursery() as nursery:
+                for runner in runners:
+                    # The client applied .skyignore/.gitignore already: nothing to exclude.
+                    nursery.start_soon(
+                        functools.partial(runner.upload, source_path, remote, excludes=())
+                    )
+        except ExceptionGroup as group:
+            # Every node refuses a bad target the same way: show the user one error.
+            raise _first_leaf(group) from None
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

@@ -1,13 +1,24 @@
-"""The ``local`` backend plugin: every node of a cluster is a directory on this machine.
+"""The ``local`` backend plugin: every node of a cluster is a sandbox on this machine.
 
 A cluster lives in ``<state_dir>/clusters/<name>/``: one ``node-<rank>/`` directory per
-node (its home; the agent's runtime directory is ``node-<rank>/.skyhop_runtime``), a
-``STOPPED`` marker while stopped, and nothing else. Commands run as local subprocesses
-(:class:`~skyhop_core.localrunner.LocalCommandRunner`). Each node offers the machine's
-CPUs, memory and GPUs; the head's agent runs jobs of every node (it has no launcher).
+node (its home; the agent's runtime directory is ``node-<rank>/.skyhop_runtime``), one
+``layers/node-<rank>/`` per node (its own writable layer over the host's read-only root,
+see :mod:`skyhop_local.sandbox`), a ``STOPPED`` marker while stopped, and nothing else.
+The head's agent runs on the host and starts the jobs of every node, the head's
+included, through that node's launcher (``NodeInfo.extra["job_launcher"]``), which
+enters the node's sandbox. Each node offers the machine's CPUs, memory and GPUs.
 
-Ports a task declares are mapped to free host ports on loopback; the agent relays them
-to the declared port while the cluster runs (``handle.extra["forward_ports"]``).
+Where the host cannot give sandboxes (not root, no overlayfs, ``sandbox: off``), nodes
+are plain directories, jobs run on the host, and uploads outside a node's home are
+refused; ``skyhop check`` says which isolation is active.
+
+Where the host allows it (root, iproute2) each sandboxed node also has its own network
+namespace and address on a host bridge (:mod:`skyhop_local.network`): a task's ports
+are reachable at ``<head address>:<port>``. Otherwise ports a task declares are mapped
+to free host ports on loopback and the agent relays them to the declared port while the
+cluster runs (``handle.extra["forward_ports"]``). ``handle.extra`` and every node's
+``extra`` record the isolation they were made with (``sandbox``: ``overlay``/``none``,
+``network``: ``netns``/``none``).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import trio
 
 from skyhop_core.agentjobs import agent_call, cluster_description
 from skyhop_core.context import BackendContext
+from skyhop_core.exceptions import NotSupportedError
 from skyhop_core.hookspecs import hookimpl
 from skyhop_core.localrunner import LocalCommandRunner
 from skyhop_core.models.records import (
@@ -38,7 +50,9 @@ from skyhop_core.models.records import (
 )
 from skyhop_core.models.resources import Resources
 from skyhop_core.runner import CommandRunner
-from skyhop_local import machine
+from skyhop_local import machine, network, sandbox
+from skyhop_local.policy import policy, run_as_user
+from skyhop_local.runner import LocalNodeRunner
 
 NAME = "local"
 INSTANCE_TYPE = "local"
@@ -54,6 +68,49 @@ def cluster_dir(ctx: BackendContext, cluster_name: str) -> str:
 
 def _node_dir(root: str, rank: int) -> str:
     return os.path.join(root, f"node-{rank}")
+
+
+def _layer(ctx: BackendContext, root: str, rank: int, own_network: bool) -> sandbox.Layer:
+    root = os.path.realpath(root)
+    layer_dir = os.path.join(root, "layers", f"node-{rank}")
+    net = None
+    if own_network:
+        net = network.NodeNetwork(layer_dir, network.NetworkConfig.from_config(ctx.config))
+    return sandbox.Layer(
+        dir=layer_dir,
+        home=_node_dir(root, rank),
+        hidden=os.path.realpath(ctx.persistent_path),
+        run_as=run_as_user(ctx),
+        net=net,
+    )
+
+
+def _support(ctx: BackendContext, handle: ClusterHandle) -> sandbox.Support:
+    """The isolation ``handle``'s nodes were made with (clusters from before: none)."""
+    if handle.extra.get("sandbox") == "overlay":
+        return sandbox.Support("overlay", "the cluster's nodes are sandboxes")
+    detected = sandbox.detect(ctx.config)
+    reason = "the cluster was made without sandboxes" if detected.sandboxed else detected.reason
+    return sandbox.Support("none", reason)
+
+
+async def _start_layers(ctx: BackendContext, handle: ClusterHandle) -> None:
+    root = cluster_dir(ctx, handle.cluster_name)
+    own_network = handle.extra.get("network") == "netns"
+    for node in handle.nodes:
+        await trio.to_thread.run_sync(_layer(ctx, root, node.rank, own_network).start)
+
+
+async def _stop_layers(ctx: BackendContext, handle: ClusterHandle, remove: bool) -> None:
+    """Stop (or remove) every node's sandbox, also of nodes a failed launch never handed
+    over; stopping keeps the layers and addresses, removing gives them up."""
+    root = cluster_dir(ctx, handle.cluster_name)
+    layers = os.path.join(root, "layers")
+    entries = os.listdir(layers) if os.path.isdir(layers) else []
+    for entry in entries:
+        if entry.startswith("node-") and entry[5:].isdigit():
+            layer = _layer(ctx, root, int(entry[5:]), own_network=True)
+            await trio.to_thread.run_sync(layer.remove if remove else layer.stop)
 
 
 @hookimpl
@@ -72,7 +129,27 @@ def skyhop_backend_info() -> BackendInfo:
 
 @hookimpl
 async def skyhop_check(ctx: BackendContext) -> CheckResult:
-    return CheckResult(backend=NAME, enabled=True)
+    support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+    allowed = policy(ctx, support)
+    if not allowed.enabled:
+        return CheckResult(backend=NAME, enabled=False, reason=allowed.reason, fix=allowed.fix)
+    if support.sandboxed:
+        filesystem = f"overlay: {support.reason}"
+    else:
+        filesystem = (
+            f"fallback, no sandbox: {support.reason}; jobs run on the host and file mounts "
+            "outside ~ are refused"
+        )
+    try:
+        net = network.detect(ctx.config, support.sandboxed)
+    except ValueError as exc:  # a bad local.network section
+        return CheckResult(
+            backend=NAME, enabled=False, reason=str(exc), fix="Correct the server's config."
+        )
+    networking = f"netns: {net.reason}" if net.isolated else f"fallback: {net.reason}"
+    return CheckResult(
+        backend=NAME, enabled=True, details={"filesystem": filesystem, "network": networking}
+    )
 
 
 async def machine_offer() -> Offer:
@@ -96,49 +173,81 @@ async def skyhop_offers(ctx: BackendContext, resources: Resources) -> list[Offer
 
 
 def _map_ports(
-    ctx: BackendContext, ports: Sequence[int], current: dict[int, str]
+    ctx: BackendContext, ports: Sequence[int], current: dict[int, str], head_ip: str | None
 ) -> dict[int, str]:
+    """Where each task port is reachable: on the head's own address when it has one,
+    else on a free loopback port the agent relays to the declared port."""
     mapped = dict(current)
     for port in ports:
         if port not in mapped:
-            mapped[port] = f"127.0.0.1:{machine.free_port()}"
+            mapped[port] = f"{head_ip}:{port}" if head_ip else f"127.0.0.1:{machine.free_port()}"
             ctx.log(f"Port {port} of the task is reachable at {mapped[port]}.")
     return mapped
 
 
 @hookimpl
 async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> ClusterHandle:
+    support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+    allowed = policy(ctx, support)
+    if not allowed.enabled:
+        raise NotSupportedError(f"The local backend is not enabled: {allowed.reason} {allowed.fix}")
+    net = network.detect(ctx.config, support.sandboxed)
+    isolation = {"sandbox": support.mode, "network": net.mode}
+    if request.previous:
+        before = {k: request.previous.extra.get(k, "none") for k in isolation}
+        if before != isolation:
+            raise sandbox.SandboxError(
+                f"The local cluster {request.cluster_name} was made with isolation {before} "
+                f"but this server now gives {isolation} ({support.reason}; {net.reason}); "
+                "take it down and launch it again."
+            )
     root = cluster_dir(ctx, request.cluster_name)
+    os.makedirs(root, exist_ok=True)
+    root = os.path.realpath(root)  # the sandbox binds homes by their real path
     offer = await machine_offer()
     nodes = []
     for rank in range(request.num_nodes):
         home = _node_dir(root, rank)
         os.makedirs(os.path.join(home, RUNTIME_SUBDIR), exist_ok=True)
+        if allowed.run_as:
+            _chown(home, allowed.run_as)  # the runtime directory stays the server's
+        extra = dict(isolation)
+        ip = "127.0.0.1"
+        if support.sandboxed:
+            layer = _layer(ctx, root, rank, net.isolated)
+            await trio.to_thread.run_sync(layer.start)
+            extra["job_launcher"] = json.dumps(layer.launcher())
+            if layer.net is not None:
+                ip = await trio.to_thread.run_sync(layer.net.address)
         nodes.append(
             NodeInfo(
                 rank=rank,
-                ip="127.0.0.1",
+                ip=ip,
                 instance_id=f"{request.cluster_name}-{rank}",
                 cpus=offer.cpus,
                 memory_gb=offer.memory_gb,
                 runtime_dir=os.path.join(home, RUNTIME_SUBDIR),
                 home=home,
                 gpus=dict(offer.accelerators),
+                extra=extra,
             )
         )
     for entry in os.listdir(root):  # a relaunch with fewer nodes drops the extra ones
         if entry.startswith("node-") and int(entry[5:]) >= request.num_nodes:
+            extra_layer = _layer(ctx, root, int(entry[5:]), own_network=True)
+            await trio.to_thread.run_sync(extra_layer.remove)
             shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, STOPPED_MARKER))
     previous_ports = dict(request.previous.ports) if request.previous else {}
+    head_ip = nodes[0].ip if net.isolated else None
     return ClusterHandle(
         cluster_name=request.cluster_name,
         backend=NAME,
         nodes=tuple(nodes),
         instance_type=INSTANCE_TYPE,
-        ports=_map_ports(ctx, request.ports, previous_ports),
-        extra={"forward_ports": "true"},
+        ports=_map_ports(ctx, request.ports, previous_ports, head_ip),
+        extra={**isolation, "forward_ports": "false" if head_ip else "true"},
     )
 
 
@@ -154,6 +263,7 @@ async def _stop_agent(handle: ClusterHandle) -> None:
 @hookimpl
 async def skyhop_stop(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
+    await _stop_layers(ctx, handle, remove=False)  # the layers stay; the namespaces go
     root = cluster_dir(ctx, handle.cluster_name)
     if os.path.isdir(root):
         with open(os.path.join(root, STOPPED_MARKER), "w") as f:
@@ -165,6 +275,14 @@ async def skyhop_start(ctx: BackendContext, handle: ClusterHandle) -> ClusterHan
     root = cluster_dir(ctx, handle.cluster_name)
     for node in handle.nodes:
         os.makedirs(node.runtime_dir, exist_ok=True)
+    if _support(ctx, handle).sandboxed:
+        support = await trio.to_thread.run_sync(sandbox.detect, ctx.config)
+        if not support.sandboxed:
+            raise sandbox.SandboxError(
+                f"Cannot start the local cluster {handle.cluster_name}: its nodes are "
+                f"sandboxes and this server cannot make them now ({support.reason})."
+            )
+        await _start_layers(ctx, handle)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, STOPPED_MARKER))
     return handle
@@ -173,6 +291,7 @@ async def skyhop_start(ctx: BackendContext, handle: ClusterHandle) -> ClusterHan
 @hookimpl
 async def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
+    await _stop_layers(ctx, handle, remove=True)  # before the rmtree: no holder may remain
     await trio.to_thread.run_sync(
         lambda: shutil.rmtree(cluster_dir(ctx, handle.cluster_name), ignore_errors=True)
     )
@@ -182,12 +301,19 @@ async def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> None:
 async def skyhop_query(ctx: BackendContext, handle: ClusterHandle) -> list[NodeStatus]:
     root = cluster_dir(ctx, handle.cluster_name)
     stopped = os.path.exists(os.path.join(root, STOPPED_MARKER))
+    sandboxed = _support(ctx, handle).sandboxed
     statuses = []
     for node in handle.nodes:
         if not os.path.isdir(node.home):
             state = NodeState.TERMINATED
+        elif stopped:
+            state = NodeState.STOPPED
+        elif sandboxed and _layer(ctx, root, node.rank, False).holder() is None:
+            # The node's namespaces are gone (a reboot, a killed holder): like a machine
+            # that is off, its layer kept; `start` brings it back.
+            state = NodeState.STOPPED
         else:
-            state = NodeState.STOPPED if stopped else NodeState.RUNNING
+            state = NodeState.RUNNING
         statuses.append(NodeStatus(rank=node.rank, state=state))
     return statuses
 
@@ -196,7 +322,8 @@ async def skyhop_query(ctx: BackendContext, handle: ClusterHandle) -> list[NodeS
 async def skyhop_open_ports(
     ctx: BackendContext, handle: ClusterHandle, ports: Sequence[int]
 ) -> ClusterHandle:
-    opened = attrs.evolve(handle, ports=_map_ports(ctx, ports, dict(handle.ports)))
+    head_ip = handle.head.ip if handle.extra.get("network") == "netns" else None
+    opened = attrs.evolve(handle, ports=_map_ports(ctx, ports, dict(handle.ports), head_ip))
     description = os.path.join(handle.head.runtime_dir, "cluster.json")
     if opened.ports != handle.ports and os.path.exists(description):
         # The running agent notices the rewritten description and starts relaying.
@@ -210,4 +337,14 @@ async def skyhop_open_ports(
 def skyhop_command_runner(
     ctx: BackendContext, handle: ClusterHandle, node: NodeInfo
 ) -> CommandRunner:
-    return LocalCommandRunner(node)
+    support = _support(ctx, handle)
+    root = os.path.dirname(node.home)
+    layer = _layer(ctx, root, node.rank, own_network=False) if support.sandboxed else None
+    return LocalNodeRunner(node, layer, support, run_as=run_as_user(ctx))
+
+
+def _chown(path: str, user: str) -> None:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
