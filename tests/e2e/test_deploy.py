@@ -55,6 +55,10 @@ def deployed(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[tuple[dict
     port = helpers.free_port()
     endpoint = f"http://127.0.0.1:{port}"
     admin["SKYHOP_API_SERVER_ENDPOINT"] = endpoint
+    # The administrator lets token users run local jobs, as an unprivileged user.
+    config = Path(admin["SKYHOP_CONFIG"])
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("backends:\n  local:\n    allow_on_deployed_server: true\n    run_as: nobody\n")
     try:
         out = skyhop(
             admin, "api", "start", "--deploy", "--host", "127.0.0.1", "--port", str(port)

@@ -114,6 +114,11 @@ def loose_modes(root: Path) -> list[str]:
     """Entries under ``root`` (and root) that are not 0700 dirs / private files."""
     bad = []
     for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath).parent.name == "layers":
+            # A local node's own file system (its overlay's upper and work directories)
+            # has a machine's modes (/ is 0755, /tmp 1777): it is reached only from inside
+            # the node, through its layer directory, which must itself be private.
+            dirnames[:] = [d for d in dirnames if d not in ("upper", "work")]
         for name in [".", *dirnames, *filenames]:
             path = Path(dirpath) / name if name != "." else Path(dirpath)
             if name in HARNESS_FILES and Path(dirpath) == root:
@@ -138,9 +143,16 @@ def team_root(tmp_path: Path) -> Iterator[Path]:
         kill_processes_under(root)
 
 
+#: A deployed server runs local jobs only when its administrator enables it, as a user.
+LOCAL_ENABLED = "backends:\n  local:\n    allow_on_deployed_server: true\n    run_as: nobody\n"
+
+
 def start(root: Path, **env: str) -> ServerProcess:
     env = {"SKYHOP_PLUGINS": "slow_backend", "PYTHONPATH": str(FIXTURES),
            "SKYHOP_REQUEST_SLOTS": "long=1", **env}  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(LOCAL_ENABLED)
+    (root / "config.yaml").chmod(0o600)  # the administrator's file, written privately
     with umask(0):
         return ServerProcess(root, env=env, args=("--deploy",)).start()
 

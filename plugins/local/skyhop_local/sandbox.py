@@ -148,6 +148,10 @@ class Layer:
             return pid
         for sub in ("upper", "work", "root"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        # The node's / takes the upper layer's mode: 0755 like a machine's root, whatever
+        # the server's umask (077), or a run_as user could not enter its own node.
+        os.chmod(self.upper, 0o755)
+        _own_temp_dirs(self.upper)
         token = secrets.token_hex(16)
         ready = os.path.join(self.dir, "ready")
         log = os.path.join(self.dir, "holder.log")
@@ -213,6 +217,8 @@ class Layer:
         q = shlex.quote
         lines = [
             "set -e",
+            # Directories made here are part of the node's tree, seen by run_as users.
+            "umask 022",
             f"mount -t overlay overlay -o lowerdir=/,upperdir={q(self.upper)},"
             f"workdir={q(os.path.join(self.dir, 'work'))} {q(root)}",
         ]
@@ -240,7 +246,7 @@ class Layer:
             f"mount --bind {q(self.home)} {home}",
             f"if [ -d {runtime} ]; then mount -t tmpfs -o mode=0700 skyhop-hidden {runtime}; fi",
             f"echo {token} > {q(root + '/' + MARKER)}",
-            f"echo ready > {q(ready)}",
+            f"(umask 077; echo ready > {q(ready)})",  # the host side stays private
             # The variable names the holder's layer for whoever hunts leftover processes.
             f"exec env SKYHOP_NODE_LAYER={q(self.dir)} chroot {q(root)} sleep infinity",
         ]
@@ -287,6 +293,23 @@ class Layer:
             "fi\n"
             f'exec {nsenter} env -i -C {home} HOME={home} PATH="$PATH" {keep} bash -c "$1"\n'
         )
+
+
+def _own_temp_dirs(upper: str) -> None:
+    """Give the node an empty ``/tmp`` and ``/var/tmp`` of its own: opaque directories in
+    its layer, so nothing of the host's temporary files shows through (another machine's
+    /tmp is not this one's). Made once; what jobs write there stays across stop/start."""
+    for name in _NODE_OWN:
+        path = os.path.join(upper, name.lstrip("/"))
+        if os.path.isdir(path):
+            continue
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):  # /var: as on the host (the server's umask is 077)
+            os.makedirs(parent, exist_ok=True)
+            os.chmod(parent, 0o755)
+        os.mkdir(path)
+        os.chmod(path, 0o1777)
+        os.setxattr(path, "trusted.overlay.opaque", b"y")
 
 
 def _other_mounts(hidden: str) -> list[str]:

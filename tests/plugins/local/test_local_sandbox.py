@@ -113,6 +113,28 @@ async def test_writes_outside_the_home_stay_in_the_node(local: Local, tmp_path: 
 
 @needs_sandbox
 @trio_test
+async def test_a_node_has_its_own_empty_temp_dirs(local: Local, tmp_path: Path) -> None:
+    host_file = Path("/tmp") / f"skyhop-host-tmp-{uuid.uuid4().hex[:12]}"
+    host_file.write_text("the host's")
+    try:
+        handle = await local.provision("tmpbox", 1)
+        await local.call("skyhop_setup_runtime", handle=handle)
+        text = await _run(
+            local, handle,
+            f"test -e {host_file} && echo sees-host-tmp; stat -c %a /tmp /var/tmp; "
+            "echo mine > /var/tmp/mine",
+        )  # fmt: skip
+        assert "sees-host-tmp" not in text  # another machine's /tmp is not this one's
+        assert text.count("1777") == 2, text
+        assert host_file.read_text() == "the host's" and not Path("/var/tmp/mine").exists()
+        assert "mine" in await _run(local, handle, "cat /var/tmp/mine")
+        await local.call("skyhop_down", handle=handle)
+    finally:
+        host_file.unlink()
+
+
+@needs_sandbox
+@trio_test
 async def test_the_persistent_path_is_invisible_inside(local: Local, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
