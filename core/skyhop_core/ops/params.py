@@ -123,3 +123,40 @@ class CancelRequestsParams:
     request_ids: list[str] = attrs.field(factory=list)
     all: bool = False
     all_users: bool = False
+
+
+# --- managed jobs (``skyhop jobs``) -----------------------------------------------------
+
+
+@attrs.frozen
+class JobsLaunchParams:
+    """``task`` is the task-YAML mapping; ``name`` overrides the task's name."""
+
+    task: dict[str, Any]
+    name: str | None = None
+
+
+@attrs.frozen
+class JobsQueueParams:
+    refresh: bool = False
+    skip_finished: bool = False
+    all_users: bool = False
+    job_ids: list[int] | None = None
+
+
+@attrs.frozen
+class JobsCancelParams:
+    name: str | None = None
+    job_ids: list[int] | None = None
+    all: bool = False
+    all_users: bool = False
+
+
+@attrs.frozen
+class JobsLogsParams:
+    """``controller`` streams what the controller did instead of the job's output."""
+
+    name: str | None = None
+    job_id: int | None = None
+    follow: bool = True
+    controller: bool = False

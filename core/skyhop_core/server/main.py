@@ -34,6 +34,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
+    from skyhop_core.jobs.service import JobsService
     from skyhop_core.ops.registry import operations
     from skyhop_core.paths import ensure_persistent_path, load_config, replica_dir
     from skyhop_core.plugins import load_backends
@@ -50,6 +51,8 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     retention = float(os.environ.get("SKYHOP_REQUEST_RETENTION_SECONDS", 7 * 24 * 3600))
     engine = Engine(services, operations(), limits=slot_limits(), retention_seconds=retention)
     services.engine = engine
+    jobs_service = JobsService(services, engine)
+    services.jobs = jobs_service
     shutdown = trio.Event()
     app = build_app(engine, shutdown, deploy=deploy)
     if deploy:
@@ -74,6 +77,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(on_signals)
         await nursery.start(engine.serve)
+        await nursery.start(jobs_service.serve)
         nursery.start_soon(autostop_loop, engine, interval)
         pid_file.write_text(f"{os.getpid()} {host} {port}\n")
         try:
