@@ -32,7 +32,7 @@ from skyhop_core.models.records import (
     JobSubmission,
     RequestRecord,
 )
-from skyhop_core.models.status import JobStatus
+from skyhop_core.models.status import JobStatus, ManagedJobStatus
 
 
 @functools.cache
@@ -79,6 +79,8 @@ def decode_result(operation: str, data: Any) -> Any:
             job_id=data.get("job_id"),
             handle=structure(handle, ClusterHandle) if handle is not None else None,
         )
+    if operation == "jobs_queue":  # managed-job records: dicts, with status an enum
+        return [{**r, "status": ManagedJobStatus(r["status"])} for r in data]
     cls = RESULT_TYPES.get(operation)
     if cls is None:
         return data

@@ -2,8 +2,8 @@
 
 The work itself is done by the jobs service (:mod:`skyhop_core.jobs`); these handlers
 write and read its rows. A job's row keeps its task without secret values (those are in
-a 0600 file beside its logs), and ``resources.priority`` is taken out of the task into
-the row, where the scheduler orders by it.
+a 0600 file beside its logs); ``resources.priority`` is copied into the row, where the
+scheduler orders by it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from skyhop_core.exceptions import JobNotFoundError, TaskValidationError
+from skyhop_core.exceptions import JobNotFoundError
 from skyhop_core.jobs import state as js
 from skyhop_core.models.status import ManagedJobStatus
 from skyhop_core.ops import params as P
@@ -39,26 +39,13 @@ def _service(ctx: RequestContext) -> Any:
 def _prepare(p: P.JobsLaunchParams) -> dict[str, Any]:
     """Validate the task; the row's values (and the secrets, apart)."""
     config = dict(p.task)
-    priority = 0
-    resources = config.get("resources")
-    if isinstance(resources, dict) and "priority" in resources:
-        resources = dict(resources)
-        priority = resources.pop("priority")
-        config["resources"] = resources
-        if isinstance(priority, bool) or not isinstance(priority, int) or not (
-            -1000 <= priority <= 1000
-        ):
-            raise TaskValidationError(
-                f"Invalid resources.priority: {priority!r}. Use a whole number from -1000 "
-                "to 1000 (higher starts first).",
-                source="<request>", field="resources.priority", value=repr(priority),
-            )
     task, _ = parse_task(config)
     name = p.name or task.name or DEFAULT_NAME
     if len(name) > MAX_JOB_NAME:
         raise ValueError(f"Managed job name {name!r} is too long: use up to {MAX_JOB_NAME} "
                          "characters (the job's cluster is named <name>-<job_id>).")
     validate_cluster_name(f"{name}-1")
+    priority = next((r.priority for r in task.resources if r.priority is not None), 0)
     recovery: Any = None
     for r in task.resources:
         if r.job_recovery is not None:
