@@ -69,6 +69,7 @@ def wait_status(job_id: int, *wanted: str, timeout: float = 60) -> dict[str, Any
         row = record(job_id)
         if row["status"].value in wanted:
             return row
+        assert not row["status"].is_terminal(), (row, controller_log(job_id))
         assert time.monotonic() < deadline, f"job {job_id} is {row['status']}, not {wanted}"
         time.sleep(0.1)
 
@@ -78,6 +79,12 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30) -> No
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.1)
+
+
+def controller_log(job_id: int) -> str:
+    out = _Capture()
+    sky.jobs.tail_logs(job_id=job_id, controller=True, follow=False, output_stream=out)  # type: ignore[arg-type]
+    return out.text
 
 
 def cluster_dir(server: ServerProcess, name: str) -> Path:
