@@ -210,3 +210,30 @@ def test_sigkill_mid_launch_terminates_the_half_made_cluster_and_relaunches(
         assert not sky.get(sky.status())
     slow_root = root / "backends" / "slow"
     assert not slow_root.exists() or not any(slow_root.iterdir()), "a cluster leaked"
+
+
+def test_sigkill_while_cancelling_cleans_up_after_the_restart(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    root = tmp_path / "cancelling"
+    env = {**FAST, "SKYHOP_PLUGINS": "slow_backend", "PYTHONPATH": str(FIXTURES),
+           "SLOW_BACKEND_DELAY": "0", "SLOW_BACKEND_DOWN_DELAY": "3"}
+    server = make_server(root, env=env)
+    with using(ApiClient(server.endpoint, auto_start=False)):
+        task = {"name": "doomed", "run": "sleep 600", "resources": {"infra": "slow"}}
+        job_id = int(sky.get(sky.jobs.launch(task))["job_id"])
+        wait_status(job_id, "RUNNING")
+        sky.jobs.cancel(job_ids=[job_id])  # not awaited: the server dies mid-cleanup
+        deadline = time.monotonic() + 30
+        while "slow: down waits" not in controller_log(job_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert record(job_id)["status"] is sky.ManagedJobStatus.CANCELLING
+    server.kill(signal.SIGKILL)
+    restarted = make_server(root, port=server.port, env=env)
+    with using(ApiClient(restarted.endpoint, auto_start=False)):
+        wait_status(job_id, "CANCELLED", timeout=60)
+        assert not sky.get(sky.status())
+        assert sky.jobs.tail_logs(job_id=job_id, output_stream=Capture()) == 103  # type: ignore[arg-type]
+    cluster = root / "backends" / "slow" / f"doomed-{job_id}"
+    assert not cluster.exists(), "the cancelled job's cluster leaked"

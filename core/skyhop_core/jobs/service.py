@@ -178,7 +178,8 @@ class JobsService:
         store = self.services.store
         while True:
             await trio.sleep(self.lease / 3)
-            await store.run(js.renew, self.owner, self.lease)
+            for job_id in await store.run(js.renew, self.owner, self.lease):
+                self.cancel_local(job_id)  # cancelled through another replica
             await self._take_over()
 
     async def _take_over(self) -> None:

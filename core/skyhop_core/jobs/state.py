@@ -249,7 +249,8 @@ def claim_next(
 
 
 def renew(conn: sa.Connection, owner: str, lease: float) -> list[int]:
-    """Extend the lease of every unfinished job ``owner`` holds; returns their IDs."""
+    """Extend the lease of every unfinished job ``owner`` holds; returns the IDs of those
+    among them that someone asked to cancel (perhaps through another replica)."""
     conn.execute(
         mj.update()
         .where(mj.c.owner == owner)
@@ -259,7 +260,10 @@ def renew(conn: sa.Connection, owner: str, lease: float) -> list[int]:
     return [
         r.job_id
         for r in conn.execute(
-            sa.select(mj.c.job_id).where(mj.c.owner == owner).where(mj.c.status.not_in(TERMINAL))
+            sa.select(mj.c.job_id)
+            .where(mj.c.owner == owner)
+            .where(mj.c.status.not_in(TERMINAL))
+            .where(mj.c.cancel_requested)
         )
     ]
 
