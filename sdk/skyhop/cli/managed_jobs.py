@@ -21,7 +21,7 @@ QUEUE_COLUMNS = [
     "ID", "TASK", "NAME", "REQUESTED", "SUBMITTED", "TOT. DURATION", "JOB DURATION",
     "#RECOVERIES", "STATUS",
 ]
-VERBOSE_COLUMNS = ["INFRA", "RESOURCES", "DETAILS", "FAILURE"]
+VERBOSE_COLUMNS = ["INFRA", "CLUSTER", "DETAILS", "FAILURE"]
 
 
 def render_queue(
@@ -131,7 +131,7 @@ def _follow(name: str | None, job_id: int | None, *, follow: bool, controller: b
 @click.option("-a", "--all", "all_", is_flag=True, help="Show every job (the default).")
 @click.option("-u", "--all-users", is_flag=True, help="Include other users' jobs.")
 @click.option("-s", "--skip-finished", is_flag=True, help="Show only unfinished jobs.")
-@click.option("-v", "--verbose", is_flag=True, help="Add infra, cluster, details, failure.")
+@click.option("-v", "--verbose", is_flag=True, help="Add the infra, cluster, details and failure reason.")
 def queue(all_: bool, all_users: bool, skip_finished: bool, verbose: bool) -> None:
     """Show managed jobs, newest first."""
     from skyhop import jobs as sdk_jobs
