@@ -10,7 +10,18 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cli, clusters, jobs, load, logs, requests, server, ssh, throughput
+from bench import (
+    cli,
+    clusters,
+    jobs,
+    load,
+    logs,
+    managed_jobs,
+    requests,
+    server,
+    ssh,
+    throughput,
+)
 from bench.report import (
     Figure,
     machine,
@@ -39,6 +50,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("load", "reads under load", "ms", load.reads_under_load, True),
     ("throughput", "reads throughput", "req/s", throughput.throughput, True),
     ("burst", "burst of async requests", "s", throughput.burst, True),
+    ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
 ]
 GROUPS = list(dict.fromkeys(group for group, *_ in FIGURES))
 

@@ -210,11 +210,11 @@ class Controller:
         await self._teardown()
 
     async def _wait_for_launch_slot(self) -> None:
-        row = await self.row()
-        if row.schedule_state == js.LAUNCHING:
-            return  # it holds one already (resumed mid-launch)
+        # The event first: a grant that lands after the row says ALIVE_WAITING sets it.
         self.slot_granted = trio.Event()
-        await self.update(schedule_state=js.ALIVE_WAITING)
+        store = self.service.services.store
+        if await store.run(js.want_launch_slot, self.job_id):
+            return
         self.service.wake()
         self.log("Waiting for a launch slot to recover.")
         await self.slot_granted.wait()
@@ -230,7 +230,12 @@ class Controller:
             failures = 0
             outcome: JobStatus | None = None
             while True:
-                await trio.sleep(poll)
+                if tail_done.is_set():
+                    await trio.sleep(poll)
+                else:
+                    # The copy of the job's log ends when the job does: look at once.
+                    with trio.move_on_after(poll):
+                        await tail_done.wait()
                 row = await self.row()
                 if row.cancel_requested:
                     self.cancelled = True

@@ -134,47 +134,55 @@ def request_cancel(conn: sa.Connection, job_ids: list[int]) -> tuple[list[int], 
     """Flag jobs for cancelling. PENDING (never scheduled) ones become CANCELLED in one
     statement; the others become CANCELLING for their controllers to finish.
 
-    Returns (cancelled at once, now CANCELLING).
+    Returns (cancelled at once, now CANCELLING). Each update re-checks its condition, so
+    a job the scheduler claims meanwhile is CANCELLING, never left PENDING.
     """
     if not job_ids:
         return [], []
-    now = time.time()
-    pending = [
+    open_ids = [
         r.job_id
         for r in conn.execute(
             sa.select(mj.c.job_id)
             .where(mj.c.job_id.in_(job_ids))
-            .where(mj.c.status == S.PENDING.value)
-            .where(mj.c.schedule_state == WAITING)
+            .where(mj.c.status.not_in(TERMINAL))
         )
     ]
-    if pending:
-        conn.execute(
-            mj.update()
-            .where(mj.c.job_id.in_(pending))
-            .where(mj.c.status == S.PENDING.value)
-            .values(
-                status=S.CANCELLED.value, schedule_state=DONE, end_at=now, cancel_requested=True
-            )
+    if not open_ids:
+        return [], []
+    conn.execute(
+        mj.update()
+        .where(mj.c.job_id.in_(open_ids))
+        .where(mj.c.status == S.PENDING.value)
+        .where(mj.c.schedule_state == WAITING)
+        .values(
+            status=S.CANCELLED.value, schedule_state=DONE, end_at=time.time(),
+            cancel_requested=True,
         )
-    others = [i for i in job_ids if i not in pending]
-    cancelling: list[int] = []
-    if others:
-        cancelling = [
-            r.job_id
-            for r in conn.execute(
-                sa.select(mj.c.job_id)
-                .where(mj.c.job_id.in_(others))
-                .where(mj.c.status.not_in(TERMINAL))
-            )
-        ]
-        conn.execute(
-            mj.update()
-            .where(mj.c.job_id.in_(cancelling))
-            .where(mj.c.status.not_in(TERMINAL))
-            .values(status=S.CANCELLING.value, cancel_requested=True)
-        )
-    return pending, cancelling
+    )
+    conn.execute(
+        mj.update()
+        .where(mj.c.job_id.in_(open_ids))
+        .where(mj.c.status.not_in(TERMINAL))
+        .values(status=S.CANCELLING.value, cancel_requested=True)
+    )
+    rows = conn.execute(
+        sa.select(mj.c.job_id, mj.c.status).where(mj.c.job_id.in_(open_ids))
+    ).all()
+    pending = sorted(r.job_id for r in rows if r.status == S.CANCELLED.value)
+    return pending, sorted(r.job_id for r in rows if r.status != S.CANCELLED.value)
+
+
+def want_launch_slot(conn: sa.Connection, job_id: int) -> bool:
+    """Ask for a launch slot to recover (ALIVE_WAITING); True if the job holds one
+    already (the scheduler granted it, or it held one before a restart)."""
+    conn.execute(
+        mj.update()
+        .where(mj.c.job_id == job_id)
+        .where(mj.c.schedule_state.in_([ALIVE, ALIVE_WAITING]))
+        .values(schedule_state=ALIVE_WAITING)
+    )
+    row = conn.execute(sa.select(mj.c.schedule_state).where(mj.c.job_id == job_id)).first()
+    return row is not None and row.schedule_state == LAUNCHING
 
 
 # --- scheduling and ownership ------------------------------------------------------------
