@@ -100,18 +100,11 @@ async def _provision(ctl: Controller, task: Any, avoid: frozenset[Any]) -> Clust
     from skyhop_core.ops.locking import cluster_lock
     from skyhop_core.ops.provisioning import provision_with_failover
 
-    try:
-        async with cluster_lock(ctl.ctx, ctl.cluster_name):
-            return await provision_with_failover(
-                ctl.ctx, ctl.cluster_name, task, target=OptimizeTarget.COST,
-                retry_until_up=False, previous=None, avoid=avoid,
-            )
-    except BaseExceptionGroup as group:
-        # cluster_lock runs its block inside a nursery (lease renewal), which wraps what
-        # the block raises; the controller decides on the error itself.
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
-            raise group.exceptions[0] from None
-        raise
+    async with cluster_lock(ctl.ctx, ctl.cluster_name):
+        return await provision_with_failover(
+            ctl.ctx, ctl.cluster_name, task, target=OptimizeTarget.COST,
+            retry_until_up=False, previous=None, avoid=avoid,
+        )
 
 
 async def launch(ctl: Controller, parsed: tuple[Any, Any], row: Any) -> ClusterHandle:

@@ -45,10 +45,17 @@ async def cluster_lock(ctx: RequestContext, name: str) -> AsyncIterator[None]:
         replica, store = engine.replica, services.store
         await _acquire(ctx, name, replica)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_renew, ctx, name, replica.lease)
-                yield
-                nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_renew, ctx, name, replica.lease)
+                    yield
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # The block runs inside the renewal's nursery, which wraps what it raises;
+                # callers (and the wire) expect the error itself.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
         finally:
             with trio.CancelScope(shield=True):
                 await store.run(leases.release, name, ctx.request_id)
