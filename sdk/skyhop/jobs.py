@@ -129,4 +129,45 @@ def tail_logs(
     return int(_sdk.stream_and_get(request_id, output_stream=output_stream))
 
 
-__all__ = ["cancel", "launch", "queue", "submit_logs", "tail_logs"]
+def download_logs(
+    name: str | None = None,
+    job_id: int | None = None,
+    refresh: bool = False,
+    controller: bool = False,
+    local_dir: str = "~/sky_logs",
+) -> dict[int, str]:
+    """Save managed jobs' output (``controller=True``: their controllers' logs) under
+    ``local_dir``; the jobs named ``name``, or ``job_id``, or your latest. Synchronous.
+
+    Returns ``{job_id: local path}``.
+
+    Raises:
+        JobNotFoundError: no such managed job of yours.
+    """
+    import os
+
+    del refresh
+    if job_id is not None:
+        ids = [job_id]
+    else:
+        records = _sdk.get(queue(refresh=False))
+        ids = [r["job_id"] for r in records if name is None or r["job_name"] == name]
+        if not ids:
+            raise exceptions.JobNotFoundError(
+                f"No managed job {f'named {name!r} ' if name else ''}of yours. "
+                "Run `skyhop jobs queue` to list them."
+            )
+        if name is None:
+            ids = ids[:1]
+    target = os.path.join(os.path.expanduser(local_dir), "managed_jobs")
+    os.makedirs(target, exist_ok=True)
+    paths: dict[int, str] = {}
+    for one in ids:
+        path = os.path.join(target, f"job-{one}{'-controller' if controller else ''}.log")
+        with open(path, "w") as f:
+            tail_logs(job_id=one, follow=False, controller=controller, output_stream=f)
+        paths[one] = path
+    return paths
+
+
+__all__ = ["cancel", "download_logs", "launch", "queue", "submit_logs", "tail_logs"]

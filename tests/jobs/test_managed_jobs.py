@@ -159,7 +159,7 @@ def test_cli_job_succeeds_its_cluster_goes_and_its_output_replays(
     assert secrets_file.stat().st_mode & 0o077 == 0
 
 
-def test_failing_job_is_failed_with_exit_code_100(client: ServerProcess) -> None:
+def test_failing_job_is_failed_with_exit_code_100(client: ServerProcess, tmp_path: Path) -> None:
     proc = skyhop(client, "jobs", "launch", "-y", "-n", "broken", "--infra", "local",
                   "echo about-to-fail; exit 3")
     assert proc.returncode == 100, proc.stdout + proc.stderr
@@ -169,6 +169,9 @@ def test_failing_job_is_failed_with_exit_code_100(client: ServerProcess) -> None
     assert sky.jobs.tail_logs(job_id=row["job_id"], follow=False,
                               output_stream=_Capture()) == 100  # type: ignore[arg-type]
     assert f"broken-{row['job_id']}" not in clusters()
+    saved = sky.jobs.download_logs(name="broken", local_dir=str(tmp_path))
+    assert list(saved) == [row["job_id"]]
+    assert "about-to-fail" in Path(saved[row["job_id"]]).read_text()
     missing = skyhop(client, "jobs", "logs", "999999")
     assert missing.returncode == 102 and "JobNotFoundError" in missing.stderr
 
