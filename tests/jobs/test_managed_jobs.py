@@ -176,6 +176,17 @@ def test_failing_job_is_failed_with_exit_code_100(client: ServerProcess, tmp_pat
     assert missing.returncode == 102 and "JobNotFoundError" in missing.stderr
 
 
+def test_failing_setup_is_failed_setup(client: ServerProcess) -> None:
+    task = {"name": "nosetup", "setup": "echo setting-up; exit 1", "run": "echo never-runs",
+            "resources": {"infra": "local"}}
+    job_id = int(sky.get(sky.jobs.launch(task))["job_id"])
+    row = wait_status(job_id, "FAILED_SETUP")
+    assert "setup failed" in row["failure_reason"]
+    text = output(job_id)
+    assert "setting-up" in text and "never-runs" not in text
+    assert sky.jobs.tail_logs(job_id=job_id, output_stream=_Capture()) == 100  # type: ignore[arg-type]
+
+
 def test_preempted_cluster_is_recovered_with_the_same_task_id(
     client: ServerProcess, tmp_path: Path
 ) -> None:

@@ -236,10 +236,8 @@ class Controller:
                     # The copy of the job's log ends when the job does: look at once.
                     with trio.move_on_after(poll):
                         await tail_done.wait()
-                row = await self.row()
-                if row.cancel_requested:
-                    self.cancelled = True
-                    raise Finished(S.CANCELLED)
+                # No row read per poll: a cancel arrives through the cancel scope (from
+                # this replica, or from another one through the lease loop).
                 if not await self._healthy(handle):
                     self.log(f"Cluster {self.cluster_name!r} is not UP (preempted?).")
                     break

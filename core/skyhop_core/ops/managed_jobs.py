@@ -178,6 +178,28 @@ async def _targets(ctx: RequestContext, p: P.JobsCancelParams) -> list[int]:
     return [r.job_id for r in rows]
 
 
+async def _cancel_queued_launches(ctx: RequestContext, all_users: bool) -> None:
+    """``cancel -a``: ``jobs_launch`` requests still waiting to run become no jobs."""
+    import sqlalchemy as sa
+
+    from skyhop_core.state.db import requests as table
+
+    def queued(conn: Any) -> list[str]:
+        query = sa.select(table.c.request_id).where(
+            table.c.name == "jobs_launch", table.c.status == "PENDING"
+        )
+        if not all_users:
+            query = query.where(table.c.user_hash == ctx.user.hash)
+        return [r.request_id for r in conn.execute(query)]
+
+    ids = [i for i in await ctx.services.store.run(queued) if i != ctx.request_id]
+    engine = ctx.services.engine
+    if ids and engine is not None:
+        cancelled, _ = await engine.cancel(ids)
+        if cancelled:
+            ctx.log(f"Cancelled {len(cancelled)} queued jobs launch request(s).")
+
+
 def _rows_of(conn: Any, job_ids: list[int]) -> list[Any]:
     return js.list_rows(conn, job_ids=job_ids)
 
@@ -186,6 +208,8 @@ async def jobs_cancel(ctx: RequestContext, p: P.JobsCancelParams) -> list[int]:
     """Cancel managed jobs: PENDING ones at once, others CANCELLING until their
     controllers have torn their clusters down (this waits for that)."""
     service = _service(ctx)
+    if p.all:
+        await _cancel_queued_launches(ctx, p.all_users)
     ids = await _targets(ctx, p)
     pending, cancelling = await ctx.services.store.run(js.request_cancel, ids)
     for job_id in cancelling:
