@@ -176,6 +176,35 @@ def test_failing_job_is_failed_with_exit_code_100(client: ServerProcess, tmp_pat
     assert missing.returncode == 102 and "JobNotFoundError" in missing.stderr
 
 
+def test_yaml_options_and_a_name_clash_with_a_user_cluster(
+    client: ServerProcess, tmp_path: Path
+) -> None:
+    yaml_file = tmp_path / "job.yaml"
+    yaml_file.write_text(
+        "name: fromyaml\n"
+        "resources:\n  infra: local\n  priority: 7\n"
+        "  job_recovery: {strategy: FAILOVER, max_restarts_on_errors: 3}\n"
+        "run: echo from-yaml\n"
+    )
+    proc = skyhop(client, "jobs", "launch", "-y", str(yaml_file))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = [r for r in sky.get(sky.jobs.queue(refresh=False)) if r["job_name"] == "fromyaml"]
+    assert (row["priority"], row["strategy"]) == (7, "FAILOVER")
+    assert "from-yaml" in proc.stdout
+
+    # A user's own cluster that happens to have the job's cluster name is not taken over.
+    next_id = row["job_id"] + 1
+    sky.get(sky.launch({"resources": {"infra": "local"}}, cluster_name=f"clash-{next_id}"))
+    try:
+        job_id = launch("echo never", "clash")
+        assert job_id == next_id
+        row = wait_status(job_id, "FAILED_PRECHECKS")
+        assert "already exists" in row["failure_reason"]
+        assert f"clash-{job_id}" in clusters()
+    finally:
+        sky.get(sky.down(f"clash-{next_id}"))
+
+
 def test_failing_setup_is_failed_setup(client: ServerProcess) -> None:
     task = {"name": "nosetup", "setup": "echo setting-up; exit 1", "run": "echo never-runs",
             "resources": {"infra": "local"}}

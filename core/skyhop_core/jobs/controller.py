@@ -53,10 +53,15 @@ AGENT_FAILURES_AS_PREEMPTION = 3
 class Finished(Exception):
     """The job reached a terminal status (raised out of the controller's main loop)."""
 
-    def __init__(self, status: ManagedJobStatus, reason: str | None = None) -> None:
+    def __init__(
+        self, status: ManagedJobStatus, reason: str | None = None, *, teardown: bool = True
+    ) -> None:
         super().__init__(reason or status.value)
         self.status = status
         self.reason = reason
+        #: False when nothing of this job's was made (a failed precheck): a cluster with
+        #: the job's name is then someone else's.
+        self.teardown = teardown
 
 
 class Controller:
@@ -129,7 +134,8 @@ class Controller:
             final = Finished(S.CANCELLED, None)
         assert final is not None
         try:
-            await self._teardown()
+            if final.teardown:
+                await self._teardown()
         except Exception as exc:
             self.log(f"Teardown of {self.cluster_name!r} failed: {exc}")
         values: dict[str, Any] = {}

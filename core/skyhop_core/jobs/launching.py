@@ -89,11 +89,19 @@ async def _precheck(ctl: Controller, task: Any) -> None:
 
     try:
         validate_cluster_name(ctl.cluster_name)
+        existing = await ctl.service.services.store.run(cl.get, ctl.cluster_name)
+        if existing is not None:
+            raise InvalidClusterNameError(
+                f"A cluster named {ctl.cluster_name!r} already exists (not this job's); "
+                "the job would take it over. Rename the job (-n NAME) or down that cluster."
+            )
         await plan(ctl.ctx, task, OptimizeTarget.COST)
     except _PRECHECK_ERRORS as exc:
         from skyhop_core.jobs.controller import Finished
 
-        raise Finished(S.FAILED_PRECHECKS, f"{type(exc).__name__}: {exc}") from None
+        raise Finished(
+            S.FAILED_PRECHECKS, f"{type(exc).__name__}: {exc}", teardown=False
+        ) from None
 
 
 async def _provision(ctl: Controller, task: Any, avoid: frozenset[Any]) -> ClusterHandle:
