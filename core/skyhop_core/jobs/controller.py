@@ -64,6 +64,15 @@ class Finished(Exception):
         self.teardown = teardown
 
 
+def _wrapped_finish(exc: Exception) -> Finished | None:
+    """The Finished a nursery wrapped into an exception group, if that is all it holds."""
+    if isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        inner = exc.exceptions[0]
+        if isinstance(inner, Finished):
+            return inner
+    return None
+
+
 class Controller:
     """Drives one job; started by :class:`~skyhop_core.jobs.service.JobsService`."""
 
@@ -114,9 +123,11 @@ class Controller:
         except Finished as done:
             final = done
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            self.log(f"Controller error: {reason}")
-            final = Finished(S.FAILED_CONTROLLER, reason)
+            final = _wrapped_finish(exc)
+            if final is None:
+                reason = f"{type(exc).__name__}: {exc}"
+                self.log(f"Controller error: {reason}")
+                final = Finished(S.FAILED_CONTROLLER, reason)
         finally:
             with trio.CancelScope(shield=True):
                 await self._finish(final)
