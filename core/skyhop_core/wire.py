@@ -79,6 +79,8 @@ def decode_result(operation: str, data: Any) -> Any:
             job_id=data.get("job_id"),
             handle=structure(handle, ClusterHandle) if handle is not None else None,
         )
+    if operation == "jobs_launch":  # SkyPilot's (job_id, controller_handle): no controller VM
+        return JobSubmission(job_id=data.get("job_id"), handle=None)
     if operation == "jobs_queue":  # managed-job records: dicts, with status an enum
         return [{**r, "status": ManagedJobStatus(r["status"])} for r in data]
     cls = RESULT_TYPES.get(operation)

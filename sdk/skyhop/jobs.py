@@ -38,8 +38,9 @@ def launch(task: Task | dict[str, Any], name: str | None = None) -> str:
         name: the job's name (default: the task's name, else ``sky-cmd``).
 
     Returns:
-        The request ID. Its result is ``{"job_id": int}``; the job is PENDING until the
-        scheduler starts it.
+        The request ID. Its result is SkyPilot's ``(job_id, controller_handle)`` — the
+        handle is always None: the controller runs inside the API server — also readable
+        as ``result["job_id"]``. The job is PENDING until the scheduler starts it.
 
     Request raises:
         TaskValidationError / ValueError: the task or the name is invalid.

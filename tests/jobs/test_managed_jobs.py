@@ -115,7 +115,9 @@ class _Capture:
 
 def launch(run: str, name: str, **resources: Any) -> int:
     task = {"name": name, "run": run, "resources": {"infra": "local", **resources}}
-    return int(sky.get(sky.jobs.launch(task))["job_id"])
+    job_id, controller_handle = sky.get(sky.jobs.launch(task))  # SkyPilot's pair
+    assert controller_handle is None  # the controller is in the API server
+    return int(job_id)
 
 
 def test_cli_job_succeeds_its_cluster_goes_and_its_output_replays(

@@ -15,6 +15,7 @@ from skyhop.aio.sdk import _run
 
 if TYPE_CHECKING:
     from skyhop_core.models import Task
+    from skyhop_core.models.records import JobSubmission
 
 
 async def launch(
@@ -23,9 +24,10 @@ async def launch(
     *,
     stream_logs: bool = True,
     output_stream: TextIO | None = None,
-) -> dict[str, Any]:
-    """Submit a managed job; returns ``{"job_id": int}``."""
-    result: dict[str, Any] = await _run(
+) -> JobSubmission:
+    """Submit a managed job; returns ``(job_id, None)``, also readable as
+    ``result["job_id"]`` (see :func:`skyhop.jobs.launch`)."""
+    result: JobSubmission = await _run(
         _jobs.launch, task, name, stream_logs=stream_logs, output_stream=output_stream
     )
     return result
