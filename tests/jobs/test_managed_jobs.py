@@ -305,8 +305,9 @@ def test_scheduler_limit_priority_and_pending_cancel(limited: ServerProcess) -> 
     assert not any(n.startswith(("blocker-", "waiting-")) for n in clusters())
 
 
-def test_sigkill_while_running_resumes_the_same_cluster(
-    make_server: Callable[..., ServerProcess], tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_server_restart_while_running_resumes_the_same_cluster(
+    make_server: Callable[..., ServerProcess], tmp_path: Path, sig: signal.Signals
 ) -> None:
     root = tmp_path / "restart"
     server = make_server(root, env=FAST)
@@ -316,7 +317,8 @@ def test_sigkill_while_running_resumes_the_same_cluster(
         job_id = launch(run, "survivor")
         wait_status(job_id, "RUNNING")
         wait_for(lambda: "begin" in output(job_id), "the job started")
-    server.kill(signal.SIGKILL)
+    server.kill(sig)
+    assert not cluster_dir(server, f"survivor-{job_id}").joinpath("STOPPED").exists()
     restarted = make_server(root, port=server.port, env=FAST)
     with using(ApiClient(restarted.endpoint, auto_start=False)):
         assert record(job_id)["status"] is sky.ManagedJobStatus.RUNNING
