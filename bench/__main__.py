@@ -51,6 +51,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("throughput", "reads throughput", "req/s", throughput.throughput, True),
     ("burst", "burst of async requests", "s", throughput.burst, True),
     ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
+    ("managed_jobs", "managed jobs held RUNNING", "MB", managed_jobs.held_running, False),
 ]
 GROUPS = list(dict.fromkeys(group for group, *_ in FIGURES))
 

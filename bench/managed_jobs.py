@@ -14,9 +14,11 @@ N is 200 (20 with ``--quick``). The server runs with its default settings
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from bench.jobs import ensure_cluster, task
@@ -123,3 +125,85 @@ def managed_echo(run: Run) -> list[Figure]:
                None, "idle before", idle_mb, None, Target("<", 1024),
                "the API server process (controllers included; cluster agents excluded)"),
     ]
+
+
+def held_running(run: Run) -> list[Figure]:
+    """N managed jobs (2,000; 500 with ``--quick``) held RUNNING at once on the in-memory
+    backend (its own server): the controllers' own cost (RSS, CPU per monitored
+    job-minute) and a ``status`` read while they run, against the same reads before."""
+    import skyhop as sky
+    from bench.servers import ApiServer
+    from bench.util import CLK_TCK, environment, summary
+
+    def cpu_seconds(pid: int) -> float:
+        """user + system CPU of the whole process (exited threads included)."""
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    from skyhop.client import ApiClient, using
+
+    total = run.reps(500, 2_000)
+    window = run.reps(20, 60)
+    server = ApiServer()
+    repo = str(Path(__file__).resolve().parent.parent)
+    server.env.update({
+        "SKYHOP_PLUGINS": "bench.memory_backend",
+        "PYTHONPATH": repo + os.pathsep + server.env.get("PYTHONPATH", ""),
+        "MEMORY_JOB_SECONDS": "3600",
+        "SKYHOP_JOBS_MAX_LAUNCHES": "64",
+        "SKYHOP_JOBS_MAX_RUNNING": str(total),
+    })
+    try:
+        server.start()
+        with environment(server.env), using(ApiClient(server.endpoint, auto_start=False)):
+            task_body = {"run": "sleep", "resources": {"infra": "memory"}}
+            idle_reads = []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                sky.get(sky.status())
+                idle_reads.append(time.perf_counter() - t0)
+            idle = summary(idle_reads, 1000)
+            idle_mb = rss_bytes(server.pid) / MB
+            start = time.perf_counter()
+            _accept(lambda i: sky.jobs.launch({**task_body, "name": f"m{i}"}), total)
+
+            def all_running() -> bool:
+                rows = sky.get(sky.jobs.queue(refresh=False, skip_finished=True))
+                return sum(r["status"] is sky.ManagedJobStatus.RUNNING for r in rows) == total
+
+            _until(all_running, 3600)
+            ramp = time.perf_counter() - start
+            cpu_before, wall_before = cpu_seconds(server.pid), time.perf_counter()
+            reads: list[float] = []
+            while time.perf_counter() - wall_before < window:
+                t0 = time.perf_counter()
+                sky.get(sky.status())
+                reads.append(time.perf_counter() - t0)
+                time.sleep(0.05)
+            minutes = (time.perf_counter() - wall_before) / 60
+            cpu = cpu_seconds(server.pid) - cpu_before
+            rss = rss_bytes(server.pid) / MB
+            cancel_start = time.perf_counter()
+            cancelled = sky.get(sky.jobs.cancel(all=True))
+            cancel_time = time.perf_counter() - cancel_start
+        stats = summary(reads, 1000)
+        per_job = cpu / (total * minutes) * 1000
+        note = f"{total:,} managed jobs RUNNING on the in-memory backend"
+        return [
+            Figure("managed_jobs", f"{total:,} managed jobs RUNNING: server RSS", "MB", rss,
+                   None, "idle before", idle_mb, None, Target("<", 1024),
+                   f"{note}; all RUNNING after "
+                   f"{ramp:.0f} s (64 launches at a time)"),
+            Figure("managed_jobs", f"{total:,} managed jobs RUNNING: CPU per job-minute",
+                   "ms", per_job, None, "", None, None, None,
+                   f"server CPU over {minutes * 60:.0f} s while they ran (poll every 5 s)"),
+            Figure("managed_jobs", f"{total:,} managed jobs RUNNING: status read", "ms",
+                   stats["p50"], stats["p99"], "same reads before the jobs", idle["p50"],
+                   idle["p99"], Target("<", 50, on="p99"),
+                   f"{len(reads)} sequential sky.get(sky.status()) while they ran"),
+            Figure("managed_jobs", f"{total:,} managed jobs: cancel -a", "s", cancel_time,
+                   None, "", None, None, None,
+                   f"{len(cancelled):,} of {total:,} cancelled (all CANCELLED when it returns)",
+                   errors=total - len(cancelled)),
+        ]
+    finally:
+        server.cleanup()

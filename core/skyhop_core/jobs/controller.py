@@ -38,7 +38,6 @@ from skyhop_core.models.records import NodeState
 from skyhop_core.models.status import JobStatus, ManagedJobStatus
 from skyhop_core.requests.context import RequestContext, User
 from skyhop_core.requests.logs import RequestLogWriter
-from skyhop_core.state import clusters as cl
 
 if TYPE_CHECKING:
     from skyhop_core.jobs.service import JobsService
@@ -276,10 +275,9 @@ class Controller:
         return outcome
 
     async def _healthy(self, handle: Any) -> bool:
+        # Only the backend is asked (no database read per poll): a cluster torn down
+        # behind the controller's back has no nodes left either.
         services = self.service.services
-        record = await services.store.run(cl.get, self.cluster_name)
-        if record is None:
-            return False
         bctx = services.backend_ctx(handle.backend, self.ctx)
         try:
             nodes = await services.backends.call(
