@@ -16,6 +16,7 @@ from bench import (
     jobs,
     load,
     logs,
+    managed_jobs,
     requests,
     sandbox,
     server,
@@ -53,6 +54,8 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("load", "reads under load", "ms", load.reads_under_load, True),
     ("throughput", "reads throughput", "req/s", throughput.throughput, True),
     ("burst", "burst of async requests", "s", throughput.burst, True),
+    ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
+    ("managed_jobs", "managed jobs held RUNNING", "MB", managed_jobs.held_running, False),
 ]
 GROUPS = list(dict.fromkeys(group for group, *_ in FIGURES))
 

@@ -15,6 +15,7 @@ from skyhop_core.requests.logs import LogHub
 from skyhop_core.state import Store
 
 if TYPE_CHECKING:
+    from skyhop_core.jobs.service import JobsService
     from skyhop_core.requests.context import RequestContext
     from skyhop_core.requests.engine import Engine
     from skyhop_core.runner import CommandRunner
@@ -39,6 +40,8 @@ class Services:
         self.config = config or {}
         self.logs = LogHub(persistent_path / "requests")
         self.engine: Engine | None = None
+        #: The managed-jobs service (``skyhop_core.jobs``), when the server runs one.
+        self.jobs: JobsService | None = None
         #: Serialises lifecycle operations (launch/start/stop/down) per cluster.
         self.cluster_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
 

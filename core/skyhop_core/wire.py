@@ -51,7 +51,7 @@ from skyhop_core.models.records import (
     JobSubmission,
     RequestRecord,
 )
-from skyhop_core.models.status import JobStatus
+from skyhop_core.models.status import JobStatus, ManagedJobStatus
 
 
 class WireTypeError(TypeError):
@@ -223,6 +223,10 @@ def decode_result(operation: str, data: Any) -> Any:
             job_id=data.get("job_id"),
             handle=structure(handle, ClusterHandle) if handle is not None else None,
         )
+    if operation == "jobs_launch":  # SkyPilot's (job_id, controller_handle): no controller VM
+        return JobSubmission(job_id=data.get("job_id"), handle=None)
+    if operation == "jobs_queue":  # managed-job records: dicts, with status an enum
+        return [{**r, "status": ManagedJobStatus(r["status"])} for r in data]
     cls = RESULT_TYPES.get(operation)
     if cls is None:
         return data

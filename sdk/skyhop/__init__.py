@@ -59,6 +59,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "StatusRefreshMode": ("skyhop_core.models.status", "StatusRefreshMode"),
     "exceptions": ("skyhop_core.exceptions", None),
     "aio": ("skyhop.aio", None),
+    "jobs": ("skyhop.jobs", None),
+    "ManagedJobStatus": ("skyhop_core.models.status", "ManagedJobStatus"),
 }
 
 #: Literal, so linters and type checkers see the public names (the same as ``_LAZY``).
@@ -66,6 +68,7 @@ __all__ = [
     "ClusterStatus",
     "JobExitCode",
     "JobStatus",
+    "ManagedJobStatus",
     "OptimizeTarget",
     "RequestStatus",
     "Resources",
@@ -86,6 +89,7 @@ __all__ = [
     "exec",
     "get",
     "job_status",
+    "jobs",
     "launch",
     "optimize",
     "queue",
@@ -99,6 +103,7 @@ __all__ = [
 
 if _TYPE_CHECKING:
     from skyhop import aio as aio
+    from skyhop import jobs as jobs
     from skyhop.sdk import (
         api_cancel,
         api_info,
@@ -129,6 +134,7 @@ if _TYPE_CHECKING:
         ClusterStatus,
         JobExitCode,
         JobStatus,
+        ManagedJobStatus,
         OptimizeTarget,
         RequestStatus,
         StatusRefreshMode,

@@ -25,7 +25,7 @@ from skyhop_core.models.validate import FieldError, closest
 FIELDS = (
     "infra", "cpus", "memory", "accelerators", "accelerator_args", "instance_type",
     "use_spot", "disk_size", "disk_tier", "network_tier", "ports", "labels", "image_id",
-    "job_recovery", "autostop",
+    "job_recovery", "autostop", "priority",
 )
 #: What ``resources:`` (or an ``any_of``/``ordered`` entry) may contain.
 YAML_KEYS = (*FIELDS, "cloud", "region", "zone", "gpus", "spot_recovery")
@@ -56,6 +56,7 @@ def _normalise_all(raw: Mapping[str, Any]) -> dict[str, Any]:
         "image_id": rf.normalise_image_id(raw.get("image_id")),
         "job_recovery": rf.normalise_job_recovery(raw.get("job_recovery")),
         "autostop": rf.normalise_autostop(raw.get("autostop")),
+        "priority": rf.normalise_priority(raw.get("priority")),
     }
 
 
@@ -96,6 +97,8 @@ class Resources:
     image_id: str | dict[str, str] | None = _unhashed()
     job_recovery: str | dict[str, Any] | None = _unhashed()
     autostop: bool | dict[str, Any] | None = _unhashed()
+    #: A managed job's scheduling priority, -1000…1000 (higher starts first).
+    priority: int | None = None
 
     def __init__(
         self,
@@ -118,6 +121,7 @@ class Resources:
         image_id: str | Mapping[str, str] | None = None,
         job_recovery: str | Mapping[str, Any] | None = None,
         autostop: bool | int | str | Mapping[str, Any] | None = None,
+        priority: int | None = None,
     ) -> None:
         raw = dict(locals())
         raw.pop("self")

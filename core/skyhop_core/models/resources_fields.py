@@ -354,6 +354,15 @@ def normalise_job_recovery(value: Any, field: str = "job_recovery") -> str | dic
     return result or None
 
 
+def normalise_priority(value: Any, field: str = "priority") -> int | None:
+    """A managed job's priority: a whole number from -1000 to 1000."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
+        raise FieldError(field, value, "a whole number from -1000 to 1000 (higher starts first)")
+    return value
+
+
 def _minutes(value: Any, field: str) -> int:
     expected = "idle minutes such as 10, or a time such as '30m', '2h', '1d', '1w'"
     if isinstance(value, bool):

@@ -94,3 +94,60 @@ class StatusRefreshMode(enum.Enum):
     NONE = "NONE"
     AUTO = "AUTO"
     FORCE = "FORCE"
+
+
+class ManagedJobStatus(enum.Enum):
+    """A managed job's status (SkyPilot's names and transitions).
+
+    PENDING → STARTING → RUNNING → SUCCEEDED; RUNNING → RECOVERING → RUNNING after a
+    preemption (or a restart on error); any non-terminal → CANCELLING → CANCELLED. The
+    FAILED_* statuses say why a job failed: its run (FAILED), its setup (FAILED_SETUP),
+    what can never launch (FAILED_PRECHECKS), a spent launch-retry budget
+    (FAILED_NO_RESOURCE), or the controller itself (FAILED_CONTROLLER).
+    """
+
+    PENDING = "PENDING"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    RECOVERING = "RECOVERING"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    FAILED_SETUP = "FAILED_SETUP"
+    FAILED_PRECHECKS = "FAILED_PRECHECKS"
+    FAILED_NO_RESOURCE = "FAILED_NO_RESOURCE"
+    FAILED_CONTROLLER = "FAILED_CONTROLLER"
+
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_MANAGED
+
+    def is_failed(self) -> bool:
+        return self.value.startswith("FAILED")
+
+    def exit_code(self) -> JobExitCode:
+        """What ``jobs logs`` exits with once the job is in this status."""
+        if self is ManagedJobStatus.SUCCEEDED:
+            return JobExitCode.SUCCEEDED
+        if self is ManagedJobStatus.CANCELLED:
+            return JobExitCode.CANCELLED
+        if self.is_failed():
+            return JobExitCode.FAILED
+        return JobExitCode.NOT_FINISHED
+
+    @classmethod
+    def terminal_values(cls) -> list[str]:
+        return [s.value for s in _TERMINAL_MANAGED]
+
+
+_TERMINAL_MANAGED = frozenset(
+    {
+        ManagedJobStatus.SUCCEEDED,
+        ManagedJobStatus.CANCELLED,
+        ManagedJobStatus.FAILED,
+        ManagedJobStatus.FAILED_SETUP,
+        ManagedJobStatus.FAILED_PRECHECKS,
+        ManagedJobStatus.FAILED_NO_RESOURCE,
+        ManagedJobStatus.FAILED_CONTROLLER,
+    }
+)

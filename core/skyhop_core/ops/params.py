@@ -247,3 +247,40 @@ class CancelRequestsParams:
     )
     all: bool = False
     all_users: bool = False
+
+
+# --- managed jobs (``skyhop jobs``) -----------------------------------------------------
+
+
+@attrs.frozen
+class JobsLaunchParams:
+    """``task`` is the task-YAML mapping; ``name`` overrides the task's name."""
+
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK_WITH_UPLOADS})
+    name: str | None = short_string(default=None)
+
+
+@attrs.frozen
+class JobsQueueParams:
+    refresh: bool = False
+    skip_finished: bool = False
+    all_users: bool = False
+    job_ids: list[int] | None = job_ids()
+
+
+@attrs.frozen
+class JobsCancelParams:
+    name: str | None = short_string(default=None)
+    job_ids: list[int] | None = job_ids()
+    all: bool = False
+    all_users: bool = False
+
+
+@attrs.frozen
+class JobsLogsParams:
+    """``controller`` streams what the controller did instead of the job's output."""
+
+    name: str | None = short_string(default=None)
+    job_id: int | None = integer(1, 2**53, default=None)
+    follow: bool = True
+    controller: bool = False

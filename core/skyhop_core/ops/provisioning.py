@@ -76,8 +76,13 @@ async def provision_with_failover(
     retry_until_up: bool,
     previous: ClusterRecord | None,
     mark_up: bool = True,
+    avoid: frozenset[tuple[str, str | None, str | None]] = frozenset(),
 ) -> ClusterHandle:
-    """Try candidates best first; a capacity/quota error blocks that place and moves on."""
+    """Try candidates best first; a capacity/quota error blocks that place and moves on.
+
+    ``avoid`` places (backend, region, zone) are blocked from the start (a managed job
+    recovering elsewhere than where it was preempted).
+    """
     optimizer = optimizer_for(ctx)
     options = task.resources
     if previous is not None:
@@ -85,7 +90,7 @@ async def provision_with_failover(
         options = tuple(
             r.copy(infra=previous.backend) if r.backend is None else r for r in options
         )
-    blocked: set[tuple[str, str | None, str | None]] = set()
+    blocked: set[tuple[str, str | None, str | None]] = set(avoid)
     history: list[str] = []
     attempt = 0
     while True:

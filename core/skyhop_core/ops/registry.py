@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, gpus, info, jobs
+from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -26,5 +26,12 @@ def operations() -> dict[str, Operation]:
         ),
         Operation("check", P.NoParams, info.check, "short"),
         Operation("show_gpus", P.ShowGpusParams, gpus.show_gpus, "short"),
+        Operation(
+            "jobs_launch", P.JobsLaunchParams, managed_jobs.jobs_launch, "short",
+            managed_jobs.validate_jobs_launch,
+        ),
+        Operation("jobs_queue", P.JobsQueueParams, managed_jobs.jobs_queue, "short"),
+        Operation("jobs_cancel", P.JobsCancelParams, managed_jobs.jobs_cancel, "short"),
+        Operation("jobs_logs", P.JobsLogsParams, managed_jobs.jobs_logs, "stream"),
     ]
     return {op.name: op for op in ops}

@@ -34,6 +34,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
+    from skyhop_core.jobs.service import JobsService
     from skyhop_core.models.task_schema import warm_up
     from skyhop_core.ops.registry import operations
     from skyhop_core.paths import (
@@ -62,6 +63,8 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     retention = float(os.environ.get("SKYHOP_REQUEST_RETENTION_SECONDS", 7 * 24 * 3600))
     engine = Engine(services, operations(), limits=slot_limits(), retention_seconds=retention)
     services.engine = engine
+    jobs_service = JobsService(services, engine)
+    services.jobs = jobs_service
     shutdown = trio.Event()
     app = build_app(engine, shutdown, deploy=deploy)
     if deploy:
@@ -86,6 +89,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(on_signals)
         await nursery.start(engine.serve)
+        await nursery.start(jobs_service.serve)
         nursery.start_soon(autostop_loop, engine, interval)
         nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
         nursery.start_soon(health_loop, engine, health_interval())

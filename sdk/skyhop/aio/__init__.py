@@ -13,6 +13,8 @@
         clusters = await aio.status(stream_logs=False)         # no streaming
         await aio.tail_logs("dev", job_id)                     # the job's output
         await aio.down("dev")
+        job = await aio.jobs.launch(task, name="nightly")     # a managed job
+        await aio.jobs.tail_logs(job_id=job["job_id"])
 
     trio.run(main)
 
@@ -45,6 +47,7 @@ Clients: each call uses a short-lived client for the configured endpoint (an
 
 from __future__ import annotations
 
+from skyhop.aio import jobs
 from skyhop.aio.api import api_cancel, api_info, api_status, get, stream_and_get
 from skyhop.aio.client import AsyncApiClient, using
 from skyhop.aio.sdk import (
@@ -77,6 +80,7 @@ __all__ = [
     "exec",
     "get",
     "job_status",
+    "jobs",
     "launch",
     "optimize",
     "queue",

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from skyhop.cli import api, clusters, gpus, jobs
+from skyhop.cli import api, clusters, gpus, jobs, managed_jobs
 
 #: Exit code after Ctrl+C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -79,6 +79,7 @@ for command in (
     jobs.queue,
     jobs.logs,
     jobs.cancel,
+    managed_jobs.jobs,
     api.api,
 ):
     cli.add_command(command)

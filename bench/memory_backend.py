@@ -1,0 +1,141 @@
+"""A benchmark-only backend whose clusters and jobs are in-memory timers.
+
+Loaded into a bench server with ``SKYHOP_PLUGINS=bench.memory_backend`` (the repository
+root on PYTHONPATH). Provisioning returns at once, a job is RUNNING for
+``MEMORY_JOB_SECONDS`` (default 600) and then SUCCEEDED, and nothing runs anywhere, so
+what a managed-jobs figure measures on it is the server's own cost: the controllers,
+the scheduler and the state store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import trio
+
+from skyhop_core.context import BackendContext
+from skyhop_core.hookspecs import hookimpl
+from skyhop_core.models.records import (
+    BackendInfo,
+    CheckResult,
+    ClusterHandle,
+    Feature,
+    JobRecord,
+    JobSpec,
+    NodeInfo,
+    NodeState,
+    NodeStatus,
+    Offer,
+    ProvisionRequest,
+)
+from skyhop_core.models.status import JobStatus
+
+NAME = "memory"
+JOB_SECONDS = float(os.environ.get("MEMORY_JOB_SECONDS", "600"))
+
+#: cluster name -> {job_id: (submitted_at, ends_at, cancelled)}
+_CLUSTERS: dict[str, dict[int, list[float]]] = {}
+
+
+@hookimpl
+def skyhop_backend_info() -> BackendInfo:
+    return BackendInfo(NAME, "Memory (benchmark)", frozenset({Feature.CUSTOM_JOBS}))
+
+
+@hookimpl
+async def skyhop_check(ctx: BackendContext) -> CheckResult:
+    return CheckResult(NAME, True)
+
+
+@hookimpl
+async def skyhop_offers(ctx: BackendContext, resources: object) -> list[Offer]:
+    return [Offer(NAME, "mem-1", 4, 16, price=0.01)]
+
+
+@hookimpl
+async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> ClusterHandle:
+    _CLUSTERS.setdefault(request.cluster_name, {})
+    nodes = tuple(
+        NodeInfo(rank, "127.0.0.1", f"{request.cluster_name}-{rank}", 4, 16, "/nonexistent",
+                 "/nonexistent")
+        for rank in range(request.num_nodes)
+    )
+    return ClusterHandle(request.cluster_name, NAME, nodes)
+
+
+@hookimpl
+async def skyhop_setup_runtime(ctx: BackendContext, handle: ClusterHandle) -> None:
+    return None
+
+
+@hookimpl
+async def skyhop_query(ctx: BackendContext, handle: ClusterHandle) -> list[NodeStatus]:
+    state = NodeState.RUNNING if handle.cluster_name in _CLUSTERS else NodeState.TERMINATED
+    return [NodeStatus(n.rank, state) for n in handle.nodes]
+
+
+@hookimpl
+async def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> None:
+    _CLUSTERS.pop(handle.cluster_name, None)
+
+
+@hookimpl
+async def skyhop_submit_job(ctx: BackendContext, handle: ClusterHandle, job: JobSpec) -> int:
+    jobs = _CLUSTERS.setdefault(handle.cluster_name, {})
+    job_id = len(jobs) + 1
+    now = time.time()
+    jobs[job_id] = [now, now + JOB_SECONDS, 0.0]
+    return job_id
+
+
+def _status(entry: list[float]) -> JobStatus:
+    if entry[2]:
+        return JobStatus.CANCELLED
+    return JobStatus.SUCCEEDED if time.time() >= entry[1] else JobStatus.RUNNING
+
+
+@hookimpl
+async def skyhop_queue(
+    ctx: BackendContext, handle: ClusterHandle, skip_finished: bool
+) -> list[JobRecord]:
+    jobs = _CLUSTERS.get(handle.cluster_name, {})
+    return [
+        JobRecord(job_id, "bench", "bench", "bench", entry[0], entry[0], None, "mem-1",
+                  _status(entry), "")
+        for job_id, entry in sorted(jobs.items(), reverse=True)
+    ]
+
+
+@hookimpl
+async def skyhop_tail_logs(
+    ctx: BackendContext, handle: ClusterHandle, job_id: int | None, follow: bool, tail: int,
+    on_output: object,
+) -> JobStatus | None:
+    jobs = _CLUSTERS.get(handle.cluster_name, {})
+    entry = jobs.get(job_id or max(jobs, default=0))
+    if entry is None:
+        return None
+    while follow and _status(entry) is JobStatus.RUNNING:
+        await trio.sleep(max(0.0, min(60.0, entry[1] - time.time())))
+    return _status(entry)
+
+
+@hookimpl
+async def skyhop_cancel_jobs(
+    ctx: BackendContext, handle: ClusterHandle, job_ids: Sequence[int] | None,
+    user_hash: str | None,
+) -> list[int]:
+    jobs = _CLUSTERS.get(handle.cluster_name, {})
+    cancelled = []
+    for job_id, entry in jobs.items():
+        if (job_ids is None or job_id in job_ids) and _status(entry) is JobStatus.RUNNING:
+            entry[2] = 1.0
+            cancelled.append(job_id)
+    return cancelled
+
+
+@hookimpl
+async def skyhop_idle_seconds(ctx: BackendContext, handle: ClusterHandle) -> float:
+    return 0.0

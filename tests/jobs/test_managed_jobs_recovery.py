@@ -1,0 +1,239 @@
+"""Recovery strategies, launch failures and a restart mid-launch, against a real server.
+
+The ``regional`` test backend (tests/fixtures/regional_backend.py) has a cheap region
+r1 and a dearer r2 whose capacity the test switches off; its clusters are real local
+clusters, so a preemption is real: processes killed, node directories removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverproc import ServerProcess, kill_processes_under
+
+import skyhop as sky
+from skyhop.client import ApiClient, using
+
+pytestmark = pytest.mark.timeout(180)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FAST = {
+    "SKYHOP_JOBS_POLL_SECONDS": "0.2",
+    "SKYHOP_JOBS_RETRY_BASE": "0.2",
+    "SKYHOP_JOBS_RETRY_CAP": "0.5",
+    "SKYHOP_JOBS_LAUNCH_RETRIES": "2",
+    "SKYHOP_SERVER_LEASE_SECONDS": "3",
+}
+
+
+@pytest.fixture(scope="module")
+def regional(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("regional")
+    env = {
+        **FAST,
+        "SKYHOP_PLUGINS": "regional_backend",
+        "PYTHONPATH": str(FIXTURES),
+        "REGIONAL_FULL": str(root / "full-regions"),
+    }
+    server = ServerProcess(root, env=env).start()
+    with using(ApiClient(server.endpoint, auto_start=False)):
+        yield server
+    server.stop()
+    kill_processes_under(root)
+
+
+def full(server: ServerProcess, *regions: str) -> None:
+    (server.root / "full-regions").write_text("".join(f"{r}\n" for r in regions))
+
+
+def record(job_id: int) -> dict[str, Any]:
+    (row,) = sky.get(sky.jobs.queue(refresh=False, job_ids=[job_id]))
+    return dict(row)
+
+
+def wait_status(job_id: int, *wanted: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = record(job_id)
+        if row["status"].value in wanted:
+            return row
+        assert not row["status"].is_terminal(), (row, controller_log(job_id))
+        assert time.monotonic() < deadline, f"job {job_id} is {row['status']}, not {wanted}"
+        time.sleep(0.1)
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, data: str) -> int:
+        self.text += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def controller_log(job_id: int) -> str:
+    out = Capture()
+    sky.jobs.tail_logs(job_id=job_id, controller=True, follow=False, output_stream=out)  # type: ignore[arg-type]
+    return out.text
+
+
+def launch(name: str, run: str, **resources: Any) -> int:
+    task = {"name": name, "run": run, "resources": {"infra": "regional", **resources}}
+    return int(sky.get(sky.jobs.launch(task))["job_id"])
+
+
+def preempt(server: ServerProcess, job_id: int, name: str) -> None:
+    where = server.root / "backends" / "regional" / "clusters" / f"{name}-{job_id}"
+    assert where.is_dir()
+    kill_processes_under(where)
+    shutil.rmtree(where)
+
+
+def two_attempts(tmp_path: Path) -> str:
+    marker = tmp_path / "ran-once"
+    return f"if [ -f {marker} ]; then exit 0; fi; touch {marker}; sleep 600"
+
+
+def test_eager_next_region_recovers_elsewhere_than_the_preempted_region(
+    regional: ServerProcess, tmp_path: Path
+) -> None:
+    full(regional)
+    job_id = launch("eager", two_attempts(tmp_path))
+    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"  # the cheaper region
+    preempt(regional, job_id, "eager")
+    row = wait_status(job_id, "SUCCEEDED", timeout=90)
+    assert row["infra"] == "regional/r2"
+    assert row["recovery_count"] == 1
+    assert "trying another region than regional/r1 first" in controller_log(job_id)
+
+
+def test_failover_recovers_in_the_same_region_first(
+    regional: ServerProcess, tmp_path: Path
+) -> None:
+    full(regional)
+    job_id = launch("failover", two_attempts(tmp_path), job_recovery="FAILOVER")
+    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"
+    preempt(regional, job_id, "failover")
+    row = wait_status(job_id, "SUCCEEDED", timeout=90)
+    assert (row["infra"], row["recovery_count"]) == ("regional/r1", 1)
+
+
+def test_eager_next_region_keeps_a_region_the_user_pinned(
+    regional: ServerProcess, tmp_path: Path
+) -> None:
+    full(regional)
+    job_id = launch("pinned", two_attempts(tmp_path), infra="regional/r2")
+    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r2"
+    preempt(regional, job_id, "pinned")
+    row = wait_status(job_id, "SUCCEEDED", timeout=90)
+    assert (row["infra"], row["recovery_count"]) == ("regional/r2", 1)
+
+
+def test_recovery_goes_anywhere_when_the_preferred_place_is_full(
+    regional: ServerProcess, tmp_path: Path
+) -> None:
+    full(regional)
+    job_id = launch("crowded", two_attempts(tmp_path), job_recovery="FAILOVER")
+    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"
+    full(regional, "r1")
+    preempt(regional, job_id, "crowded")
+    row = wait_status(job_id, "SUCCEEDED", timeout=90)
+    assert (row["infra"], row["recovery_count"]) == ("regional/r2", 1)
+    full(regional)
+
+
+def test_no_capacity_anywhere_is_failed_no_resource(regional: ServerProcess) -> None:
+    full(regional, "r1", "r2")
+    try:
+        job_id = launch("nowhere", "echo never")
+        row = wait_status(job_id, "FAILED_NO_RESOURCE", "SUCCEEDED", timeout=60)
+    finally:
+        full(regional)
+    assert row["status"] is sky.ManagedJobStatus.FAILED_NO_RESOURCE
+    assert "region r1 is full" in row["failure_reason"]
+    assert "retrying in" in controller_log(job_id)
+    assert not any(c["name"] == f"nowhere-{job_id}" for c in sky.get(sky.status()))
+    assert sky.jobs.tail_logs(job_id=job_id, output_stream=Capture()) == 100  # type: ignore[arg-type]
+
+
+def test_what_can_never_launch_is_failed_prechecks(regional: ServerProcess) -> None:
+    job_id = launch("huge", "echo never", infra="local", cpus="100000+")
+    row = wait_status(job_id, "FAILED_PRECHECKS", "SUCCEEDED", timeout=30)
+    assert row["status"] is sky.ManagedJobStatus.FAILED_PRECHECKS
+    assert row["failure_reason"]
+    assert "Launching cluster" not in controller_log(job_id)
+
+
+def test_bad_input_is_refused_at_submission(regional: ServerProcess) -> None:
+    with pytest.raises(sky.exceptions.TaskValidationError, match="priority"):
+        sky.get(sky.jobs.launch({"run": "true", "resources": {"priority": 5000}}))
+    with pytest.raises(sky.exceptions.InvalidClusterNameError):
+        sky.get(sky.jobs.launch({"run": "true"}, name="bad name"))
+    with pytest.raises(ValueError, match="exactly one"):
+        sky.jobs.cancel()
+
+
+def test_sigkill_mid_launch_terminates_the_half_made_cluster_and_relaunches(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    root = tmp_path / "midlaunch"
+    env = {**FAST, "SKYHOP_PLUGINS": "slow_backend", "PYTHONPATH": str(FIXTURES),
+           "SLOW_BACKEND_DELAY": "2"}
+    server = make_server(root, env=env)
+    with using(ApiClient(server.endpoint, auto_start=False)):
+        task = {"name": "midway", "run": "echo made-it", "resources": {"infra": "slow"}}
+        job_id = int(sky.get(sky.jobs.launch(task))["job_id"])
+        deadline = time.monotonic() + 30
+        while "waiting 2s for the nodes" not in controller_log(job_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert record(job_id)["status"] is sky.ManagedJobStatus.STARTING
+    server.kill(signal.SIGKILL)
+    restarted = make_server(root, port=server.port, env=env)
+    with using(ApiClient(restarted.endpoint, auto_start=False)):
+        row = wait_status(job_id, "SUCCEEDED", "FAILED", "FAILED_CONTROLLER", timeout=60)
+        assert row["status"] is sky.ManagedJobStatus.SUCCEEDED, row
+        log = controller_log(job_id)
+        assert "terminating whatever the interrupted launch left behind" in log
+        out = Capture()
+        assert sky.jobs.tail_logs(job_id=job_id, output_stream=out) == 0  # type: ignore[arg-type]
+        assert out.text.count("made-it") == 1
+        assert not sky.get(sky.status())
+    slow_root = root / "backends" / "slow"
+    assert not slow_root.exists() or not any(slow_root.iterdir()), "a cluster leaked"
+
+
+def test_sigkill_while_cancelling_cleans_up_after_the_restart(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    root = tmp_path / "cancelling"
+    env = {**FAST, "SKYHOP_PLUGINS": "slow_backend", "PYTHONPATH": str(FIXTURES),
+           "SLOW_BACKEND_DELAY": "0", "SLOW_BACKEND_DOWN_DELAY": "3"}
+    server = make_server(root, env=env)
+    with using(ApiClient(server.endpoint, auto_start=False)):
+        task = {"name": "doomed", "run": "sleep 600", "resources": {"infra": "slow"}}
+        job_id = int(sky.get(sky.jobs.launch(task))["job_id"])
+        wait_status(job_id, "RUNNING")
+        sky.jobs.cancel(job_ids=[job_id])  # not awaited: the server dies mid-cleanup
+        deadline = time.monotonic() + 30
+        while "slow: down waits" not in controller_log(job_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert record(job_id)["status"] is sky.ManagedJobStatus.CANCELLING
+    server.kill(signal.SIGKILL)
+    restarted = make_server(root, port=server.port, env=env)
+    with using(ApiClient(restarted.endpoint, auto_start=False)):
+        wait_status(job_id, "CANCELLED", timeout=60)
+        assert not sky.get(sky.status())
+        assert sky.jobs.tail_logs(job_id=job_id, output_stream=Capture()) == 103  # type: ignore[arg-type]
+    cluster = root / "backends" / "slow" / f"doomed-{job_id}"
+    assert not cluster.exists(), "the cancelled job's cluster leaked"
