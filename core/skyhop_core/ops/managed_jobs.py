@@ -16,8 +16,8 @@ import trio
 from skyhop_core.exceptions import JobNotFoundError
 from skyhop_core.jobs import state as js
 from skyhop_core.models.status import ManagedJobStatus
-from skyhop_core.ops import params as P
 from skyhop_core.models.task_schema import check_wire_task
+from skyhop_core.ops import params as P
 from skyhop_core.ops.common import (
     MAX_CLUSTER_NAME,
     check_no_client_paths,
