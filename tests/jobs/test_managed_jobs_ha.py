@@ -75,6 +75,9 @@ def test_killing_the_owner_hands_the_job_to_the_other_replica(
         "SKYHOP_DB_URL": pg_url,
         "SKYHOP_SERVER_LEASE_SECONDS": str(LEASE),
         "SKYHOP_JOBS_POLL_SECONDS": "0.2",
+        # Jobs here signal the test through marker files on the host, which a sandboxed
+        # node cannot write (tests/plugins/local tests the sandbox itself).
+        "SKYHOP_LOCAL_SANDBOX": "off",
     }
     shared = tmp_path / "shared"
     a, b = make_server(shared, env=env), make_server(shared, env=env)

@@ -25,6 +25,9 @@ pytestmark = pytest.mark.timeout(180)
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FAST = {
     "SKYHOP_JOBS_POLL_SECONDS": "0.2",
+    # Jobs here signal the test through marker files on the host, which a sandboxed
+    # node cannot write (tests/plugins/local tests the sandbox itself).
+    "SKYHOP_LOCAL_SANDBOX": "off",
     "SKYHOP_JOBS_RETRY_BASE": "0.2",
     "SKYHOP_JOBS_RETRY_CAP": "0.5",
     "SKYHOP_JOBS_LAUNCH_RETRIES": "2",

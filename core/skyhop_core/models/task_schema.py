@@ -56,6 +56,7 @@ RESOURCES: dict[str, Any] = {
         },
         "instance_type": {"type": "string", "pattern": f"^[^{_SPACE}]{{1,128}}\\Z"},
         "use_spot": {"type": "boolean"},
+        "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
         "disk_size": {"type": "integer", "minimum": 1, "maximum": 2**31},
         "disk_tier": {"enum": list(rf.DISK_TIERS)},
         "network_tier": {"enum": list(rf.NETWORK_TIERS)},
