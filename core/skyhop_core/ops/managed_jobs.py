@@ -8,6 +8,7 @@ scheduler orders by it.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -43,11 +44,19 @@ def _service(ctx: RequestContext) -> Any:
     return service
 
 
+def _cluster_safe(name: str) -> str:
+    """A task's free-form name as the base of the job's cluster name (``<name>-<id>``):
+    other characters become '-', it starts with a letter and fits (SkyPilot does alike)."""
+    safe = re.sub(r"[^-_.a-zA-Z0-9]+", "-", name)
+    safe = re.sub(r"^[^a-zA-Z]+", "", safe)[:MAX_JOB_NAME]
+    return re.sub(r"[^a-zA-Z0-9]+$", "", safe)
+
+
 def _prepare(p: P.JobsLaunchParams) -> dict[str, Any]:
     """Validate the task; the row's values (and the secrets, apart)."""
     config = dict(p.task)
     task, _ = parse_task(config)
-    name = p.name or task.name or DEFAULT_NAME
+    name = p.name or _cluster_safe(task.name or "") or DEFAULT_NAME
     if len(name) > MAX_JOB_NAME:
         raise ValueError(f"Managed job name {name!r} is too long: use up to {MAX_JOB_NAME} "
                          "characters (the job's cluster is named <name>-<job_id>).")

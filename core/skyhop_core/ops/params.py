@@ -257,7 +257,12 @@ class JobsLaunchParams:
     """``task`` is the task-YAML mapping; ``name`` overrides the task's name."""
 
     task: dict[str, Any] = attrs.field(metadata={"schema": TASK_WITH_UPLOADS})
-    name: str | None = short_string(default=None)
+    #: The job's cluster is ``<name>-<job_id>``, so the name follows cluster-name rules.
+    name: str | None = attrs.field(
+        default=None,
+        validator=_cluster_name,
+        metadata={**_NAME_META, "maxLength": MAX_CLUSTER_NAME - 10},
+    )
 
 
 @attrs.frozen
