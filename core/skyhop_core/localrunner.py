@@ -153,3 +153,8 @@ class LocalCommandRunner(CommandRunner):
 
     def python(self) -> list[str]:
         return [sys.executable]
+
+    def agent_command(self) -> list[str]:
+        from skyhop_core.agent.daemon import boot_argv
+
+        return [*boot_argv(sys.executable), "--root", self.node.runtime_dir]

@@ -94,14 +94,20 @@ def wake(runtime: Runtime) -> None:
             os.kill(pid, signal.SIGUSR1)
 
 
-def _boot_argv(runtime: Runtime) -> list[str]:
-    """argv that runs this package's CLI in a fresh interpreter, wherever it was copied."""
+def boot_argv(python: str = sys.executable) -> list[str]:
+    """argv prefix that runs this package's CLI in a fresh interpreter, wherever it was
+    copied. The agent is stdlib-only, so ``-S`` skips site-packages and their ``.pth``
+    hooks (tens of milliseconds on every agent call)."""
     package = __package__ or "skyhop_core.agent"
     top = os.path.dirname(os.path.abspath(__file__))
     for _ in package.split("."):
         top = os.path.dirname(top)
     boot = f"import sys, runpy; sys.path.insert(0, {top!r}); runpy.run_module({package!r}, run_name='__main__')"
-    return [sys.executable, "-c", boot, "--root", runtime.root, "daemon"]
+    return [python, "-S", "-c", boot]
+
+
+def _boot_argv(runtime: Runtime) -> list[str]:
+    return [*boot_argv(), "--root", runtime.root, "daemon"]
 
 
 def start(runtime: Runtime) -> dict[str, object]:
