@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobcalls import Capture, record, wait_status
 from serverproc import ServerProcess, kill_processes_under, processes_under
 
 import skyhop as sky
@@ -61,33 +62,11 @@ def skyhop(server: ServerProcess, *args: str, timeout: float = 120) -> subproces
     )
 
 
-def record(job_id: int) -> dict[str, Any]:
-    (row,) = sky.get(sky.jobs.queue(refresh=False, job_ids=[job_id]))
-    return dict(row)
-
-
-def wait_status(job_id: int, *wanted: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        row = record(job_id)
-        if row["status"].value in wanted:
-            return row
-        assert not row["status"].is_terminal(), (row, controller_log(job_id))
-        assert time.monotonic() < deadline, f"job {job_id} is {row['status']}, not {wanted}"
-        time.sleep(0.1)
-
-
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.1)
-
-
-def controller_log(job_id: int) -> str:
-    out = _Capture()
-    sky.jobs.tail_logs(job_id=job_id, controller=True, follow=False, output_stream=out)  # type: ignore[arg-type]
-    return out.text
 
 
 def cluster_dir(server: ServerProcess, name: str) -> Path:
@@ -99,21 +78,9 @@ def clusters() -> list[str]:
 
 
 def output(job_id: int) -> str:
-    out = _Capture()
+    out = Capture()
     sky.jobs.tail_logs(job_id=job_id, follow=False, output_stream=out)  # type: ignore[arg-type]
     return out.text
-
-
-class _Capture:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, data: str) -> int:
-        self.text += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 def launch(run: str, name: str, **resources: Any) -> int:
@@ -172,7 +139,7 @@ def test_failing_job_is_failed_with_exit_code_100(client: ServerProcess, tmp_pat
     assert row["status"] is sky.ManagedJobStatus.FAILED
     assert "failed" in (row["failure_reason"] or "")
     assert sky.jobs.tail_logs(job_id=row["job_id"], follow=False,
-                              output_stream=_Capture()) == 100  # type: ignore[arg-type]
+                              output_stream=Capture()) == 100  # type: ignore[arg-type]
     assert f"broken-{row['job_id']}" not in clusters()
     saved = sky.jobs.download_logs(name="broken", local_dir=str(tmp_path))
     assert list(saved) == [row["job_id"]]
@@ -218,7 +185,7 @@ def test_failing_setup_is_failed_setup(client: ServerProcess) -> None:
     assert "setup failed" in row["failure_reason"]
     text = output(job_id)
     assert "setting-up" in text and "never-runs" not in text
-    assert sky.jobs.tail_logs(job_id=job_id, output_stream=_Capture()) == 100  # type: ignore[arg-type]
+    assert sky.jobs.tail_logs(job_id=job_id, output_stream=Capture()) == 100  # type: ignore[arg-type]
 
 
 def test_preempted_cluster_is_recovered_with_the_same_task_id(
@@ -270,7 +237,7 @@ def test_cancel_a_running_job_tears_its_cluster_down(client: ServerProcess) -> N
     assert f"sleeper-{job_id}" not in clusters()
     assert not where.exists()
     wait_for(lambda: not processes_under(where), "the job's processes are gone", 10)
-    assert sky.jobs.tail_logs(job_id=job_id, output_stream=_Capture()) == 103  # type: ignore[arg-type]
+    assert sky.jobs.tail_logs(job_id=job_id, output_stream=Capture()) == 103  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -330,7 +297,7 @@ def test_a_server_restart_while_running_resumes_the_same_cluster(
         assert row["recovery_count"] == 0
         text = output(job_id)
         assert text.count("begin") == 1 and text.count("end") == 1, text
-        controller = _Capture()
+        controller = Capture()
         sky.jobs.tail_logs(job_id=job_id, controller=True, output_stream=controller)  # type: ignore[arg-type]
         assert controller.text.count("Launching cluster") == 1, controller.text
         assert "Resuming: watching job" in controller.text

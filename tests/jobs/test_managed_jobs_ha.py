@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from jobcalls import Capture
 from serverproc import ServerProcess
 
 import skyhop as sky
@@ -23,18 +24,6 @@ from skyhop.client import ApiClient, using
 pytestmark = pytest.mark.timeout(180)
 
 LEASE = 2.0
-
-
-class Capture:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, data: str) -> int:
-        self.text += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 def logs(job_id: int, controller: bool = False) -> str:

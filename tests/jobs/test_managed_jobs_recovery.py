@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobcalls import Capture, controller_log, record, wait_status
 from serverproc import ServerProcess, kill_processes_under
 
 import skyhop as sky
@@ -53,40 +54,6 @@ def regional(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
 
 def full(server: ServerProcess, *regions: str) -> None:
     (server.root / "full-regions").write_text("".join(f"{r}\n" for r in regions))
-
-
-def record(job_id: int) -> dict[str, Any]:
-    (row,) = sky.get(sky.jobs.queue(refresh=False, job_ids=[job_id]))
-    return dict(row)
-
-
-def wait_status(job_id: int, *wanted: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        row = record(job_id)
-        if row["status"].value in wanted:
-            return row
-        assert not row["status"].is_terminal(), (row, controller_log(job_id))
-        assert time.monotonic() < deadline, f"job {job_id} is {row['status']}, not {wanted}"
-        time.sleep(0.1)
-
-
-class Capture:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, data: str) -> int:
-        self.text += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def controller_log(job_id: int) -> str:
-    out = Capture()
-    sky.jobs.tail_logs(job_id=job_id, controller=True, follow=False, output_stream=out)  # type: ignore[arg-type]
-    return out.text
 
 
 def launch(name: str, run: str, **resources: Any) -> int:
