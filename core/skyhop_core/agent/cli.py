@@ -23,23 +23,30 @@ daemon            (internal) run the scheduler loop in the foreground
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import daemon, db, secrets
-from .cluster import resources_str
-from .launcher import valid_env_name
+from . import daemon, db
 from .layout import Runtime
-from .procs import kill_groups
-from .tail import tail
+
+if TYPE_CHECKING:
+    import argparse
+
+# Each call is a fresh interpreter on a job's critical path (``submit``, ``tail``): a
+# command imports what only it needs, and well-formed command lines skip argparse.
 
 
 class UsageError(Exception):
     """The command's input is invalid (exit code 2)."""
+
+
+def _resources_str(num_nodes: int, cpus: float, gpus: dict[str, int]) -> str:
+    from .cluster import resources_str
+
+    return resources_str(num_nodes, cpus, gpus)
 
 
 def _job_json(runtime: Runtime, row: Any) -> dict[str, Any]:
@@ -52,12 +59,21 @@ def _job_json(runtime: Runtime, row: Any) -> dict[str, Any]:
         "submitted_at": row["submitted_at"],
         "start_at": row["start_at"],
         "end_at": row["end_at"],
-        "resources": resources_str(
+        "resources": _resources_str(
             int(spec.get("num_nodes") or 1), float(row["cpus"]), json.loads(row["gpus"])
         ),
         "status": row["status"],
         "log_path": runtime.log_path(int(row["id"])),
     }
+
+
+def valid_env_name(name: str) -> bool:
+    """Whether ``name`` can be an environment variable: ``[A-Za-z_][A-Za-z0-9_]*``."""
+    return (
+        name.isascii()
+        and name.replace("_", "a").isalnum()
+        and not name[0].isdigit()
+    )
 
 
 def _check_spec(spec: Any) -> dict[str, Any]:
@@ -90,6 +106,8 @@ def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> Any:
     if daemon.daemon_pid(runtime) is None:
         daemon.start(runtime)
     if values:
+        from . import secrets
+
         try:
             secrets.deliver(runtime, job_id, values)
         except OSError as exc:
@@ -154,6 +172,8 @@ def cmd_cancel(runtime: Runtime, args: argparse.Namespace) -> Any:
             if db.transition(conn, int(row["id"]), db.CANCELLED):
                 cancelled.append(int(row["id"]))
                 pgids.extend(db.job_pids(row))
+    from .procs import kill_groups
+
     kill_groups(pgids)
     for job_id in cancelled:
         os.makedirs(runtime.job_dir(job_id), exist_ok=True)
@@ -174,24 +194,91 @@ def cmd_idle(runtime: Runtime, args: argparse.Namespace) -> Any:
     return {"idle_seconds": 0.0 if since is None else max(0.0, time.time() - since)}
 
 
+def _options(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add ``command``'s options (:data:`OPTIONS`) to its subparser."""
+    if command == "tail":
+        parser.add_argument("job_id", type=int, nargs="?")
+    for flag, (attr, kind, default) in OPTIONS.get(command, {}).items():
+        if kind == "flag":
+            parser.add_argument(flag, dest=attr, action="store_true")
+        elif kind == "ints":
+            parser.add_argument(flag, dest=attr, type=int, nargs="*")
+        else:
+            parser.add_argument(flag, dest=attr, type=int if kind == "int" else str,
+                                default=default)
+
+
+NAMES = ("start", "stop", "submit", "queue", "status", "cancel", "idle", "health", "tail",
+         "daemon")
+
+
+#: Each command's options: flag → (attribute, kind, default); kind "flag" is a switch,
+#: "int"/"str" take one value, "ints" the integers that follow. ``tail`` also takes an
+#: optional positional job ID.
+OPTIONS: dict[str, dict[str, tuple[str, str, Any]]] = {
+    "queue": {"--skip-finished": ("skip_finished", "flag", False)},
+    "status": {"--job-ids": ("job_ids", "ints", None)},
+    "cancel": {
+        "--job-ids": ("job_ids", "ints", None),
+        "--all": ("all", "flag", False),
+        "--user-hash": ("user_hash", "str", None),
+    },
+    "tail": {"--follow": ("follow", "flag", False), "--tail": ("tail", "int", 0)},
+}
+
+
+def _fast_parse(argv: list[str]) -> Any:
+    """Parse the well-formed command lines the runners send without argparse (whose
+    import, with gettext, locale and shutil, costs more than the command itself); None
+    for anything else, which argparse then parses or rejects with its usual message."""
+    from types import SimpleNamespace
+
+    if len(argv) < 3 or argv[0] != "--root" or argv[2] not in NAMES:
+        return None
+    command, rest = argv[2], argv[3:]
+    options = OPTIONS.get(command, {})
+    args = SimpleNamespace(root=argv[1], command=command,
+                           **{attr: default for attr, _, default in options.values()})
+    if command == "tail":
+        args.job_id = None
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word not in options:
+            if command == "tail" and args.job_id is None and word.isdigit():
+                args.job_id = int(word)
+                i += 1
+                continue
+            return None
+        attr, kind, _ = options[word]
+        if kind == "flag":
+            setattr(args, attr, True)
+            i += 1
+        elif kind == "ints":
+            values = []
+            i += 1
+            while i < len(rest) and rest[i].isdigit():
+                values.append(int(rest[i]))
+                i += 1
+            setattr(args, attr, values)
+        else:
+            value = rest[i + 1] if i + 1 < len(rest) else ""
+            if not value or value.startswith("-") or (kind == "int" and not value.isdigit()):
+                return None
+            setattr(args, attr, int(rest[i + 1]) if kind == "int" else rest[i + 1])
+            i += 2
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The full parser: for ``--help`` and for what :func:`_fast_parse` does not take."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="skyhop-agent", description="skyhop node agent")
     parser.add_argument("--root", required=True, help="the runtime directory on this node")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("start", "stop", "submit", "idle", "health", "daemon"):
-        sub.add_parser(name)
-    queue = sub.add_parser("queue")
-    queue.add_argument("--skip-finished", action="store_true")
-    status = sub.add_parser("status")
-    status.add_argument("--job-ids", type=int, nargs="*")
-    cancel = sub.add_parser("cancel")
-    cancel.add_argument("--job-ids", type=int, nargs="*")
-    cancel.add_argument("--all", action="store_true")
-    cancel.add_argument("--user-hash")
-    tail_cmd = sub.add_parser("tail")
-    tail_cmd.add_argument("job_id", type=int, nargs="?")
-    tail_cmd.add_argument("--follow", action="store_true")
-    tail_cmd.add_argument("--tail", type=int, default=0)
+    for name in NAMES:
+        _options(name, sub.add_parser(name))
     return parser
 
 
@@ -209,11 +296,14 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run one agent command; returns the process exit code."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _fast_parse(argv) or _parser().parse_args(argv)
     runtime = Runtime(args.root)
     if args.command == "daemon":
         return daemon.run(runtime)
     if args.command == "tail":
+        from .tail import tail
+
         try:
             return tail(runtime, args.job_id, args.follow, args.tail)
         except BrokenPipeError:

@@ -13,23 +13,17 @@ its pid is the process group to kill.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import threading
 import uuid
 from typing import Any, BinaryIO
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REMOTE_EVAL = "bash -c 'eval \"$(cat)\"'"
 
 
 class LaunchError(Exception):
     """A command could not be started on a node (bad workdir, launcher missing)."""
-
-
-def valid_env_name(name: str) -> bool:
-    return bool(_ENV_NAME.match(name))
 
 
 def resolve_path(path: str | None, home: str) -> str:

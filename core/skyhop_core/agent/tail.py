@@ -21,7 +21,6 @@ import time
 from typing import BinaryIO
 
 from . import db
-from .daemon import daemon_running, reconcile_if_dead
 from .layout import Runtime
 
 EXIT_SUCCEEDED = 0
@@ -30,6 +29,10 @@ EXIT_NOT_FINISHED = 101
 EXIT_NOT_FOUND = 102
 EXIT_CANCELLED = 103
 FOLLOW_POLL_SECONDS = 0.05
+#: A follower polls faster for its first second: that is when a just-submitted job's
+#: first line arrives, and someone is waiting for it (``exec`` then ``logs``).
+EARLY_POLL_SECONDS = 0.01
+EARLY_SECONDS = 1.0
 LIVENESS_CHECK_SECONDS = 1.0
 
 
@@ -140,7 +143,8 @@ def tail(
         return EXIT_NOT_FOUND
     path = runtime.log_path(job_id)
     offset = _last_lines_offset(path, lines) if lines > 0 else 0
-    next_liveness = time.monotonic() + LIVENESS_CHECK_SECONDS
+    started = time.monotonic()
+    next_liveness = started + LIVENESS_CHECK_SECONDS
     caller = _Caller(out) if follow else None
     while True:
         status = _status(runtime, job_id)
@@ -151,6 +155,9 @@ def tail(
             next_liveness = time.monotonic() + LIVENESS_CHECK_SECONDS
             if caller is not None and caller.gone():
                 return EXIT_NOT_FINISHED
+            from .daemon import daemon_running, reconcile_if_dead
+
             if status in db.ACTIVE and not daemon_running(runtime):
                 reconcile_if_dead(runtime)
-        time.sleep(FOLLOW_POLL_SECONDS)
+        early = time.monotonic() - started < EARLY_SECONDS
+        time.sleep(EARLY_POLL_SECONDS if early else FOLLOW_POLL_SECONDS)

@@ -63,9 +63,10 @@ class KubernetesCommandRunner(CommandRunner):
         self.timeout = float(ctx.config.get("exec_timeout", DEFAULT_EXEC_TIMEOUT))
 
     def agent_command(self) -> list[str]:
+        from skyhop_core.agent.daemon import boot_argv
+
         runtime = self.node.runtime_dir
-        return ["env", f"PYTHONPATH={runtime}/pkg", *self.python(), "-m", "skyhop_core.agent",
-                "--root", runtime]  # fmt: skip
+        return [*boot_argv(self.python()[0], f"{runtime}/pkg"), "--root", runtime]
 
     def _where(self) -> str:
         return f"pod {self.pod} (context {self.context!r})"

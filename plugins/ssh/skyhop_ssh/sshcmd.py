@@ -151,9 +151,10 @@ class SSHCommandRunner(CommandRunner):
         return ["python3"]
 
     def agent_command(self) -> list[str]:
+        from skyhop_core.agent.daemon import boot_argv
+
         runtime = self.node.runtime_dir
-        return ["env", f"PYTHONPATH={runtime}/pkg", "python3", "-m", "skyhop_core.agent",
-                "--root", runtime]  # fmt: skip
+        return [*boot_argv("python3", f"{runtime}/pkg"), "--root", runtime]
 
     async def _kill_remote(self, pidfile: str) -> None:
         """Kill the remote process group recorded in ``pidfile`` (shielded, bounded)."""
