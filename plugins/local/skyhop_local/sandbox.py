@@ -188,6 +188,17 @@ class Layer:
                     f"The network of the local node {self.home} could not be set up: {exc}"
                 ) from exc
         _write_atomic(self._pid_file, f"{pid} {token}\n")
+        # "ready" is written just before the holder chroots into the overlay: until the
+        # chroot, /proc/PID/root is not the node's root and the node would look stopped
+        # (seen under load right after a start). Return once it is really in place.
+        while self.holder() != pid:
+            if time.monotonic() > deadline or not os.path.exists(f"/proc/{pid}"):
+                kill_and_wait(pid)
+                raise SandboxError(
+                    f"The sandbox of the local node {self.home} did not enter its root "
+                    f"within {START_TIMEOUT_SECONDS:.0f} s (see {log})."
+                )
+            time.sleep(0.005)
         _write_atomic(self.enter, self._enter_script(pid, token))
         return pid
 
