@@ -256,6 +256,8 @@ class FakeGce:
                      "networkIP": i["networkInterfaces"][0].get("networkIP"),
                      "natIP": (i["networkInterfaces"][0].get("accessConfigs") or [{}])[0].get("natIP")}
                     for (z, _), i in sorted(w.instances.items())]}  # fmt: skip
+            if what == "inserts" and verb == "GET":
+                return {"inserts": w.inserts}
             if what == "firewalls" and verb == "GET":
                 return {"firewalls": list(w.firewalls.values())}
             if what == "revoke" and verb == "POST":

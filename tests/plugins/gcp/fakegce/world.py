@@ -71,6 +71,7 @@ class World:
         self.private: dict[str, dict[str, Any]] = {}  # instance id -> slot, disk, ...
         self.schedule: list[tuple[float, int, Callable[[], None]]] = []
         self.injections: list[dict[str, Any]] = []
+        self.inserts: list[dict[str, Any]] = []  # every accepted insert body, for tests
         self.ids = itertools.count(1_000_000_000_000 + secrets.randbelow(10**9))
         self.seq = itertools.count()
 
@@ -185,6 +186,7 @@ class World:
             raise ApiError(409, f"The resource 'projects/{self.project}/zones/{zone}/instances/"
                                 f"{name}' already exists", "alreadyExists")  # fmt: skip
         inst = instances.create(self, zone, body)
+        self.inserts.append({"zone": zone, "body": body})
         iid = inst["id"]
         self.instances[(zone, name)] = inst
         self.private[iid] = {"slot": None, "disk": self.root / "disks" / iid,
@@ -398,4 +400,5 @@ class World:
         self.firewalls.clear()
         self.operations.clear()
         self.injections.clear()
+        self.inserts.clear()
         self.schedule.clear()
