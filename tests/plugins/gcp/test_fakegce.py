@@ -142,13 +142,18 @@ def test_instance_lifecycle_on_a_real_host(gce_hosts: Any, tmp_path: Path) -> No
     assert stopped["status"] == "TERMINATED"
     assert "natIP" not in stopped["networkInterfaces"][0]["accessConfigs"][0]
     assert ssh(key, first_ip, "true").returncode == 255
+    # Another VM takes the host slot "life" had: it restarts on another host (another MAC)
+    # with its internal IP, which must still be reachable.
+    api.wait(api.call("POST", f"zones/{ZONE}/instances", json=body("squatter")))
     api.wait(api.call("POST", f"zones/{ZONE}/instances/life/start"))
+    assert ssh(key, internal, "true").returncode == 0
     started = api.call("GET", f"zones/{ZONE}/instances/life")["networkInterfaces"][0]
     assert started["networkIP"] == internal and started["accessConfigs"][0]["natIP"] != first_ip
     again = ssh(key, started["accessConfigs"][0]["natIP"], "cat ~/marker")
     assert again.stdout.strip() == "kept", again.stderr  # the boot disk survived the restart
 
     api.wait(api.call("DELETE", f"zones/{ZONE}/instances/life"))
+    api.wait(api.call("DELETE", f"zones/{ZONE}/instances/squatter"))
     api.call("GET", f"zones/{ZONE}/instances/life", 404)
     assert gce_hosts.instances() == []
 

@@ -9,6 +9,7 @@ is this server) and then ``port`` into ``root``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -61,10 +62,15 @@ def main(config_path: str) -> None:
         )
         server.RequestHandlerClass = make_handler(FakeGce(world, account, public))
 
+        parent = os.getppid()
+
         def ticker() -> None:
             while not stopping.is_set():
                 world.tick()
                 time.sleep(0.02)
+                if os.getppid() != parent:  # the test process died without stopping us
+                    threading.Thread(target=server.shutdown).start()
+                    return
 
         threading.Thread(target=ticker, daemon=True).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

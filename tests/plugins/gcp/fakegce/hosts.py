@@ -106,6 +106,12 @@ class GuestHosts(ssh_netns.FakeHosts):  # type: ignore[misc,name-defined]
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.sshd.append(self.procs[slot])
+        # The addresses may have lived on another slot (another MAC) before: drop the stale
+        # ARP entries of the bridge and the other hosts, as a real network would re-learn.
+        for ip in addresses:
+            _ip("neigh", "flush", "to", ip, "dev", self.bridge, check=False)
+            for other in self.namespaces:
+                _ip("-n", other, "neigh", "flush", "to", ip, check=False)
         for ip in addresses:
             self._wait_for_port(ip)
 

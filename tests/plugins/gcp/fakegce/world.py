@@ -22,6 +22,7 @@ import secrets
 import shutil
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,10 @@ class World:
             due = sorted(s for s in self.schedule if s[0] <= time.monotonic())
             self.schedule = [s for s in self.schedule if s[0] > time.monotonic()]
             for _, _, fn in due:
-                fn()
+                try:
+                    fn()
+                except Exception:  # a broken step must not stop time for everything else
+                    traceback.print_exc()
             if due:
                 self.lock.notify_all()
 
@@ -239,8 +243,17 @@ class World:
         internal = priv["internal"] or (self.hosts.fresh_ip() if self.hosts else "10.128.0.2")
         external = self.hosts.fresh_ip() if self.hosts else "34.0.0.1"
         if self.hosts:
-            self.hosts.boot(name, slot, priv["disk"], parse_ssh_keys(inst.get("metadata", {})),
-                            (internal, external))  # fmt: skip
+            try:
+                self.hosts.boot(name, slot, priv["disk"], parse_ssh_keys(inst.get("metadata", {})),
+                                (internal, external))  # fmt: skip
+            except Exception as exc:
+                self.hosts.halt(slot)
+                inst.update(status="TERMINATED", statusMessage=f"the fake host did not boot: {exc}")
+                if op is not None:
+                    self.finish_op(
+                        op, ("INTERNAL_ERROR", f"the fake host did not boot: {exc}", 500)
+                    )
+                return
         priv.update(slot=slot, internal=internal)
         nic = inst["networkInterfaces"][0]
         nic["networkIP"] = internal
