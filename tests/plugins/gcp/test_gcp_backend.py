@@ -90,6 +90,7 @@ def test_insert_asks_for_labels_keys_gpus_spot_and_disk(gcp_env: Any, tmp_path: 
     async def provision() -> Any:
         return await plugin.skyhop_provision(ctx, request)
 
+    tokens_before = gcp_env.control("stats")["token_requests"]
     handle = trio.run(provision)
     assert handle.zone == offer.zone and [n.rank for n in handle.nodes] == [0, 1]
     inserts = gcp_env.control("inserts")["inserts"]
@@ -130,6 +131,8 @@ def test_insert_asks_for_labels_keys_gpus_spot_and_disk(gcp_env: Any, tmp_path: 
     trio.run(plugin.skyhop_down, ctx, handle)
     assert gcp_env.instances() == [] and gcp_env.control("firewalls")["firewalls"] == []
     trio.run(plugin.skyhop_down, ctx, handle)  # idempotent
+    # One OAuth grant served every call of every hook: the token is reused until it expires.
+    assert gcp_env.control("stats")["token_requests"] - tokens_before == 1
 
 
 def request_context(tmp_path: Path, plugin: GcpPlugin) -> RequestContext:
