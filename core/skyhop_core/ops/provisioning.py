@@ -23,7 +23,7 @@ from skyhop_core.exceptions import (
 from skyhop_core.models.records import ClusterHandle, ClusterRecord, Feature, ProvisionRequest
 from skyhop_core.models.status import ClusterStatus, OptimizeTarget
 from skyhop_core.ops.common import backend_ctx, require_feature
-from skyhop_core.optimizer import Candidate, Optimizer, infra_label
+from skyhop_core.optimizer import Candidate, Optimizer, _is_blocked, infra_label
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
 
@@ -104,6 +104,8 @@ async def provision_with_failover(
                 raise
             candidates = []  # every candidate is blocked: fall through to the summary
         for candidate in candidates:
+            if _is_blocked(candidate, frozenset(blocked)):
+                continue  # an earlier attempt of this pass blocked it (quota: the whole region)
             handle = await _provision_one(ctx, name, task, candidate, previous, history, blocked)
             if handle is not None:
                 await start_runtime(ctx, name, handle, mark_up=mark_up)

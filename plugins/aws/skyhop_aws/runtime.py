@@ -1,157 +1,19 @@
-"""Putting the node agent on fresh EC2 instances: wait for SSH, install, start.
+"""The node agent on EC2 instances: the shared cloud-VM bring-up of :mod:`skyhop_ssh.vmsetup`
+(wait for SSH, install the agent over OpenSSH, start it on the head), re-exported here."""
 
-A new instance is ``running`` long before its sshd answers (boot, cloud-init installing
-the key pair), so :func:`setup_runtime` first retries SSH on every node until it answers
-or ``aws: ssh_wait_seconds`` (default 10 minutes) pass. Then it installs the stdlib-only
-agent bundle on every node over the same OpenSSH runner and in the same single round trip
-as the ssh backend (:func:`skyhop_ssh.install.install`); the head's bundle also carries
-the cluster key, which its agent uses to reach the other ranks. Last, the core's default
-hook writes ``cluster.json`` on the head and starts the agent.
+from skyhop_ssh.vmsetup import (
+    DEFAULT_SSH_WAIT,
+    INSTALL_TIMEOUT,
+    SSH_RETRY_INTERVAL,
+    head_keys,
+    launcher_target,
+    setup_runtime,
+    ssh_wait_seconds,
+    wait_for_ssh,
+    with_launchers,
+)
 
-How the head reaches rank ``r > 0`` is decided when the handle is built
-(:func:`with_launchers`): ``NodeInfo.extra["agent_launcher"]``, an ``ssh`` argv prefix to
-the node's private address (nodes of a cluster share a VPC), with the key under the head's
-``runtime_dir/keys``. The hook cannot change the handle, so every path it relies on is
-fixed at provision time from the SSH user.
-"""
-
-from __future__ import annotations
-
-import json
-from collections.abc import Awaitable, Callable, Sequence
-
-import attrs
-import trio
-
-from skyhop_aws.runner import make_runner
-from skyhop_core import agentjobs
-from skyhop_core.context import BackendContext
-from skyhop_core.exceptions import CommandError
-from skyhop_core.models.records import ClusterHandle, NodeInfo
-from skyhop_ssh import install
-from skyhop_ssh.sshcmd import Target
-
-#: How long to wait for SSH on a new instance unless ``aws: ssh_wait_seconds`` says.
-DEFAULT_SSH_WAIT = 600.0
-#: Seconds between SSH attempts on a node that does not answer yet.
-SSH_RETRY_INTERVAL = 2.0
-#: Bound on one install round trip (unpacking the bundle, probing the host).
-INSTALL_TIMEOUT = 120.0
-
-
-def ssh_wait_seconds(ctx: BackendContext) -> float:
-    """The SSH wait bound from the config (``aws: ssh_wait_seconds``)."""
-    return float(ctx.config.get("ssh_wait_seconds", DEFAULT_SSH_WAIT))
-
-
-def launcher_target(node: NodeInfo) -> Target:
-    """How the head connects to ``node``: its private address when it has one."""
-    target = Target.from_node(node)
-    private = node.extra.get("private_ip")
-    return attrs.evolve(target, ip=private) if private else target
-
-
-def with_launchers(handle: ClusterHandle) -> ClusterHandle:
-    """``handle`` with ``extra["agent_launcher"]`` set on every node of rank > 0."""
-    if not handle.nodes:
-        return handle
-    head_runtime = handle.head.runtime_dir
-    nodes = [handle.nodes[0]]
-    for node in handle.nodes[1:]:
-        argv = install.launcher(head_runtime, launcher_target(node))
-        nodes.append(attrs.evolve(node, extra={**node.extra, "agent_launcher": json.dumps(argv)}))
-    return attrs.evolve(handle, nodes=tuple(nodes))
-
-
-def head_keys(handle: ClusterHandle) -> dict[str, str]:
-    """The keys the head's bundle carries: ``keys/`` file name -> local identity file."""
-    keys: dict[str, str] = {}
-    for node in handle.nodes[1:]:
-        identity = node.extra.get("ssh_identity_file")
-        if identity:
-            keys[install.key_name(launcher_target(node))] = identity
-    return keys
-
-
-async def wait_for_ssh(ctx: BackendContext, node: NodeInfo, timeout: float) -> None:
-    """Retry a no-op over SSH on ``node`` until it succeeds or ``timeout`` seconds pass.
-
-    Cancellable: attempts are cancelled with the caller and the pauses are
-    ``trio.sleep``. Raises :class:`CommandError` naming the instance, its address and the
-    last SSH error when the node never answered.
-    """
-    runner = make_runner(ctx, node)
-    target = Target.from_node(node)
-    deadline = trio.current_time() + timeout
-    last = "no attempt finished in time"
-    attempts = 0
-    while True:
-        remaining = deadline - trio.current_time()
-        if remaining <= 0:
-            break
-        with trio.move_on_after(remaining):
-            attempts += 1
-            result = await runner.run(["true"])
-            if result.returncode == 0:
-                return
-            detail = result.stderr.decode(errors="replace").strip()
-            last = detail or f"exit code {result.returncode}"
-        remaining = deadline - trio.current_time()
-        if remaining <= 0:
-            break
-        await trio.sleep(min(SSH_RETRY_INTERVAL, remaining))
-    raise CommandError(
-        f"Instance {node.instance_id} (rank {node.rank}, {target.destination}:{target.port}) "
-        f"did not answer SSH within {timeout:g}s ({attempts} attempt(s)); last error: {last}",
-        returncode=255, command=f"ssh {target.destination}", detail=last,
-    )  # fmt: skip
-
-
-async def _install_node(ctx: BackendContext, node: NodeInfo, data: bytes) -> None:
-    """Install the agent bundle ``data`` on ``node`` (bounded by INSTALL_TIMEOUT)."""
-    runner = make_runner(ctx, node)
-    try:
-        with trio.fail_after(INSTALL_TIMEOUT):
-            await install.install(runner, node.runtime_dir, node.home, data)
-    except trio.TooSlowError:
-        raise CommandError(
-            f"Instance {node.instance_id}: installing the agent took over {INSTALL_TIMEOUT:g}s.",
-            command=f"install on {node.ip}",
-        ) from None
-
-
-async def _on_every_node(
-    nodes: Sequence[NodeInfo], step: Callable[[NodeInfo], Awaitable[None]]
-) -> None:
-    """Run ``step`` on every node at once; their failures become one CommandError.
-
-    (A nursery would raise an ExceptionGroup; the user should see every node's reason.)
-    """
-    errors: list[CommandError] = []
-
-    async def one(node: NodeInfo) -> None:
-        try:
-            await step(node)
-        except CommandError as exc:
-            errors.append(exc)
-
-    async with trio.open_nursery() as nursery:
-        for node in nodes:
-            nursery.start_soon(one, node)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise CommandError("; ".join(str(e) for e in errors))
-
-
-async def setup_runtime(ctx: BackendContext, handle: ClusterHandle) -> None:
-    """Wait for SSH on every node, install the agent on each, then start it on the head."""
-    timeout = ssh_wait_seconds(ctx)
-    ctx.log(f"Waiting for SSH on {len(handle.nodes)} instance(s) (up to {timeout:g}s).")
-    await _on_every_node(handle.nodes, lambda node: wait_for_ssh(ctx, node, timeout))
-    ctx.log("Installing the skyhop agent on the instances.")
-    bundles = {True: install.bundle(head_keys(handle)), False: install.bundle({})}
-    await _on_every_node(
-        handle.nodes, lambda node: _install_node(ctx, node, bundles[node.rank == 0])
-    )
-    await agentjobs.skyhop_setup_runtime(ctx, handle)
+__all__ = [
+    "DEFAULT_SSH_WAIT", "INSTALL_TIMEOUT", "SSH_RETRY_INTERVAL", "head_keys", "launcher_target",
+    "setup_runtime", "ssh_wait_seconds", "wait_for_ssh", "with_launchers",
+]  # fmt: skip

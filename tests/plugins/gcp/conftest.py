@@ -1,0 +1,62 @@
+"""The fake Compute API for the GCP backend's tests, once per session.
+
+``fake_gce`` runs ``fakegce`` with four host slots (sshd hosts in network namespaces; see
+``fakegce/hosts.py``) or, where namespaces cannot be made, without hosts (instances
+change state but nothing answers SSH; tests that run commands skip). ``gcp_env`` gives
+each test a fresh world and the standard Google environment pointing at it: the
+service-account key file in ``GOOGLE_APPLICATION_CREDENTIALS`` (its ``token_uri`` is the
+fake) and ``SKYHOP_GCP_COMPUTE_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("google.auth", reason="the gcp extra (google-auth) is not installed")
+pytest.importorskip("googleapiclient", reason="google-api-python-client (discovery) is missing")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakegce_proc import FakeGceProcess  # noqa: E402
+
+
+def _hosts_unavailable() -> str | None:
+    from fakegce.hosts import ssh_netns
+
+    return ssh_netns.unavailable()
+
+
+@pytest.fixture(scope="session")
+def fake_gce(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGceProcess]:
+    reason = _hosts_unavailable()
+    fake = FakeGceProcess(Path(tmp_path_factory.mktemp("fakegce")), slots=0 if reason else 4)
+    fake.hosts_unavailable = reason  # type: ignore[attr-defined]
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def gcp_env(
+    fake_gce: FakeGceProcess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> FakeGceProcess:
+    fake_gce.control("reset", {})
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake_gce.credentials))
+    monkeypatch.setenv("SKYHOP_GCP_COMPUTE_ENDPOINT", fake_gce.compute_endpoint)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no gcloud ADC file
+    for key in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "GCE_METADATA_HOST"):
+        monkeypatch.delenv(key, raising=False)
+    return fake_gce
+
+
+@pytest.fixture
+def gce_hosts(gcp_env: FakeGceProcess) -> FakeGceProcess:
+    """``gcp_env`` where instances are real sshd hosts; skips where they cannot be."""
+    reason = getattr(gcp_env, "hosts_unavailable", None)
+    if reason:
+        pytest.skip(f"GCP tests that run commands need fake hosts: {reason}")
+    return gcp_env
