@@ -95,7 +95,7 @@ class Scheduler:
         conn: sqlite3.Connection,
         job_id: int,
         cpus: float,
-        gpus: dict[str, int],
+        gpus: dict[str, float],
         num_nodes: int,
     ) -> None:
         nodes = ", ".join(
