@@ -51,6 +51,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     **{name: ("skyhop.sdk", name) for name in _SDK_FUNCTIONS},
     "Task": ("skyhop_core.models", "Task"),
     "Resources": ("skyhop_core.models", "Resources"),
+    "Storage": ("skyhop_core.models.storage", "Storage"),
+    "StorageMode": ("skyhop_core.models.storage", "StorageMode"),
     "ClusterStatus": ("skyhop_core.models.status", "ClusterStatus"),
     "JobStatus": ("skyhop_core.models.status", "JobStatus"),
     "JobExitCode": ("skyhop_core.models.status", "JobExitCode"),
@@ -73,6 +75,8 @@ __all__ = [
     "RequestStatus",
     "Resources",
     "StatusRefreshMode",
+    "Storage",
+    "StorageMode",
     "Task",
     "aio",
     "api_cancel",
@@ -139,6 +143,7 @@ if _TYPE_CHECKING:
         RequestStatus,
         StatusRefreshMode,
     )
+    from skyhop_core.models.storage import Storage, StorageMode
 
 
 def __getattr__(name: str) -> _Any:

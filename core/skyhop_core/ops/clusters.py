@@ -37,6 +37,7 @@ from skyhop_core.ops.provisioning import (
     set_phase,
     start_stopped,
 )
+from skyhop_core.ops.taskcheck import check_runnable
 from skyhop_core.optimizer import table_rows
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
@@ -67,6 +68,7 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
             ctx.log(f"{'✔' if row['chosen'] else ' '} {row['infra']} {row['instance_type']}")
         ctx.log("Dry run: nothing was launched.")
         return {"job_id": None, "handle": None}
+    check_runnable(task)
     await check_uploads(ctx, task)
     sync = not (p.fast and p.no_setup)
     async with cluster_lock(ctx, name):
@@ -148,6 +150,7 @@ async def exec_(ctx: RequestContext, p: P.ExecParams) -> dict[str, Any]:
     resources = matching_resources(task, handle)
     if p.dryrun:
         return {"job_id": None, "handle": handle}
+    check_runnable(task)
     bctx = backend_ctx(ctx, handle.backend)
     await sync_files(ctx, bctx, handle, task, mounts=False)
     spec = build_job_spec(ctx, task, per_rank, resources, with_setup=False)

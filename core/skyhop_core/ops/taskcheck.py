@@ -1,0 +1,50 @@
+"""What of a parsed task can run here: the launch-time refusals.
+
+Every valid SkyPilot task file parses (nothing is refused at parse time); the parts
+skyhop cannot run yet are refused here, when a launch, exec or managed job is
+submitted, each with a message naming the field and what to do instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyhop_core.exceptions import NotSupportedError
+from skyhop_core.models.storage import bucket_uri_store
+
+
+def check_runnable(task: Any) -> None:
+    """Raise NotSupportedError for the first part of ``task`` that cannot run here."""
+    if getattr(task, "pool", None) is not None:
+        raise NotSupportedError(
+            "pool: worker pools are not supported yet. The task was parsed and kept as "
+            "written; launch it without the `pool:` section (or as a managed job)."
+        )
+    if getattr(task, "event_callback", None) is not None:
+        raise NotSupportedError(
+            "event_callback: job event callbacks are not supported yet; remove "
+            "`event_callback:` (or run the script at the end of `run:`)."
+        )
+    workdir = getattr(task, "workdir", None)
+    if isinstance(workdir, dict):
+        raise NotSupportedError(
+            f"workdir: git repository {workdir.get('url')!r}: a git workdir is not "
+            "supported yet; clone it locally and use `workdir: <path>`."
+        )
+    for path in getattr(task, "volumes", None) or {}:
+        raise NotSupportedError(
+            f"volumes[{path!r}]: volumes are not supported yet; use a file mount or a "
+            "storage mount instead."
+        )
+    for path, source in (getattr(task, "file_mounts", None) or {}).items():
+        if bucket_uri_store(str(source)):
+            raise NotSupportedError(
+                f"file_mounts[{path!r}]: {source} — bucket sources are not supported yet; "
+                "use a local path (the client uploads it)."
+            )
+    for path, storage in (getattr(task, "storage_mounts", None) or {}).items():
+        what = "a volume (store: volume)" if storage.is_volume else "a storage mount"
+        raise NotSupportedError(
+            f"file_mounts[{path!r}]: {what} is not supported yet; use a local path "
+            "(uploaded by the client) as the mount's source."
+        )
