@@ -43,6 +43,8 @@ _SDK_FUNCTIONS = (
     "status",
     "stop",
     "stream_and_get",
+    "storage_delete",
+    "storage_ls",
     "tail_logs",
 )
 
@@ -101,6 +103,8 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "storage_delete",
+    "storage_ls",
     "stream_and_get",
     "tail_logs",
 ]
@@ -129,6 +133,8 @@ if _TYPE_CHECKING:
         start,
         status,
         stop,
+        storage_delete,
+        storage_ls,
         stream_and_get,
         tail_logs,
     )

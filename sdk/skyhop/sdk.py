@@ -335,6 +335,19 @@ def check() -> str:
     return _submit("check", {})
 
 
+def storage_ls(all_users: bool = False) -> str:
+    """Your storage buckets. The result is a list of dicts with name, store, persistent,
+    cluster_name (a temporary bucket's cluster), source, created_at, last_use, user_name."""
+    return _submit("storage_ls", {"all_users": all_users})
+
+
+def storage_delete(name: str | list[str] | None = None, *, all: bool = False) -> str:
+    """Delete your storage bucket(s) ``name`` (or all with ``all=True``) and their
+    contents. The result is the list of names deleted."""
+    names = [name] if isinstance(name, str) else (list(name) if name is not None else None)
+    return _submit("storage_delete", {"names": names, "all": all})
+
+
 def show_gpus(name: str | None = None, infra: str | None = None) -> str:
     """Accelerators the enabled backends offer. The result is a list of dicts with
     accelerator, count, backend, instance_type, cpus, memory_gb, price, spot_price, region.

@@ -41,6 +41,7 @@ from skyhop_core.ops.taskcheck import check_runnable
 from skyhop_core.optimizer import table_rows
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
+from skyhop_core.storage.mounting import apply_storage_mounts, delete_cluster_buckets
 
 
 def validate_task(p: P.LaunchParams | P.ExecParams | P.OptimizeParams) -> None:
@@ -80,10 +81,12 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
             if sync:
                 await set_phase(ctx, name, "syncing files")
                 await sync_files(ctx, bctx, handle, task, mounts=True)
+                await apply_storage_mounts(ctx, bctx, handle, task, name)
             await mark_cluster_up(ctx, name, handle)
     resources = matching_resources(task, handle)
     if sync and not brought_up:
         await sync_files(ctx, bctx, handle, task, mounts=True)
+        await apply_storage_mounts(ctx, bctx, handle, task, name)
     job_id = None
     if task.run is not None or per_rank is not None or (task.setup and not p.no_setup):
         spec = build_job_spec(ctx, task, per_rank, resources, with_setup=not p.no_setup)
@@ -194,6 +197,7 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
         await _backend_step(ctx, record, "skyhop_down", p.purge)
         await ctx.services.store.run(cl.delete, p.cluster_name)
         ctx.log(f"Cluster {p.cluster_name!r} is terminated.")
+    await delete_cluster_buckets(ctx, p.cluster_name)  # its `persistent: false` buckets
 
 
 async def _cancel_others(ctx: RequestContext, name: str) -> None:

@@ -235,7 +235,7 @@ async def sync_files(
 ) -> None:
     """Sync the workdir (and, on launch, the file mounts) to every node, from the
     caller's uploads (materialised under the persistent path)."""
-    sources = _sources(task, mounts=mounts)
+    sources = _sources(task, mounts=mounts, uploads_only=True)
     if not sources:
         return
     check_no_client_paths(task)

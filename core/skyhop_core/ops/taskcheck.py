@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from skyhop_core.exceptions import NotSupportedError
-from skyhop_core.models.storage import bucket_uri_store
 
 
 def check_runnable(task: Any) -> None:
@@ -36,15 +35,9 @@ def check_runnable(task: Any) -> None:
             f"volumes[{path!r}]: volumes are not supported yet; use a file mount or a "
             "storage mount instead."
         )
-    for path, source in (getattr(task, "file_mounts", None) or {}).items():
-        if bucket_uri_store(str(source)):
-            raise NotSupportedError(
-                f"file_mounts[{path!r}]: {source} — bucket sources are not supported yet; "
-                "use a local path (the client uploads it)."
-            )
     for path, storage in (getattr(task, "storage_mounts", None) or {}).items():
-        what = "a volume (store: volume)" if storage.is_volume else "a storage mount"
-        raise NotSupportedError(
-            f"file_mounts[{path!r}]: {what} is not supported yet; use a local path "
-            "(uploaded by the client) as the mount's source."
-        )
+        if storage.is_volume:
+            raise NotSupportedError(
+                f"file_mounts[{path!r}]: a volume (store: volume) is not supported yet; "
+                "use a storage mount (store: local or s3) instead."
+            )

@@ -54,6 +54,18 @@ from skyhop_local import machine, network, sandbox
 from skyhop_local.policy import policy, run_as_user
 from skyhop_local.runner import LocalNodeRunner
 
+# The ``local`` store comes with the ``local`` backend (pluggy finds these hooks here).
+from skyhop_local.store import (  # noqa: F401
+    bind_into_node,
+    skyhop_store_create,
+    skyhop_store_delete,
+    skyhop_store_download,
+    skyhop_store_info,
+    skyhop_store_list,
+    skyhop_store_mount_plan,
+    skyhop_store_upload,
+)
+
 NAME = "local"
 INSTANCE_TYPE = "local"
 STOPPED_MARKER = "STOPPED"
@@ -331,6 +343,27 @@ async def skyhop_open_ports(
             json.dump(cluster_description(opened), f, indent=2)
         os.replace(description + ".tmp", description)
     return opened
+
+
+@hookimpl
+async def skyhop_mount_host_path(
+    ctx: BackendContext, handle: ClusterHandle, host_path: str, mount_path: str
+) -> None:
+    """Bind a directory of this machine (a ``local`` bucket) into every node."""
+    support = _support(ctx, handle)
+    root = cluster_dir(ctx, handle.cluster_name)
+    for node in handle.nodes:
+        runner = skyhop_command_runner(ctx, handle, node)
+        target = runner.resolve(mount_path)
+        if not target.startswith("/"):
+            target = os.path.join(node.home, target)
+        layer = _layer(ctx, root, node.rank, own_network=False) if support.sandboxed else None
+        pid = layer.holder() if layer is not None else None
+        if layer is not None and pid is None:
+            raise NotSupportedError(f"The sandbox of node {node.rank} is not running.")
+        await trio.to_thread.run_sync(
+            bind_into_node, pid, layer.root if layer is not None else "/", host_path, target
+        )
 
 
 @hookimpl

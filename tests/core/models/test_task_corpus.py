@@ -29,9 +29,6 @@ REFUSED = {
     "git_workdir_no_ref.yaml": "workdir: git repository",
     "volumes.yaml": "volumes['/mnt/data']: volumes are not supported yet",
     "volumes_via_file_mounts.yaml": "file_mounts['/mnt/path1']: a volume (store: volume)",
-    "storage_mounts.yaml": "file_mounts['/datasets-storage']: a storage mount",
-    "full_reference.yaml": "file_mounts['/datasets-s3']: s3://my-awesome-dataset — bucket",
-    "bucket_uris.yaml": "file_mounts['/s3data']: s3://my-awesome-dataset — bucket sources",
 }
 
 
