@@ -54,6 +54,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Task": ("skyhop_core.models", "Task"),
     "Resources": ("skyhop_core.models", "Resources"),
     "Storage": ("skyhop_core.models.storage", "Storage"),
+    **{name: ("skyhop_core.models.clouds", name) for name in (
+        "AWS", "GCP", "Kubernetes", "SSH", "Local", "Azure", "Lambda", "OCI", "IBM", "RunPod",
+        "Nebius", "Fluidstack", "Paperspace", "Cudo", "Vast", "SCP", "DO")},
+    "Cloud": ("skyhop_core.models.clouds", "Cloud"),
     "StorageMode": ("skyhop_core.models.storage", "StorageMode"),
     "ClusterStatus": ("skyhop_core.models.status", "ClusterStatus"),
     "JobStatus": ("skyhop_core.models.status", "JobStatus"),
@@ -69,6 +73,24 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 
 #: Literal, so linters and type checkers see the public names (the same as ``_LAZY``).
 __all__ = [
+    "AWS",
+    "Azure",
+    "Cloud",
+    "Cudo",
+    "DO",
+    "Fluidstack",
+    "GCP",
+    "IBM",
+    "Kubernetes",
+    "Lambda",
+    "Local",
+    "Nebius",
+    "OCI",
+    "Paperspace",
+    "RunPod",
+    "SCP",
+    "SSH",
+    "Vast",
     "ClusterStatus",
     "JobExitCode",
     "JobStatus",
@@ -140,6 +162,26 @@ if _TYPE_CHECKING:
     )
     from skyhop_core import exceptions
     from skyhop_core.models import Resources, Task
+    from skyhop_core.models.clouds import (
+        AWS,
+        DO,
+        GCP,
+        IBM,
+        OCI,
+        SCP,
+        SSH,
+        Azure,
+        Cloud,
+        Cudo,
+        Fluidstack,
+        Kubernetes,
+        Lambda,
+        Local,
+        Nebius,
+        Paperspace,
+        RunPod,
+        Vast,
+    )
     from skyhop_core.models.status import (
         ClusterStatus,
         JobExitCode,

@@ -117,7 +117,13 @@ def normalise_infra(value: Any, field: str = "infra") -> str | None:
 
 
 def location_to_infra(cloud: Any, region: Any, zone: Any, infra: Any) -> str | None:
-    """Combine the legacy ``cloud``/``region``/``zone`` with ``infra`` (only one style)."""
+    """Combine the legacy ``cloud``/``region``/``zone`` with ``infra`` (only one style).
+
+    ``cloud`` may be a cloud object (``sky.AWS()``): its name is used."""
+    from skyhop_core.models.clouds import Cloud
+
+    if isinstance(cloud, Cloud):
+        cloud = cloud.NAME
     legacy = {"cloud": cloud, "region": region, "zone": zone}
     given = {k: v for k, v in legacy.items() if v is not None}
     if infra is not None and given:
