@@ -234,7 +234,12 @@ async def sync_files(
     ctx: RequestContext, bctx: BackendContext, handle: ClusterHandle, task: Any, *, mounts: bool
 ) -> None:
     """Sync the workdir (and, on launch, the file mounts) to every node, from the
-    caller's uploads (materialised under the persistent path)."""
+    caller's uploads (materialised under the persistent path); a git workdir is cloned
+    by the server and synced the same way."""
+    if isinstance(task.workdir, dict):
+        from skyhop_core.ops.gitworkdir import sync_git_workdir
+
+        await sync_git_workdir(ctx, bctx, handle, task, REMOTE_WORKDIR)
     sources = _sources(task, mounts=mounts, uploads_only=True)
     if not sources:
         return

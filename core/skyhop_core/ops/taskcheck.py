@@ -24,12 +24,6 @@ def check_runnable(task: Any) -> None:
             "event_callback: job event callbacks are not supported yet; remove "
             "`event_callback:` (or run the script at the end of `run:`)."
         )
-    workdir = getattr(task, "workdir", None)
-    if isinstance(workdir, dict):
-        raise NotSupportedError(
-            f"workdir: git repository {workdir.get('url')!r}: a git workdir is not "
-            "supported yet; clone it locally and use `workdir: <path>`."
-        )
     for path in getattr(task, "volumes", None) or {}:
         raise NotSupportedError(
             f"volumes[{path!r}]: volumes are not supported yet; use a file mount or a "

@@ -25,8 +25,6 @@ OVERRIDES = {
 REFUSED = {
     "pool.yaml": "pool: worker pools are not supported yet",
     "event_callback.yaml": "event_callback: job event callbacks are not supported yet",
-    "git_workdir.yaml": "workdir: git repository",
-    "git_workdir_no_ref.yaml": "workdir: git repository",
     "volumes.yaml": "volumes['/mnt/data']: volumes are not supported yet",
     "volumes_via_file_mounts.yaml": "file_mounts['/mnt/path1']: a volume (store: volume)",
 }
