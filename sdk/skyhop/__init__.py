@@ -46,6 +46,9 @@ _SDK_FUNCTIONS = (
     "storage_delete",
     "storage_ls",
     "tail_logs",
+    "volumes_apply",
+    "volumes_delete",
+    "volumes_ls",
 )
 
 #: public name -> (module, attribute); attribute None means the module itself.
@@ -129,6 +132,9 @@ __all__ = [
     "storage_ls",
     "stream_and_get",
     "tail_logs",
+    "volumes_apply",
+    "volumes_delete",
+    "volumes_ls",
 ]
 
 if _TYPE_CHECKING:
@@ -159,6 +165,9 @@ if _TYPE_CHECKING:
         storage_ls,
         stream_and_get,
         tail_logs,
+        volumes_apply,
+        volumes_delete,
+        volumes_ls,
     )
     from skyhop_core import exceptions
     from skyhop_core.models import Resources, Task

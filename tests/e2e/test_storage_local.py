@@ -104,3 +104,23 @@ def test_a_missing_bucket_and_an_unknown_store_fail_at_launch(server) -> None:
         sky.stream_and_get(sky.launch(task, cluster_name="st3"), output_stream=io.StringIO())
     sky.get(sky.down("st3"))
     assert os.path.isdir(server.env["SKYHOP_PERSISTENT_PATH"])
+
+
+def test_volumes_are_directories_bound_into_local_nodes(server) -> None:
+    assert sky.get(sky.volumes_apply("vol-a"))["name"] == "vol-a"
+    assert [v["name"] for v in sky.get(sky.volumes_ls())] == ["vol-a"]
+    assert sky.get(sky.storage_ls()) == []  # volumes are not storage buckets
+    task = sky.Task(run="echo kept > /mnt/v/f.txt && ls /mnt/v", num_nodes=2,
+                    resources=sky.Resources(infra="local"))  # fmt: skip
+    task.set_volumes({"/mnt/v": "vol-a"})
+    assert "f.txt" in run(task, "vo1")
+    host = Path(server.env["SKYHOP_PERSISTENT_PATH"]) / "volumes" / "vol-a" / "f.txt"
+    assert host.read_text() == "kept\n"
+    sky.get(sky.down("vo1"))
+    assert host.exists()  # a volume outlives its clusters
+    missing = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    missing.set_volumes({"/mnt/x": "vol-none"})
+    with pytest.raises(exceptions.StorageError, match="skyhop volumes apply vol-none"):
+        sky.stream_and_get(sky.launch(missing, cluster_name="vo2"), output_stream=io.StringIO())
+    sky.get(sky.down("vo2"))
+    assert sky.get(sky.volumes_delete("vol-a")) == ["vol-a"] and not host.exists()

@@ -319,3 +319,23 @@ class StorageDeleteParams:
         metadata={"maxItems": MAX_ITEMS, "items": STORAGE_NAME_META},
     )
     all: bool = False
+
+
+@attrs.frozen
+class VolumeApplyParams:
+    """Create a volume (``type: local``: a directory on the server's machine)."""
+
+    name: str = attrs.field(validator=_storage_name, metadata=STORAGE_NAME_META)
+    type: str = attrs.field(default="local", metadata={"schema": {"enum": ["local"]}},
+                            validator=attrs.validators.in_(["local"]))  # fmt: skip
+    size: str | None = short_string(default=None)
+
+
+@attrs.frozen
+class VolumeDeleteParams:
+    names: list[str] | None = attrs.field(
+        default=None,
+        validator=_each(_storage_name, MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": STORAGE_NAME_META},
+    )
+    all: bool = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, storage
+from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, storage, volumes
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -35,5 +35,8 @@ def operations() -> dict[str, Operation]:
         Operation("jobs_logs", P.JobsLogsParams, managed_jobs.jobs_logs, "stream"),
         Operation("storage_ls", P.StorageLsParams, storage.storage_ls, "short"),
         Operation("storage_delete", P.StorageDeleteParams, storage.storage_delete, "long"),
+        Operation("volumes_apply", P.VolumeApplyParams, volumes.volumes_apply, "short"),
+        Operation("volumes_ls", P.NoParams, volumes.volumes_ls, "short"),
+        Operation("volumes_delete", P.VolumeDeleteParams, volumes.volumes_delete, "short"),
     ]
     return {op.name: op for op in ops}

@@ -29,7 +29,7 @@ async def storage_ls(ctx: RequestContext, p: P.StorageLsParams) -> list[dict[str
     if p.all_users:
         require_all_users_allowed(ctx, "list the storage of")
     rows = await ctx.services.store.run(bk.list_for, None if p.all_users else ctx.user.hash)
-    return [_record(r) for r in rows]
+    return [_record(r) for r in rows if r["store"] != "volume"]  # volumes: `volumes ls`
 
 
 async def storage_delete(ctx: RequestContext, p: P.StorageDeleteParams) -> list[str]:
@@ -42,7 +42,8 @@ async def storage_delete(ctx: RequestContext, p: P.StorageDeleteParams) -> list[
 
     if not p.all and not p.names:
         raise StorageError("Name the storage to delete, or pass all (-a).")
-    mine = await ctx.services.store.run(bk.list_for, ctx.user.hash)
+    mine = [r for r in await ctx.services.store.run(bk.list_for, ctx.user.hash)
+            if r["store"] != "volume"]  # fmt: skip
     if p.all:
         chosen = mine
     else:

@@ -24,11 +24,6 @@ def check_runnable(task: Any) -> None:
             "event_callback: job event callbacks are not supported yet; remove "
             "`event_callback:` (or run the script at the end of `run:`)."
         )
-    for path in getattr(task, "volumes", None) or {}:
-        raise NotSupportedError(
-            f"volumes[{path!r}]: volumes are not supported yet; use a file mount or a "
-            "storage mount instead."
-        )
     for path, storage in (getattr(task, "storage_mounts", None) or {}).items():
         if storage.is_volume:
             raise NotSupportedError(

@@ -73,6 +73,10 @@ async def apply_storage_mounts(
     for remote, source in (task.file_mounts or {}).items():
         if bucket_uri_store(str(source)):  # a bucket URI as a plain file mount: a copy
             mounts[remote] = Storage(source=str(source), mode=StorageMode.COPY)
+    if task.volumes:
+        from skyhop_core.ops.volumes import mount_volumes
+
+        await mount_volumes(ctx, bctx, handle, task)
     for remote, storage in mounts.items():
         bucket, managed = resolve_bucket(storage, remote, handle.backend, ctx.user.hash)
         sctx = services.store_ctx(bucket.store, ctx)

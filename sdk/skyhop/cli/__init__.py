@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from skyhop.cli import api, clusters, gpus, jobs, managed_jobs, storage
+from skyhop.cli import api, clusters, gpus, jobs, managed_jobs, storage, volumes
 
 #: Exit code after Ctrl+C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -81,6 +81,7 @@ for command in (
     jobs.cancel,
     managed_jobs.jobs,
     storage.storage,
+    volumes.volumes,
     api.api,
 ):
     cli.add_command(command)

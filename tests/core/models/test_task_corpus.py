@@ -25,7 +25,6 @@ OVERRIDES = {
 REFUSED = {
     "pool.yaml": "pool: worker pools are not supported yet",
     "event_callback.yaml": "event_callback: job event callbacks are not supported yet",
-    "volumes.yaml": "volumes['/mnt/data']: volumes are not supported yet",
     "volumes_via_file_mounts.yaml": "file_mounts['/mnt/path1']: a volume (store: volume)",
 }
 
