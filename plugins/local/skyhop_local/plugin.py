@@ -27,7 +27,8 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -164,9 +165,28 @@ async def skyhop_check(ctx: BackendContext) -> CheckResult:
     )
 
 
-async def machine_offer() -> Offer:
-    """The one offer of this machine (GPUs probed in a thread)."""
-    gpus = await trio.to_thread.run_sync(machine.gpus)
+def configured_gpus(config: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """``gpus: {T4: 1}`` in the backend's config declares this machine's GPUs instead of
+    probing ``nvidia-smi`` (a GPU inventory of the operator's choosing)."""
+    declared = (config or {}).get("gpus")
+    if declared is None:
+        return None
+    if not isinstance(declared, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+        for k, v in declared.items()
+    ):
+        raise NotSupportedError(
+            f"backends.local.gpus: {declared!r} is not a mapping of GPU name to count "
+            "(e.g. {T4: 1})."
+        )
+    return dict(declared)
+
+
+async def machine_offer(config: Mapping[str, Any] | None = None) -> Offer:
+    """The one offer of this machine (GPUs probed in a thread, or as configured)."""
+    gpus = configured_gpus(config)
+    if gpus is None:
+        gpus = await trio.to_thread.run_sync(machine.gpus)
     return Offer(
         backend=NAME,
         instance_type=INSTANCE_TYPE,
@@ -179,7 +199,7 @@ async def machine_offer() -> Offer:
 
 @hookimpl
 async def skyhop_offers(ctx: BackendContext, resources: Resources) -> list[Offer]:
-    offer = await machine_offer()
+    offer = await machine_offer(ctx.config)
     # This machine is a pool: asking for 1 of its 2 CPUs fits.
     return [offer] if resources.fits(offer, pooled=True) else []
 
@@ -216,7 +236,7 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
     root = cluster_dir(ctx, request.cluster_name)
     os.makedirs(root, exist_ok=True)
     root = os.path.realpath(root)  # the sandbox binds homes by their real path
-    offer = await machine_offer()
+    offer = await machine_offer(ctx.config)
     nodes = []
     for rank in range(request.num_nodes):
         home = _node_dir(root, rank)
