@@ -26,6 +26,7 @@
     ├── PermissionDeniedError             the caller may not do that (403)
     ├── UploadNotFoundError               no such upload of yours (404)
     ├── UploadTooLargeError               the files exceed the server's upload limit (413)
+    ├── StorageError                      a bucket cannot be created, filled, mounted, found
     └── TaskValidationError (also a ValueError)
 
 Every exception crosses the HTTP API as ``{"type": <class name>, "message": ..., "args":
@@ -210,6 +211,11 @@ class UploadTooLargeError(SkyhopError):
     wire_fields = ("limit", "total")
     limit: int | None
     total: int | None
+
+
+class StorageError(SkyhopError):
+    """A storage bucket could not be created, filled, mounted or deleted, or the caller
+    has no bucket of that name (another user's buckets are never visible)."""
 
 
 def all_error_types() -> dict[str, type[SkyhopError]]:

@@ -272,3 +272,19 @@ def skyhop_runtime_health(ctx: BackendContext, handle: ClusterHandle) -> Awaitab
 
     .. versionadded:: 0.2
     """
+
+
+@hookspec
+def skyhop_mount_host_path(
+    ctx: BackendContext, handle: ClusterHandle, host_path: str, mount_path: str
+) -> Awaitable[None]:
+    """*async* — Make the directory ``host_path`` on the API server's machine appear at
+    ``mount_path`` on every node of the cluster, so that writes land in it.
+
+    Fires at launch for a MOUNT storage mount whose store keeps buckets on the server's
+    machine (the ``local`` store). Only a backend whose nodes share this machine can do
+    it (``local``: a bind mount into each node's sandbox); others leave it out and the
+    core says to use ``mode: COPY``.
+
+    .. versionadded:: 0.2
+    """

@@ -111,6 +111,9 @@ def load_backends(
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    from skyhop_core.storage import hookspecs as store_hookspecs
+
+    pm.add_hookspecs(store_hookspecs)
     pm.register(agentjobs, name="skyhop-default-agent")
     broken: list[BrokenPlugin] = []
     if entry_points:

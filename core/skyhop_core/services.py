@@ -66,6 +66,30 @@ class Services:
         ctx = BackendContext(**kwargs, runner_factory=runner_factory)
         return ctx
 
+    @property
+    def stores(self) -> Any:
+        """The registered stores (:class:`skyhop_core.storage.stores.Stores`), built once."""
+        if getattr(self, "_stores", None) is None:
+            from skyhop_core.storage.stores import Stores
+
+            self._stores = Stores(self.backends.pm)
+        return self._stores
+
+    def store_ctx(self, store: str, request: RequestContext | None = None) -> BackendContext:
+        """The context a store hook gets: ``<persistent path>/stores/<store>``, the
+        request's log and user, the store's config section (``stores: {<store>: ...}``)."""
+        stores_config = self.config.get("stores") or {}
+        section = stores_config.get(store) if isinstance(stores_config, dict) else None
+        kwargs: dict[str, Any] = dict(
+            state_dir=str(self.persistent_path / "stores" / store),
+            persistent_path=str(self.persistent_path),
+            config=section if isinstance(section, dict) else {},
+            deployed=self.deploy,
+        )
+        if request is not None:
+            kwargs.update(log=request.log, user_name=request.user.name, user_hash=request.user.hash)
+        return BackendContext(**kwargs)
+
     def runner(self, ctx: BackendContext, handle: ClusterHandle, node: NodeInfo) -> CommandRunner:
         return self.backends.call(
             handle.backend, "skyhop_command_runner", ctx=ctx, handle=handle, node=node

@@ -43,7 +43,12 @@ _SDK_FUNCTIONS = (
     "status",
     "stop",
     "stream_and_get",
+    "storage_delete",
+    "storage_ls",
     "tail_logs",
+    "volumes_apply",
+    "volumes_delete",
+    "volumes_ls",
 )
 
 #: public name -> (module, attribute); attribute None means the module itself.
@@ -51,6 +56,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     **{name: ("skyhop.sdk", name) for name in _SDK_FUNCTIONS},
     "Task": ("skyhop_core.models", "Task"),
     "Resources": ("skyhop_core.models", "Resources"),
+    "Storage": ("skyhop_core.models.storage", "Storage"),
+    **{name: ("skyhop_core.models.clouds", name) for name in (
+        "AWS", "GCP", "Kubernetes", "SSH", "Local", "Azure", "Lambda", "OCI", "IBM", "RunPod",
+        "Nebius", "Fluidstack", "Paperspace", "Cudo", "Vast", "SCP", "DO")},
+    "Cloud": ("skyhop_core.models.clouds", "Cloud"),
+    "StorageMode": ("skyhop_core.models.storage", "StorageMode"),
     "ClusterStatus": ("skyhop_core.models.status", "ClusterStatus"),
     "JobStatus": ("skyhop_core.models.status", "JobStatus"),
     "JobExitCode": ("skyhop_core.models.status", "JobExitCode"),
@@ -65,6 +76,24 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 
 #: Literal, so linters and type checkers see the public names (the same as ``_LAZY``).
 __all__ = [
+    "AWS",
+    "Azure",
+    "Cloud",
+    "Cudo",
+    "DO",
+    "Fluidstack",
+    "GCP",
+    "IBM",
+    "Kubernetes",
+    "Lambda",
+    "Local",
+    "Nebius",
+    "OCI",
+    "Paperspace",
+    "RunPod",
+    "SCP",
+    "SSH",
+    "Vast",
     "ClusterStatus",
     "JobExitCode",
     "JobStatus",
@@ -73,6 +102,8 @@ __all__ = [
     "RequestStatus",
     "Resources",
     "StatusRefreshMode",
+    "Storage",
+    "StorageMode",
     "Task",
     "aio",
     "api_cancel",
@@ -97,8 +128,13 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "storage_delete",
+    "storage_ls",
     "stream_and_get",
     "tail_logs",
+    "volumes_apply",
+    "volumes_delete",
+    "volumes_ls",
 ]
 
 if _TYPE_CHECKING:
@@ -125,11 +161,36 @@ if _TYPE_CHECKING:
         start,
         status,
         stop,
+        storage_delete,
+        storage_ls,
         stream_and_get,
         tail_logs,
+        volumes_apply,
+        volumes_delete,
+        volumes_ls,
     )
     from skyhop_core import exceptions
     from skyhop_core.models import Resources, Task
+    from skyhop_core.models.clouds import (
+        AWS,
+        DO,
+        GCP,
+        IBM,
+        OCI,
+        SCP,
+        SSH,
+        Azure,
+        Cloud,
+        Cudo,
+        Fluidstack,
+        Kubernetes,
+        Lambda,
+        Local,
+        Nebius,
+        Paperspace,
+        RunPod,
+        Vast,
+    )
     from skyhop_core.models.status import (
         ClusterStatus,
         JobExitCode,
@@ -139,6 +200,7 @@ if _TYPE_CHECKING:
         RequestStatus,
         StatusRefreshMode,
     )
+    from skyhop_core.models.storage import Storage, StorageMode
 
 
 def __getattr__(name: str) -> _Any:

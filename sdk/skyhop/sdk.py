@@ -335,6 +335,37 @@ def check() -> str:
     return _submit("check", {})
 
 
+def storage_ls(all_users: bool = False) -> str:
+    """Your storage buckets. The result is a list of dicts with name, store, persistent,
+    cluster_name (a temporary bucket's cluster), source, created_at, last_use, user_name."""
+    return _submit("storage_ls", {"all_users": all_users})
+
+
+def storage_delete(name: str | list[str] | None = None, *, all: bool = False) -> str:
+    """Delete your storage bucket(s) ``name`` (or all with ``all=True``) and their
+    contents. The result is the list of names deleted."""
+    names = [name] if isinstance(name, str) else (list(name) if name is not None else None)
+    return _submit("storage_delete", {"names": names, "all": all})
+
+
+def volumes_apply(name: str, type: str = "local", size: str | None = None) -> str:
+    """Create a volume (``local``: a directory on the API server's machine, bound into
+    local nodes at a task's ``volumes:`` path). The result is its record."""
+    return _submit("volumes_apply", {"name": name, "type": type, "size": size})
+
+
+def volumes_ls() -> str:
+    """Your volumes. The result is a list of dicts with name, type, user_name, created_at,
+    last_use."""
+    return _submit("volumes_ls", {})
+
+
+def volumes_delete(names: str | list[str] | None = None, *, all: bool = False) -> str:
+    """Delete your volumes (and their contents). The result is the names deleted."""
+    listed = [names] if isinstance(names, str) else (list(names) if names is not None else None)
+    return _submit("volumes_delete", {"names": listed, "all": all})
+
+
 def show_gpus(name: str | None = None, infra: str | None = None) -> str:
     """Accelerators the enabled backends offer. The result is a list of dicts with
     accelerator, count, backend, instance_type, cpus, memory_gb, price, spot_price, region.

@@ -326,6 +326,23 @@ def upload_source(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _upload_mount(upload: Any, remote: str, src: Any) -> Any:
+    """A file mount with its local source(s) uploaded: a path, or a storage entry whose
+    ``source`` is a local directory (or a list of local paths)."""
+    field = f"file_mounts[{remote!r}]"
+    if _is_local(src):
+        return upload(src, field)
+    if not isinstance(src, dict):
+        return src
+    source = src.get("source")
+    if _is_local(source):
+        return {**src, "source": upload(source, f"{field}.source")}
+    if isinstance(source, list) and all(_is_local(s) for s in source):
+        return {**src, "source": [upload(s, f"{field}.source[{i}]")
+                                  for i, s in enumerate(source)]}
+    return src
+
+
 def _is_local(source: Any) -> bool:
     return isinstance(source, str) and "://" not in source
 
@@ -336,8 +353,16 @@ def needs_upload(operation: str, body: dict[str, Any]) -> bool:
     if operation not in UPLOAD_OPERATIONS or not isinstance(task, dict):
         return False
     mounts = task.get("file_mounts")
-    sources = list(mounts.values()) if isinstance(mounts, dict) else []
+    sources: list[Any] = []
+    for value in mounts.values() if isinstance(mounts, dict) else []:
+        sources.extend(_storage_sources(value) if isinstance(value, dict) else [value])
     return any(_is_local(s) for s in [task.get("workdir"), *sources])
+
+
+def _storage_sources(storage: dict[str, Any]) -> list[Any]:
+    """The local paths a storage entry (``{name, source, ...}``) would upload."""
+    source = storage.get("source")
+    return list(source) if isinstance(source, list) else [source]
 
 
 def prepare_body(
@@ -372,8 +397,7 @@ def prepare_body(
         mounts = task.get("file_mounts")
         if isinstance(mounts, dict):
             task["file_mounts"] = {
-                remote: upload(src, f"file_mounts[{remote!r}]") if _is_local(src) else src
-                for remote, src in mounts.items()
+                remote: _upload_mount(upload, remote, src) for remote, src in mounts.items()
             }
     finally:
         cache.save()

@@ -23,7 +23,14 @@ class Agent:
     the remote code path (script on stdin) without a remote machine.
     """
 
-    def __init__(self, base: Path, nodes: int = 1, cpus: float = 2, launched: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        base: Path,
+        nodes: int = 1,
+        cpus: float = 2,
+        launched: tuple[int, ...] = (),
+        gpus: dict[str, float] | None = None,
+    ):
         self.base = base
         self.homes = [base / f"node-{rank}" for rank in range(nodes)]
         for home in self.homes:
@@ -38,7 +45,7 @@ class Agent:
                     "rank": rank,
                     "ip": f"127.0.0.{rank + 1}",
                     "cpus": cpus,
-                    "gpus": {},
+                    "gpus": dict(gpus or {}),  # a fake GPU inventory: only counted
                     "home": str(home),
                     "runtime_dir": str(home / ".skyhop_runtime"),
                     "launcher": ["bash", "-c"] if rank in launched else None,

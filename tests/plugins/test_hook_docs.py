@@ -1,6 +1,7 @@
 """Every hook in the plugin contract is documented, described in docs, and tested.
 
-A hook added to ``skyhop_core/hookspecs.py`` fails here until it has a docstring, a
+A hook added to ``skyhop_core/hookspecs.py`` (or the store contract,
+``skyhop_core/storage/hookspecs.py``) fails here until it has a docstring, a
 ``## skyhop_xxx`` section in ``docs/plugin_hooks.md`` showing its signature, and a test in
 the conformance suite (``skyhop_core/testing/``) that calls it.
 """
@@ -14,18 +15,28 @@ from pathlib import Path
 import pytest
 
 from skyhop_core import hookspecs, testing
+from skyhop_core.storage import hookspecs as store_hookspecs
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "plugin_hooks.md"
 SPEC_MARK = f"{hookspecs.PROJECT}_spec"
 
 
+#: Every hookspec module: the backend contract and the store contract.
+SPEC_MODULES = (hookspecs, store_hookspecs)
+
+
 def hook_names() -> list[str]:
     return sorted(
         name
-        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-        if hasattr(fn, SPEC_MARK)
+        for module in SPEC_MODULES
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if hasattr(fn, SPEC_MARK) and fn.__module__ == module.__name__
     )
+
+
+def spec_of(name: str) -> object:
+    return next(getattr(m, name) for m in SPEC_MODULES if hasattr(m, name))
 
 
 def doc_sections() -> dict[str, str]:
@@ -51,7 +62,7 @@ def test_the_contract_has_hooks() -> None:
 
 @pytest.mark.parametrize("hook", hook_names())
 def test_hook_has_docstring(hook: str) -> None:
-    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    doc = inspect.getdoc(spec_of(hook)) or ""
     assert len(doc) > 40, f"hookspecs.{hook} needs a docstring: what, when, returns."
     assert "versionadded" in doc, f"hookspecs.{hook}: say `.. versionadded::` in its docstring."
 
@@ -64,7 +75,7 @@ def test_hook_has_a_docs_section_with_its_signature(hook: str) -> None:
     signature = re.search(rf"def {hook}\((.*?)\)\s*(->|\n)", body, flags=re.DOTALL)
     assert signature, f"the `## {hook}` section must show `def {hook}(...)` in a code block."
     documented = re.findall(r"(\w+)\s*:", signature.group(1))
-    expected = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+    expected = list(inspect.signature(spec_of(hook)).parameters)
     assert documented == expected, (
         f"`## {hook}` documents parameters {documented}; hookspecs.py has {expected}."
     )

@@ -58,24 +58,24 @@ class Accounting:
         self.allocations: dict[int, list[int]] = {}  # job id -> node ranks (job rank order)
         self._free_cpus = {n["rank"]: float(n.get("cpus") or 0) for n in cluster.nodes}
         self._free_gpus = {
-            n["rank"]: {_gpu_key(k): int(v) for k, v in (n.get("gpus") or {}).items()}
+            n["rank"]: {_gpu_key(k): float(v) for k, v in (n.get("gpus") or {}).items()}
             for n in cluster.nodes
         }
-        self._held: dict[int, tuple[float, dict[str, int]]] = {}
+        self._held: dict[int, tuple[float, dict[str, float]]] = {}
 
-    def _fits_node(self, rank: int, cpus: float, gpus: dict[str, int], *, free: bool) -> bool:
+    def _fits_node(self, rank: int, cpus: float, gpus: dict[str, float], *, free: bool) -> bool:
         node = next(n for n in self.cluster.nodes if n["rank"] == rank)
         have_cpus = self._free_cpus[rank] if free else float(node.get("cpus") or 0)
         have_gpus = (
             self._free_gpus[rank]
             if free
-            else {_gpu_key(k): int(v) for k, v in (node.get("gpus") or {}).items()}
+            else {_gpu_key(k): float(v) for k, v in (node.get("gpus") or {}).items()}
         )
         if cpus > have_cpus + EPSILON:
             return False
-        return all(have_gpus.get(_gpu_key(k), 0) >= v for k, v in gpus.items() if v > 0)
+        return all(have_gpus.get(_gpu_key(k), 0) >= v - EPSILON for k, v in gpus.items() if v > 0)
 
-    def feasible(self, cpus: float, gpus: dict[str, int], num_nodes: int) -> bool:
+    def feasible(self, cpus: float, gpus: dict[str, float], num_nodes: int) -> bool:
         """Whether the job could ever run here (on an otherwise idle cluster)."""
         fitting = [
             n["rank"]
@@ -85,7 +85,7 @@ class Accounting:
         return len(fitting) >= num_nodes
 
     def allocate(
-        self, job_id: int, cpus: float, gpus: dict[str, int], num_nodes: int
+        self, job_id: int, cpus: float, gpus: dict[str, float], num_nodes: int
     ) -> list[int] | None:
         """Reserve ``num_nodes`` nodes with enough free resources; None if not possible now."""
         chosen = [
@@ -98,9 +98,9 @@ class Accounting:
         self.reserve(job_id, chosen, cpus, gpus)
         return chosen
 
-    def reserve(self, job_id: int, ranks: list[int], cpus: float, gpus: dict[str, int]) -> None:
+    def reserve(self, job_id: int, ranks: list[int], cpus: float, gpus: dict[str, float]) -> None:
         """Record that ``job_id`` holds ``cpus``/``gpus`` on each of ``ranks``."""
-        wanted = {_gpu_key(k): int(v) for k, v in gpus.items()}
+        wanted = {_gpu_key(k): float(v) for k, v in gpus.items()}
         for rank in ranks:
             if rank not in self._free_cpus:
                 continue  # the node left the cluster; nothing to account
@@ -110,7 +110,7 @@ class Accounting:
         self.allocations[job_id] = list(ranks)
         self._held[job_id] = (cpus, wanted)
 
-    def held(self, job_id: int) -> tuple[float, dict[str, int]]:
+    def held(self, job_id: int) -> tuple[float, dict[str, float]]:
         """What ``job_id`` holds on each of its nodes: (cpus, gpus)."""
         return self._held.get(job_id, (0.0, {}))
 
@@ -125,7 +125,7 @@ class Accounting:
                 self._free_gpus[rank][key] = self._free_gpus[rank].get(key, 0) + count
 
 
-def resources_str(num_nodes: int, cpus: float, gpus: dict[str, int]) -> str:
+def resources_str(num_nodes: int, cpus: float, gpus: dict[str, float]) -> str:
     """How a job's request is shown in the queue, e.g. ``2x[CPU:1, A100:1]``."""
-    parts = [f"CPU:{cpus:g}"] + [f"{k}:{v}" for k, v in sorted(gpus.items()) if v]
+    parts = [f"CPU:{cpus:g}"] + [f"{k}:{v:g}" for k, v in sorted(gpus.items()) if v]
     return f"{num_nodes}x[{', '.join(parts)}]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import threading
@@ -25,6 +26,8 @@ from .layout import Runtime
 from .procs import kill_groups
 
 POLL_SECONDS = 0.02
+#: Job variables are set under both names: ours and SkyPilot's.
+ENV_PREFIXES = ("SKYHOP_", "SKYPILOT_")
 PUMP_JOIN_SECONDS = 2.0
 
 
@@ -41,7 +44,8 @@ def rank_commands(run: Any, num_nodes: int) -> list[str | None]:
 def job_env(
     cluster: ClusterInfo, spec: dict[str, Any], job_id: int, ranks: list[int]
 ) -> list[dict[str, str]]:
-    """The environment of each job rank: HOME, envs, secrets and the SKYHOP_* variables."""
+    """The environment of each job rank: HOME, envs, secrets and the SKYHOP_*/SKYPILOT_*
+    variables."""
     nodes = {n["rank"]: n for n in cluster.nodes}
     ips = [str(nodes[r].get("ip", "127.0.0.1")) for r in ranks]
     gpus = spec.get("gpus") or {}
@@ -55,22 +59,38 @@ def job_env(
         "num_nodes": len(ranks),
         "node_ips": ips,
     }
+    ours = {
+        "NODE_IPS": "\n".join(ips),
+        "NUM_NODES": str(len(ranks)),
+        # A fractional share of a GPU (T4:0.5) still sees one device.
+        "NUM_GPUS_PER_NODE": str(math.ceil(sum(float(v) for v in gpus.values()) - 1e-9)),
+        "TASK_ID": spec.get("task_id") or f"skyhop-{cluster.name}-{job_id}",
+        "CLUSTER_INFO": json.dumps(info),
+    }
     base = {
         **{k: str(v) for k, v in (spec.get("envs") or {}).items()},
         **{k: str(v) for k, v in (spec.get("secrets") or {}).items()},
-        "SKYHOP_NODE_IPS": "\n".join(ips),
-        "SKYHOP_NUM_NODES": str(len(ranks)),
-        "SKYHOP_NUM_GPUS_PER_NODE": str(sum(int(v) for v in gpus.values())),
-        "SKYHOP_TASK_ID": spec.get("task_id") or f"skyhop-{cluster.name}-{job_id}",
-        "SKYHOP_CLUSTER_INFO": json.dumps(info),
+        **_both_names(ours),
     }
     # ``~`` in a job is the node's home on every backend (a local node's home is its own
     # directory, not the home of whoever runs the server); the task's envs may override.
     homes = [nodes[r].get("home") for r in ranks]
     return [
-        {**({"HOME": str(homes[i])} if homes[i] else {}), **base, "SKYHOP_NODE_RANK": str(i)}
+        {**({"HOME": str(homes[i])} if homes[i] else {}), **base,
+         **_both_names({"NODE_RANK": str(i)})}
         for i in range(len(ranks))
     ]
+
+
+def _both_names(values: dict[str, str]) -> dict[str, str]:
+    """Each job variable under our name and SkyPilot's (``SKYHOP_X`` and ``SKYPILOT_X``), so
+    task files written for SkyPilot read the same values."""
+    return {f"{prefix}{k}": v for k, v in values.items() for prefix in ENV_PREFIXES}
+
+
+def setup_env(env: dict[str, str], rank: int) -> dict[str, str]:
+    """A rank's environment for ``setup``: its job variables plus the setup node rank."""
+    return {**env, **_both_names({"SETUP_NODE_RANK": str(rank)})}
 
 
 class JobDriver:
@@ -141,8 +161,9 @@ class JobDriver:
                 script = os.path.join(self.runtime.job_dir(self.job_id), f"{what}-{rank}.sh")
                 scripts.append(script)
                 try:
+                    env = setup_env(self.envs[rank], rank) if what == "setup" else self.envs[rank]
                     procs[rank] = spawn(
-                        self.nodes[rank], command, self.envs[rank], self.spec.get("workdir"),
+                        self.nodes[rank], command, env, self.spec.get("workdir"),
                         script_path=script,
                     )
                 except LaunchError as exc:

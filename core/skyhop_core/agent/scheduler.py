@@ -71,7 +71,7 @@ class Scheduler:
                     continue
                 num_nodes = int(spec.get("num_nodes") or 1)
                 cpus = float(spec.get("cpus", 0.5))
-                gpus = {k: int(v) for k, v in (spec.get("gpus") or {}).items()}
+                gpus = {k: float(v) for k, v in (spec.get("gpus") or {}).items()}
                 if not self.accounting.feasible(cpus, gpus, num_nodes):
                     self._reject(conn, job_id, cpus, gpus, num_nodes)
                     continue
@@ -95,7 +95,7 @@ class Scheduler:
         conn: sqlite3.Connection,
         job_id: int,
         cpus: float,
-        gpus: dict[str, int],
+        gpus: dict[str, float],
         num_nodes: int,
     ) -> None:
         nodes = ", ".join(

@@ -171,6 +171,9 @@ async def _submit(ctl: Controller, parsed: tuple[Any, Any], handle: ClusterHandl
     services = ctl.service.services
     bctx = backend_ctx(ctx, handle.backend)
     await sync_files(ctx, bctx, handle, task, mounts=True)
+    from skyhop_core.storage.mounting import apply_storage_mounts
+
+    await apply_storage_mounts(ctx, bctx, handle, task, handle.cluster_name)
     resources = matching_resources(task, handle)
     spec = build_job_spec(ctx, task, per_rank, resources, with_setup=True)
     agent_job_id = await services.backends.call(

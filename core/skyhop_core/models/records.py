@@ -173,7 +173,8 @@ class JobSpec:
     workdir: str | None = None
     num_nodes: int = 1
     cpus: float = 0.5
-    gpus: dict[str, int] = attrs.field(factory=dict)
+    #: Accelerators per node; a float is a share of one device (``{"T4": 0.5}``).
+    gpus: dict[str, float] = attrs.field(factory=dict)
     username: str = ""
     user_hash: str = ""
     task_id: str = ""

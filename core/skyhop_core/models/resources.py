@@ -75,7 +75,8 @@ class Resources:
     ``cloud``/``region``/``zone`` map onto ``infra``; giving both styles is an error.
     ``cpus``/``memory`` take ``4``, ``'4'`` (exactly) or ``'4+'`` (at least); memory is
     in GB unless a unit is given. ``accelerators`` takes ``'H100:8'``, ``'H100'`` or
-    ``{'H100': 8}``. ``autostop`` takes ``True``, ``False``, idle minutes, ``'2h'`` or
+    ``{'H100': 8}``; a fractional count (``'T4:0.5'``) asks for a share of one device.
+    ``autostop`` takes ``True``, ``False``, idle minutes, ``'2h'`` or
     ``{'idle_minutes': 10, 'down': True}``.
 
     Raises:
@@ -85,7 +86,7 @@ class Resources:
     infra: str | None = None
     cpus: str | None = None
     memory: str | None = None
-    accelerators: dict[str, int] | None = _unhashed()
+    accelerators: dict[str, int | float] | None = _unhashed()
     accelerator_args: dict[str, Any] | None = _unhashed()
     instance_type: str | None = None
     use_spot: bool = False
@@ -109,7 +110,7 @@ class Resources:
         zone: str | None = None,
         cpus: int | float | str | None = None,
         memory: int | float | str | None = None,
-        accelerators: str | Mapping[str, int] | None = None,
+        accelerators: str | Mapping[str, int | float] | None = None,
         accelerator_args: Mapping[str, Any] | None = None,
         instance_type: str | None = None,
         use_spot: bool | None = False,
@@ -208,8 +209,9 @@ class Resources:
         have = {name.lower(): count for name, count in offer.accelerators.items()}
         wanted = (self.accelerators or {}).items()
         if pooled:
-            return all(have.get(name.lower(), 0) >= count for name, count in wanted)
-        return all(have.get(name.lower()) == count for name, count in wanted)
+            return all(have.get(name.lower(), 0) >= count - 1e-9 for name, count in wanted)
+        # A share of a GPU (0.5) runs on a machine with one.
+        return all(have.get(name.lower()) == rf.whole_count(count) for name, count in wanted)
 
     # --- Copies and YAML --------------------------------------------------------------
 

@@ -8,7 +8,9 @@ themselves, so ``Resources.copy`` and YAML round trips are stable:
 - ``infra``: ``backend[/region[/zone]]`` with ``*`` for a wildcard region, aliases
   resolved (``k8s`` -> ``kubernetes``), no trailing wildcards; ``None`` = anywhere.
 - ``cpus``/``memory``: a string, ``"4"`` (exactly) or ``"4+"`` (at least); memory in GB.
-- ``accelerators``: ``{name: count}`` with one entry.
+- ``accelerators``: ``{name: count}`` with one entry; the count is an int, or a float
+  for a fraction (``0.5``: a share of one device, scheduled as such by the agent).
+- ``infra``: ``*/region[/zone]`` is a region (or zone) on any backend.
 - ``ports``: a tuple of strings, each ``"8080"`` or ``"10000-10010"``.
 - ``autostop``: ``False`` (disabled) or a dict with ``idle_minutes`` (and ``down`` only
   when true, plus ``wait_for``/``hook``/``hook_timeout`` when given).
@@ -58,6 +60,11 @@ def split_infra(infra: str | None) -> tuple[str | None, str | None, str | None]:
     if infra is None:
         return None, None, None
     backend, _, rest = infra.partition("/")
+    if backend == "*":
+        parts = rest.split("/")
+        region = parts[0] if parts[0] != "*" else None
+        zone = parts[1] if len(parts) > 1 and parts[1] != "*" else None
+        return None, region, zone
     if backend in SINGLE_PLACE_BACKENDS:
         return backend, rest or None, None
     parts = rest.split("/") if rest else []
@@ -67,8 +74,9 @@ def split_infra(infra: str | None) -> tuple[str | None, str | None, str | None]:
 
 
 def join_infra(backend: str | None, region: str | None, zone: str | None) -> str | None:
-    """The canonical infra string for a place (``None`` when the backend is any)."""
-    if backend is None:
+    """The canonical infra string for a place (``None`` for anywhere; ``*/region`` for a
+    region on any backend)."""
+    if backend is None or (backend == "*" and not region and not zone):
         return None
     parts = [backend, region or "*", zone or "*"]
     while parts[-1] == "*":
@@ -89,6 +97,11 @@ def normalise_infra(value: Any, field: str = "infra") -> str | None:
         return None
     backend, _, rest = text.partition("/")
     backend = BACKEND_ALIASES.get(backend.lower(), backend.lower())
+    if backend == "*":  # '*/us-east-1': that region on any backend
+        parts = rest.split("/")
+        if len(parts) > 2 or any(not p or p != p.strip() for p in parts):
+            raise FieldError(field, value, expected)
+        return join_infra("*", *(parts + ["*"])[:2])
     if not _BACKEND_NAME.match(backend):
         raise FieldError(field, value, expected)
     if backend in SINGLE_PLACE_BACKENDS:
@@ -104,7 +117,13 @@ def normalise_infra(value: Any, field: str = "infra") -> str | None:
 
 
 def location_to_infra(cloud: Any, region: Any, zone: Any, infra: Any) -> str | None:
-    """Combine the legacy ``cloud``/``region``/``zone`` with ``infra`` (only one style)."""
+    """Combine the legacy ``cloud``/``region``/``zone`` with ``infra`` (only one style).
+
+    ``cloud`` may be a cloud object (``sky.AWS()``): its name is used."""
+    from skyhop_core.models.clouds import Cloud
+
+    if isinstance(cloud, Cloud):
+        cloud = cloud.NAME
     legacy = {"cloud": cloud, "region": region, "zone": zone}
     given = {k: v for k, v in legacy.items() if v is not None}
     if infra is not None and given:
@@ -181,20 +200,49 @@ def parse_requirement(canonical: str | None) -> tuple[float | None, bool]:
     return float(canonical.rstrip("+")), at_least
 
 
-def _count(value: Any, field: str) -> int:
-    expected = "a positive whole number of accelerators"
+def _count(value: Any, field: str) -> int | float:
+    """A count of accelerators: a whole number, or a fraction (``0.5``: a share of one)."""
+    expected = "a positive number of accelerators (a whole number, or a share such as 0.5)"
     if isinstance(value, bool):
         raise FieldError(field, value, expected)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,6})?|\.[0-9]{1,6}", text):
+            raise FieldError(field, value, expected)
+        value = float(text)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or value <= 0:
+    if isinstance(value, float):
+        # Shares are kept to a thousandth (what the wire's canonical 'T4:0.5' form spells).
+        if not math.isfinite(value) or round(value, 3) <= 0 or value > 1e6:
+            raise FieldError(field, value, expected)
+        value = round(value, 3)
+        return int(value) if value.is_integer() else value
+    if not isinstance(value, int) or value <= 0 or value > 10**6:
         raise FieldError(field, value, expected)
     return value
 
 
-def accelerator_spec(value: Any, field: str) -> tuple[str, int]:
+def whole_count(count: float) -> int:
+    """The number of devices a (possibly fractional) count occupies: ``0.5`` -> 1."""
+    return max(1, math.ceil(count - 1e-9))
+
+
+def literal_accelerators(value: Any) -> Any:
+    """SkyPilot's quoted forms ``"{'L4:1', 'H100:1'}"`` / ``"['L4:1', 'H100:1']"`` as the
+    set/list they spell; anything else unchanged."""
+    if not isinstance(value, str) or value.strip()[:1] not in ("{", "["):
+        return value
+    import ast
+
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return value
+    return parsed if isinstance(parsed, set | list | dict) else value
+
+
+def accelerator_spec(value: Any, field: str) -> tuple[str, int | float]:
     """One accelerator spec (``'H100'``, ``'H100:8'``, ``{'H100': 8}``) as (name, count)."""
     expected = "an accelerator such as 'H100', 'H100:8' or {'H100': 8}"
     if isinstance(value, Mapping) and len(value) == 1:
@@ -218,8 +266,11 @@ def accelerator_spec(value: Any, field: str) -> tuple[str, int]:
         raise
 
 
-def normalise_accelerators(value: Any, field: str = "accelerators") -> dict[str, int] | None:
+def normalise_accelerators(
+    value: Any, field: str = "accelerators"
+) -> dict[str, int | float] | None:
     """One accelerator type and count per Resources; several types need several Resources."""
+    value = literal_accelerators(value)
     if value is None:
         return None
     if isinstance(value, list | tuple | set | frozenset) or (

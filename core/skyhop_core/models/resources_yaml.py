@@ -122,7 +122,7 @@ def _expand_accelerators(
     base: dict[str, Any], origins: Origins, prefix: str
 ) -> tuple[list[tuple[dict[str, Any], Origins]], bool] | None:
     """Candidates for a list (ordered) or set/mapping (any-of) of accelerators."""
-    value = base.get("accelerators")
+    value = rf.literal_accelerators(base.get("accelerators"))
     path = origins.get("accelerators", join_path(prefix, "accelerators"))
     if isinstance(value, list | tuple):
         specs = [(item, join_path(path, i)) for i, item in enumerate(value)]

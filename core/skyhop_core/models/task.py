@@ -17,6 +17,7 @@ import yaml
 
 from skyhop_core.models import taskyaml
 from skyhop_core.models.resources import Resources
+from skyhop_core.models.storage import Storage
 from skyhop_core.models.validate import FieldError, env_mapping
 
 #: A per-node command generator: ``(node_rank, node_ips) -> command or None``.
@@ -41,13 +42,19 @@ class Task:
         run: a shell command for every node, or a callable ``(node_rank, node_ips)``
             returning each node's command (or None to run nothing there).
         envs: environment variables for setup and run.
-        workdir: a local directory synced to the nodes; commands run inside it.
+        workdir: a local directory synced to the nodes, or a git repository
+            ``{'url': ..., 'ref': ...}`` cloned on them; commands run inside it.
         num_nodes: how many nodes (default 1).
         file_mounts: ``{remote path: local path or bucket URI}``.
+        storage_mounts: ``{remote path: Storage}`` (buckets mounted or copied).
+        volumes: ``{mount path: volume name}``.
         secrets: like envs, but never shown.
         resources: a Resources, or a list (tried in order) or set (cheapest first).
         service: the ``service:`` section, for ``serve up``.
+        pool: the ``pool:`` section (kept; pools are not supported yet at launch).
         config: the task-level ``config:`` overrides.
+        inputs/outputs: ``{path: estimated size in GB}`` hints for the optimizer.
+        event_callback: a script SkyPilot runs on job events (refused at launch).
 
     Raises:
         TaskValidationError: an argument is invalid.
@@ -60,13 +67,19 @@ class Task:
         setup: str | None = None,
         run: str | CommandGen | None = None,
         envs: Mapping[str, Any] | None = None,
-        workdir: str | None = None,
+        workdir: str | Mapping[str, str] | None = None,
         num_nodes: int | None = None,
         file_mounts: Mapping[str, str] | None = None,
         secrets: Mapping[str, Any] | None = None,
         resources: Resources | Iterable[Resources] | None = None,
         service: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        storage_mounts: Mapping[str, Storage] | None = None,
+        volumes: Mapping[str, Any] | None = None,
+        pool: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, float] | None = None,
+        outputs: Mapping[str, float] | None = None,
+        event_callback: str | None = None,
     ) -> None:
         self.name: str | None = _checked(
             taskyaml.validate_optional_str, name, "name", "a task name (string)"
@@ -77,19 +90,34 @@ class Task:
         self.run: str | CommandGen | None = _checked(taskyaml.validate_run, run)
         self.envs: dict[str, str] = {}
         self.secrets: dict[str, str] = {}
-        self.workdir: str | None = _checked(taskyaml.validate_workdir, workdir)
+        self.workdir: str | dict[str, str] | None = _checked(taskyaml.validate_workdir, workdir)
         self._num_nodes = 1
         self.num_nodes = num_nodes  # type: ignore[assignment]  # None means 1
         self.file_mounts: dict[str, str] = {}
+        self.storage_mounts: dict[str, Storage] = {}
+        self.volumes: dict[str, Any] = {}
         self.service: dict[str, Any] | None = None
         self.config: dict[str, Any] | None = _checked(
             taskyaml.validate_section, config, "config", "config overrides"
+        )
+        self.pool: dict[str, Any] | None = _checked(
+            taskyaml.validate_section, pool, "pool", "pool settings"
+        )
+        self.inputs: dict[str, float] | None = _checked(taskyaml.validate_size_hint, inputs,
+                                                        "inputs")
+        self.outputs: dict[str, float] | None = _checked(taskyaml.validate_size_hint, outputs,
+                                                         "outputs")
+        self.event_callback: str | None = _checked(
+            taskyaml.validate_optional_str, event_callback, "event_callback",
+            "a shell script (string)",
         )
         self.resources: tuple[Resources, ...] = (Resources(),)
         self.resources_ordered = False
         self.update_envs(envs or {})
         self.update_secrets(secrets or {})
         self.set_file_mounts(file_mounts)
+        self.set_storage_mounts(storage_mounts)
+        self.set_volumes(volumes)
         self.set_service(service)
         if resources is not None:
             self.set_resources(resources)
@@ -161,6 +189,48 @@ class Task:
         merged = dict(self.file_mounts)
         merged.update(_checked(taskyaml.validate_file_mounts, file_mounts))
         self.file_mounts = merged
+        return self
+
+    def set_storage_mounts(self, storage_mounts: Mapping[str, Storage] | None) -> Task:
+        """Replace the storage mounts: ``{remote path: Storage}``."""
+        self.storage_mounts = self._checked_storage(storage_mounts)
+        return self
+
+    def update_storage_mounts(self, storage_mounts: Mapping[str, Storage]) -> Task:
+        """Add or replace some storage mounts."""
+        merged = dict(self.storage_mounts)
+        merged.update(self._checked_storage(storage_mounts))
+        self.storage_mounts = merged
+        return self
+
+    def _checked_storage(self, storage_mounts: Mapping[str, Storage] | None) -> dict[str, Storage]:
+        mounts = _checked(taskyaml.validate_storage_mounts, storage_mounts, "storage_mounts")
+        clash = sorted(set(mounts) & set(self.file_mounts))
+        if clash:
+            raise FieldError(f"storage_mounts[{clash[0]!r}]", clash[0], "a remote path not "
+                             "already in file_mounts").to_task_error(_SOURCE)
+        return dict(mounts)
+
+    def set_volumes(self, volumes: Mapping[str, Any] | None) -> Task:
+        """Replace the volumes: ``{mount path: volume name}``."""
+        self.volumes = _checked(taskyaml.validate_volumes, volumes)
+        return self
+
+    def update_volumes(self, volumes: Mapping[str, Any]) -> Task:
+        """Add or replace some volumes."""
+        self.volumes = {**self.volumes, **_checked(taskyaml.validate_volumes, volumes)}
+        return self
+
+    def set_inputs(self, inputs: str, estimated_size_gigabytes: float) -> Task:
+        """Record the task's input (a path or bucket URI) and its size, for the optimizer."""
+        self.inputs = _checked(taskyaml.validate_size_hint, {inputs: estimated_size_gigabytes},
+                               "inputs")
+        return self
+
+    def set_outputs(self, outputs: str, estimated_size_gigabytes: float) -> Task:
+        """Record the task's output (a path or bucket URI) and its size."""
+        self.outputs = _checked(taskyaml.validate_size_hint,
+                                {outputs: estimated_size_gigabytes}, "outputs")
         return self
 
     def update_envs(self, envs: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Task:
@@ -238,7 +308,9 @@ class Task:
         if self.name is not None:
             config["name"] = self.name
         if self.workdir is not None:
-            config["workdir"] = self.workdir
+            config["workdir"] = (
+                dict(self.workdir) if isinstance(self.workdir, dict) else self.workdir
+            )
         if self.num_nodes != 1:
             config["num_nodes"] = self.num_nodes
         resources = self._resources_config()
@@ -250,16 +322,28 @@ class Task:
             config["secrets"] = {
                 k: ("<redacted>" if redact_secrets else v) for k, v in self.secrets.items()
             }
-        if self.file_mounts:
-            config["file_mounts"] = dict(self.file_mounts)
+        if self.file_mounts or self.storage_mounts:
+            config["file_mounts"] = {
+                **self.file_mounts,
+                **{k: v.to_yaml_config() for k, v in self.storage_mounts.items()},
+            }
+        if self.volumes:
+            config["volumes"] = taskyaml.validate_plain(self.volumes, "volumes")
         if self.setup is not None:
             config["setup"] = self.setup
         if isinstance(self.run, str):
             config["run"] = self.run
         if self.service is not None:
             config["service"] = taskyaml.validate_plain(self.service, "service")
+        if self.pool is not None:
+            config["pool"] = taskyaml.validate_plain(self.pool, "pool")
         if self.config is not None:
             config["config"] = taskyaml.validate_plain(self.config, "config")
+        for field in ("inputs", "outputs"):
+            if getattr(self, field) is not None:
+                config[field] = dict(getattr(self, field))
+        if self.event_callback is not None:
+            config["event_callback"] = self.event_callback
         return config
 
     def _resources_config(self) -> dict[str, Any]:
@@ -281,7 +365,8 @@ class Task:
         return (
             self.name, self.setup, self.run, self.envs, self.secrets, self.workdir,
             self.num_nodes, self.file_mounts, self.service, self.config, resources,
-            self.resources_ordered,
+            self.resources_ordered, self.storage_mounts, self.volumes, self.pool,
+            self.inputs, self.outputs, self.event_callback,
         )
 
     def __eq__(self, other: object) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from skyhop_core.exceptions import TaskValidationError
 from skyhop_core.models import resources_fields as rf
+from skyhop_core.models.storage import STORE_TYPES, StorageMode
 
 #: Characters Python's str.isspace() calls whitespace (what the task model strips);
 #: spelled out because regex engines disagree about ``\s``.
@@ -36,7 +37,8 @@ RESOURCES: dict[str, Any] = {
     "properties": {
         "infra": {
             "type": "string",
-            "pattern": r"^(\*|[a-z][a-z0-9_-]{0,30}(/[A-Za-z0-9_.:*-]{1,64}){0,2})\Z",
+            "pattern": r"^(\*|[a-z][a-z0-9_-]{0,30}(/[A-Za-z0-9_.:*-]{1,64}){0,2}"
+                       r"|\*(/[A-Za-z0-9_.:*-]{1,64}){1,2})\Z",
         },
         "cpus": {"anyOf": [_POSITIVE, {"type": "string", "pattern": f"^{_AMOUNT}\\+?\\Z"}]},
         "memory": {
@@ -47,7 +49,9 @@ RESOURCES: dict[str, Any] = {
         },
         "accelerators": {
             "type": "string",
-            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:[1-9][0-9]{0,3})?\Z",
+            # A whole count or a share of one device (T4:0.5).
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:([1-9][0-9]{0,5}(\.[0-9]{1,3})?"
+                       r"|0\.[0-9]{0,2}[1-9]))?\Z",
         },
         "accelerator_args": {
             "type": "object",
@@ -129,14 +133,53 @@ _ENV_MAP = {
     "additionalProperties": {"type": "string"},
 }
 _JSON_SECTION = {"type": "object", "propertyNames": {"type": "string"}}
+_MOUNT_PATH = {"type": "string", "format": "mount-path"}
+#: A bucket URI as a file-mount or storage source (s3://bucket/path, gs://..., ...).
+BUCKET_URI: dict[str, Any] = {
+    "type": "string",
+    "pattern": f"^(s3|gs|https|r2|cos|oci|nebius|cw|local)://[^{_SPACE}]+\\Z",
+}
+_GIT_WORKDIR = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url"],
+    "properties": {"url": _NONEMPTY, "ref": _NONEMPTY},
+}
+_STORE = {"enum": list(STORE_TYPES)}
+_SIZE_HINT = {
+    "type": "object", "minProperties": 1, "maxProperties": 1, "propertyNames": _NONEMPTY,
+    "additionalProperties": {"type": "number", "minimum": 0, "exclusiveMaximum": 1e15},
+}
+
+
+def _storage(source: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """A storage entry of ``file_mounts`` (Storage.to_yaml_config): ``source`` is one
+    ``source`` (a path or bucket URI; on launch, an upload or bucket URI) or a list of
+    ``item`` (local paths; uploads)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        # A bucket is found or created by its name or its source; a volume needs neither.
+        "anyOf": [{"required": ["name"]}, {"required": ["source"]},
+                  {"required": ["store"], "properties": {"store": {"const": "volume"}}}],
+        "properties": {
+            "name": {"type": "string", "pattern": f"^[^/{_SPACE}][^/]*\\Z"},
+            "source": {"anyOf": [source, {"type": "array", "minItems": 1, "items": item}]},
+            "store": {"anyOf": [_STORE, {"type": "array", "minItems": 2, "items": _STORE}]},
+            "persistent": {"type": "boolean"},
+            "mode": {"enum": [m.value for m in StorageMode]},
+            "config": _JSON_SECTION,
+        },
+    }
 
 TASK: dict[str, Any] = {
     "type": "object",
     "description": "A task in its canonical task-YAML form (Task.to_yaml_config).",
     "additionalProperties": False,
+    "not": {"required": ["service", "pool"]},  # a service or a pool worker, not both
     "properties": {
         "name": {"type": "string", "maxLength": 256},
-        "workdir": _NONEMPTY,
+        "workdir": {"anyOf": [_NONEMPTY, _GIT_WORKDIR]},
         "num_nodes": {"type": "integer", "minimum": 1, "maximum": 2**53},
         "resources": {
             "anyOf": [
@@ -151,8 +194,15 @@ TASK: dict[str, Any] = {
         "secrets": _ENV_MAP,
         "file_mounts": {
             "type": "object",
-            "propertyNames": {"type": "string", "format": "mount-path"},
-            "additionalProperties": {"type": "string", "format": "mount-path"},
+            "propertyNames": _MOUNT_PATH,
+            "additionalProperties": {
+                "anyOf": [_MOUNT_PATH, _storage(_NONEMPTY, {**_NONEMPTY, "not": BUCKET_URI})]
+            },
+        },
+        "volumes": {
+            "type": "object",
+            "propertyNames": _MOUNT_PATH,
+            "additionalProperties": {"anyOf": [_NONEMPTY, {**_JSON_SECTION, "minProperties": 1}]},
         },
         "setup": {"type": "string"},
         "run": {
@@ -162,7 +212,11 @@ TASK: dict[str, Any] = {
             ]
         },
         "service": _JSON_SECTION,
+        "pool": _JSON_SECTION,
         "config": _JSON_SECTION,
+        "inputs": _SIZE_HINT,
+        "outputs": _SIZE_HINT,
+        "event_callback": {"type": "string"},
     },
 }
 
@@ -174,13 +228,21 @@ UPLOAD_REF: dict[str, Any] = {
     "description": "An upload made with POST /api/uploads (see docs/http-api.md).",
 }
 
-#: TASK as launch and exec take it: files are named by upload.
+_UPLOAD_OR_URI = {"anyOf": [UPLOAD_REF, BUCKET_URI]}
+
+#: TASK as launch and exec take it: client files are named by upload (a bucket URI or a
+#: git repository is passed as it is).
 TASK_WITH_UPLOADS: dict[str, Any] = {
     **TASK,
     "properties": {
         **TASK["properties"],
-        "workdir": UPLOAD_REF,
-        "file_mounts": {**TASK["properties"]["file_mounts"], "additionalProperties": UPLOAD_REF},
+        "workdir": {"anyOf": [UPLOAD_REF, _GIT_WORKDIR]},
+        "file_mounts": {
+            **TASK["properties"]["file_mounts"],
+            "additionalProperties": {
+                "anyOf": [_UPLOAD_OR_URI, _storage(_UPLOAD_OR_URI, UPLOAD_REF)]
+            },
+        },
     },
 }
 

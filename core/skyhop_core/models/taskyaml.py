@@ -1,7 +1,10 @@
 """The task YAML: loading it and validating every field of SkyPilot's schema.
 
 Top-level fields: ``name``, ``workdir``, ``num_nodes``, ``resources``, ``envs``,
-``secrets``, ``file_mounts``, ``setup``, ``run``, ``service``, ``config``.
+``secrets``, ``file_mounts``, ``volumes``, ``setup``, ``run``, ``service``, ``pool``,
+``config``, ``inputs``, ``outputs``, ``event_callback``. Everything SkyPilot's schema
+accepts parses and is kept; what cannot run here is refused at launch
+(:func:`skyhop_core.ops.common.check_runnable`), never at parse time.
 
 Semantics that follow SkyPilot:
 
@@ -9,11 +12,17 @@ Semantics that follow SkyPilot:
   (``--env NAME=VALUE`` / ``--secret NAME=VALUE``); overrides may also add new names.
   Numbers and booleans become strings.
 - ``$VAR``/``${VAR}`` naming an env (after overrides) is substituted into ``workdir``
-  and into the keys and values of ``file_mounts``. Other references are left alone;
-  ``setup`` and ``run`` are never substituted here (the shell expands them on the node).
-  Secrets are never substituted anywhere.
-- ``file_mounts`` maps a remote path to a local path or bucket URI; neither may end
-  with ``/``. Storage-object mappings are not supported.
+  (a path, or a git ``{url, ref}``), into the keys and values of ``file_mounts``
+  (a storage entry's ``name`` and ``source``) and of ``volumes``. Other references are
+  left alone; ``setup`` and ``run`` are never substituted here (the shell expands them
+  on the node). Secrets are never substituted anywhere.
+- ``file_mounts`` maps a remote path to a local path or bucket URI (neither may end
+  with ``/``), or to a storage entry ``{name, source, store, mode, persistent, config}``
+  (:class:`~skyhop_core.models.storage.Storage`); those become the task's
+  ``storage_mounts``.
+- ``volumes`` maps a mount path to a volume name (or to an ephemeral volume's settings);
+  ``inputs``/``outputs`` are ``{path: size in GB}`` hints (one entry each); ``pool`` is
+  kept as given (and refused at launch); ``service`` and ``pool`` exclude each other.
 
 Every problem becomes one :class:`~skyhop_core.exceptions.TaskValidationError` naming the
 source, the dotted field, the value and what was expected; no other exception escapes.
@@ -30,6 +39,7 @@ import yaml
 from skyhop_core.exceptions import TaskValidationError
 from skyhop_core.models.resources import Resources
 from skyhop_core.models.resources_yaml import resources_options_from_yaml
+from skyhop_core.models.storage import Storage
 from skyhop_core.models.validate import (
     FieldError,
     check_keys,
@@ -42,8 +52,11 @@ from skyhop_core.models.yamlsafe import MAX_YAML_BYTES, YamlLimitError, load_all
 
 TASK_KEYS = (
     "name", "workdir", "num_nodes", "resources", "envs", "secrets", "file_mounts",
-    "setup", "run", "service", "config",
+    "volumes", "setup", "run", "service", "pool", "config", "inputs", "outputs",
+    "event_callback",
 )
+#: The keys of a git ``workdir``.
+GIT_WORKDIR_KEYS = ("url", "ref")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _MAX_PLAIN_DEPTH = 50
 
@@ -126,14 +139,32 @@ def validate_num_nodes(value: Any, field: str = "num_nodes") -> int:
     return value
 
 
-def validate_workdir(value: Any, field: str = "workdir") -> str | None:
+def validate_workdir(
+    value: Any, field: str = "workdir", envs: Mapping[str, str | None] | None = None
+) -> str | dict[str, str] | None:
+    """A local directory path, or a git repository ``{url, ref}`` cloned on the nodes."""
     if value is None:
         return None
     if isinstance(value, Mapping):
-        raise FieldError(field, value, "a local directory path (git workdirs are not supported)")
+        check_keys(value, GIT_WORKDIR_KEYS, field)
+        repo: dict[str, str] = {}
+        for key in GIT_WORKDIR_KEYS:
+            item = value.get(key)
+            if item is None and key == "ref":
+                continue
+            if not isinstance(item, str) or not item.strip():
+                what = "a git repository URL" if key == "url" else "a branch, tag or commit"
+                raise FieldError(join_path(field, key), item, what)
+            repo[key] = interpolate(item, envs or {})
+        return repo
     if not isinstance(value, str) or not value.strip():
-        raise FieldError(field, value, "a local directory path")
-    return value
+        raise FieldError(field, value, "a local directory path, or a git repository {url, ref}")
+    return interpolate(value, envs or {})
+
+
+def is_git_workdir(workdir: Any) -> bool:
+    """Whether ``workdir`` is a git repository (``{url, ref}``) rather than a path."""
+    return isinstance(workdir, Mapping)
 
 
 def validate_file_mounts(
@@ -149,8 +180,8 @@ def validate_file_mounts(
         if not isinstance(remote, str) or not remote.strip():
             raise FieldError(path, remote, "a remote path such as '/data' or '~/data'")
         if isinstance(local, Mapping):
-            raise FieldError(path, local, "a local path or bucket URI (storage mounts with "
-                             "name/source/mode are not supported)")
+            raise FieldError(path, local, "a local path or bucket URI (a storage entry "
+                             "with name/source/mode is a storage mount: set_storage_mounts)")
         if not isinstance(local, str) or not local.strip():
             raise FieldError(path, local, "a local path or bucket URI")
         target = interpolate(remote, envs or {})
@@ -163,6 +194,104 @@ def validate_file_mounts(
             raise FieldError(path, target, "a remote path not already mounted")
         mounts[target] = source
     return mounts
+
+
+def split_file_mounts(
+    value: Any, field: str = "file_mounts", envs: Mapping[str, str | None] | None = None
+) -> tuple[dict[str, str], dict[str, Storage]]:
+    """``file_mounts`` of a YAML: plain ``{remote: source}`` entries, and storage entries
+    (mappings) as :class:`Storage`, env references substituted in both."""
+    if value is None:
+        return {}, {}
+    mapping = check_mapping(value, field, "remote paths to local paths, bucket URIs or "
+                            "storage entries")
+    plain = {k: v for k, v in mapping.items() if not isinstance(v, Mapping)}
+    mounts = validate_file_mounts(plain, field, envs)
+    storages = validate_storage_mounts(
+        {k: v for k, v in mapping.items() if isinstance(v, Mapping)}, field, envs
+    )
+    for remote in storages:
+        if remote in mounts:
+            raise FieldError(join_path(field, remote), remote, "a remote path not already "
+                             "mounted")
+    return mounts, storages
+
+
+def validate_storage_mounts(
+    value: Any, field: str = "storage_mounts", envs: Mapping[str, str | None] | None = None
+) -> dict[str, Storage]:
+    """``{remote path: Storage or storage mapping}``; ``name``/``source`` interpolated."""
+    if value is None:
+        return {}
+    mapping = check_mapping(value, field, "remote paths to Storage objects")
+    result: dict[str, Storage] = {}
+    for remote, raw in mapping.items():
+        path = join_path(field, remote)
+        target = _mount_path(remote, path, envs)
+        if isinstance(raw, Storage):
+            storage = raw
+        elif isinstance(raw, Mapping):
+            storage = Storage.from_yaml_config(raw, path)
+        else:
+            raise FieldError(path, raw, "a Storage (or a mapping of name, source, store, "
+                             "mode, persistent)")
+        changes = {}
+        if storage.name is not None:
+            changes["name"] = interpolate(storage.name, envs or {})
+        if isinstance(storage.source, str):
+            changes["source"] = interpolate(storage.source, envs or {})
+        if changes and any(getattr(storage, k) != v for k, v in changes.items()):
+            storage = Storage.from_yaml_config({**storage.to_yaml_config(), **changes}, path)
+        if target in result:
+            raise FieldError(path, target, "a remote path not already mounted")
+        result[target] = storage
+    return result
+
+
+def _mount_path(remote: Any, field: str, envs: Mapping[str, str | None] | None) -> str:
+    if not isinstance(remote, str) or not remote.strip():
+        raise FieldError(field, remote, "a remote path such as '/data' or '~/data'")
+    target = interpolate(remote, envs or {})
+    if target.endswith("/") and target != "/":
+        target = target.rstrip("/")
+    if not target or target == "/":
+        raise FieldError(field, remote, "a remote path other than '/'")
+    return target
+
+
+def validate_volumes(
+    value: Any, field: str = "volumes", envs: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
+    """``{mount path: volume name}`` (or ``{mount path: ephemeral volume settings}``)."""
+    if value is None:
+        return {}
+    mapping = check_mapping(value, field, "mount paths to volume names")
+    volumes: dict[str, Any] = {}
+    for remote, raw in mapping.items():
+        path = join_path(field, remote)
+        target = _mount_path(remote, path, envs)
+        if isinstance(raw, str) and raw.strip():
+            volumes[target] = interpolate(raw.strip(), envs or {})
+        elif isinstance(raw, Mapping) and raw:
+            volumes[target] = validate_plain(raw, path)
+        else:
+            raise FieldError(path, raw, "a volume name, or a mapping of volume settings")
+    return volumes
+
+
+def validate_size_hint(value: Any, field: str) -> dict[str, float] | None:
+    """``inputs``/``outputs``: ``{path or bucket URI: estimated size in GB}``, one entry."""
+    if value is None:
+        return None
+    mapping = check_mapping(value, field, "one path to its estimated size in GB")
+    if len(mapping) != 1:
+        raise FieldError(field, value, "exactly one entry {path: size in GB}")
+    ((where, size),) = mapping.items()
+    if not isinstance(where, str) or not where.strip():
+        raise FieldError(field, where, "a path or bucket URI")
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 0 <= size < 1e15:
+        raise FieldError(join_path(field, where), size, "a size in GB (a number >= 0)")
+    return {where: size}
 
 
 def validate_run(value: Any, field: str = "run") -> Any:
@@ -247,20 +376,34 @@ def _parse(
     secrets = env_mapping(config.get("secrets"), "secrets", allow_missing=True,
                           flag="--secret", redact=True)
     secrets_final = merge_env_overrides(secrets, secrets_overrides, "secrets", "--secret")
-    workdir = validate_workdir(config.get("workdir"))
+    workdir = validate_workdir(config.get("workdir"), envs=envs_final)
     options: tuple[Resources, ...]
     options, ordered = resources_options_from_yaml(config.get("resources"), source)
+    file_mounts, storage_mounts = split_file_mounts(config.get("file_mounts"), envs=envs_final)
+    service = validate_section(config.get("service"), "service", "service settings")
+    pool = validate_section(config.get("pool"), "pool", "pool settings")
+    if service is not None and pool is not None:
+        raise FieldError("pool", config.get("pool"), "no 'pool' together with 'service' "
+                         "(a task is a service or a pool worker, not both)")
     return {
         "name": validate_optional_str(config.get("name"), "name", "a task name (string)"),
         "setup": validate_optional_str(config.get("setup"), "setup", "a shell script (string)"),
         "run": validate_optional_str(config.get("run"), "run", "a shell command (string)"),
         "envs": envs_final,
         "secrets": secrets_final,
-        "workdir": interpolate(workdir, envs_final) if workdir is not None else None,
+        "workdir": workdir,
         "num_nodes": validate_num_nodes(config.get("num_nodes")),
-        "file_mounts": validate_file_mounts(config.get("file_mounts"), envs=envs_final),
-        "service": validate_section(config.get("service"), "service", "service settings"),
+        "file_mounts": file_mounts,
+        "storage_mounts": storage_mounts,
+        "volumes": validate_volumes(config.get("volumes"), envs=envs_final),
+        "service": service,
+        "pool": pool,
         "config": validate_section(config.get("config"), "config", "config overrides"),
+        "inputs": validate_size_hint(config.get("inputs"), "inputs"),
+        "outputs": validate_size_hint(config.get("outputs"), "outputs"),
+        "event_callback": validate_optional_str(
+            config.get("event_callback"), "event_callback", "a shell script (string)"
+        ),
         "resources": options,
         "resources_ordered": ordered,
     }

@@ -37,9 +37,11 @@ from skyhop_core.ops.provisioning import (
     set_phase,
     start_stopped,
 )
+from skyhop_core.ops.taskcheck import check_runnable
 from skyhop_core.optimizer import table_rows
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
+from skyhop_core.storage.mounting import apply_storage_mounts, delete_cluster_buckets
 
 
 def validate_task(p: P.LaunchParams | P.ExecParams | P.OptimizeParams) -> None:
@@ -67,6 +69,7 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
             ctx.log(f"{'✔' if row['chosen'] else ' '} {row['infra']} {row['instance_type']}")
         ctx.log("Dry run: nothing was launched.")
         return {"job_id": None, "handle": None}
+    check_runnable(task)
     await check_uploads(ctx, task)
     sync = not (p.fast and p.no_setup)
     async with cluster_lock(ctx, name):
@@ -78,10 +81,12 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
             if sync:
                 await set_phase(ctx, name, "syncing files")
                 await sync_files(ctx, bctx, handle, task, mounts=True)
+                await apply_storage_mounts(ctx, bctx, handle, task, name)
             await mark_cluster_up(ctx, name, handle)
     resources = matching_resources(task, handle)
     if sync and not brought_up:
         await sync_files(ctx, bctx, handle, task, mounts=True)
+        await apply_storage_mounts(ctx, bctx, handle, task, name)
     job_id = None
     if task.run is not None or per_rank is not None or (task.setup and not p.no_setup):
         spec = build_job_spec(ctx, task, per_rank, resources, with_setup=not p.no_setup)
@@ -148,6 +153,7 @@ async def exec_(ctx: RequestContext, p: P.ExecParams) -> dict[str, Any]:
     resources = matching_resources(task, handle)
     if p.dryrun:
         return {"job_id": None, "handle": handle}
+    check_runnable(task)
     bctx = backend_ctx(ctx, handle.backend)
     await sync_files(ctx, bctx, handle, task, mounts=False)
     spec = build_job_spec(ctx, task, per_rank, resources, with_setup=False)
@@ -191,6 +197,7 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
         await _backend_step(ctx, record, "skyhop_down", p.purge)
         await ctx.services.store.run(cl.delete, p.cluster_name)
         ctx.log(f"Cluster {p.cluster_name!r} is terminated.")
+    await delete_cluster_buckets(ctx, p.cluster_name)  # its `persistent: false` buckets
 
 
 async def _cancel_others(ctx: RequestContext, name: str) -> None:

@@ -21,6 +21,7 @@ from skyhop_core.exceptions import (
 )
 from skyhop_core.models.records import ClusterHandle, ClusterRecord, JobSpec
 from skyhop_core.models.status import ClusterStatus
+from skyhop_core.models.storage import bucket_uri_store
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
 from skyhop_core.storage import manifest as mf
@@ -180,20 +181,25 @@ def build_job_spec(
         workdir=REMOTE_WORKDIR if task.workdir else None,
         num_nodes=task.num_nodes or 1,
         cpus=job_cpus(resources),
-        gpus={k: int(v) for k, v in accelerators.items()},
+        gpus={k: v for k, v in accelerators.items()},  # a share (0.5) stays fractional
         username=ctx.user.name,
         user_hash=ctx.user.hash,
         task_id=ctx.request_id,
     )
 
 
-def _sources(task: Any, *, mounts: bool) -> list[tuple[str, str, str]]:
-    """``(field, source, remote)`` for the workdir and (``mounts``) the file mounts."""
+def _sources(
+    task: Any, *, mounts: bool, uploads_only: bool = False
+) -> list[tuple[str, str, str]]:
+    """``(field, source, remote)`` for the workdir and (``mounts``) the file mounts;
+    ``uploads_only`` leaves out bucket URIs."""
     sources: list[tuple[str, str, str]] = []
-    if task.workdir:
-        sources.append(("workdir", str(task.workdir), REMOTE_WORKDIR))
+    if isinstance(task.workdir, str) and task.workdir:  # a git workdir is cloned instead
+        sources.append(("workdir", task.workdir, REMOTE_WORKDIR))
     if mounts:
         for remote, source in (task.file_mounts or {}).items():
+            if uploads_only and bucket_uri_store(str(source)):
+                continue
             sources.append((f"file_mounts[{remote!r}]", str(source), str(remote)))
     return sources
 
@@ -205,13 +211,8 @@ def check_no_client_paths(task: Any) -> None:
     and the client uploads them first (``skyhop-upload://<id>``, see docs/http-api.md).
     """
     for field, source, _ in _sources(task, mounts=True):
-        if mf.parse_upload_ref(source) is not None:
-            continue
-        if "://" in source:
-            raise NotSupportedError(
-                f"{field}: {source} — cloud storage sources are not supported yet; use a "
-                "local path (the client uploads it)."
-            )
+        if mf.parse_upload_ref(source) is not None or bucket_uri_store(source):
+            continue  # a bucket URI is the store's to fetch (refused by check_runnable)
         raise TaskValidationError(
             f"{field}: {source!r} is a path on the client's machine, which the API server "
             "never reads. The skyhop SDK and CLI upload it before submitting; a direct HTTP "
@@ -225,7 +226,7 @@ async def check_uploads(ctx: RequestContext, task: Any) -> None:
     caller's, not complete, or gone."""
     check_no_client_paths(task)
     store = UploadStore(ctx.services.persistent_path)
-    for _, source, _ in _sources(task, mounts=True):
+    for _, source, _ in _sources(task, mounts=True, uploads_only=True):
         await store.run(store.resolve, ctx.user.hash, mf.parse_upload_ref(source) or "")
 
 
@@ -233,8 +234,13 @@ async def sync_files(
     ctx: RequestContext, bctx: BackendContext, handle: ClusterHandle, task: Any, *, mounts: bool
 ) -> None:
     """Sync the workdir (and, on launch, the file mounts) to every node, from the
-    caller's uploads (materialised under the persistent path)."""
-    sources = _sources(task, mounts=mounts)
+    caller's uploads (materialised under the persistent path); a git workdir is cloned
+    by the server and synced the same way."""
+    if isinstance(task.workdir, dict):
+        from skyhop_core.ops.gitworkdir import sync_git_workdir
+
+        await sync_git_workdir(ctx, bctx, handle, task, REMOTE_WORKDIR)
+    sources = _sources(task, mounts=mounts, uploads_only=True)
     if not sources:
         return
     check_no_client_paths(task)

@@ -102,6 +102,9 @@ def validate_jobs_launch(p: P.JobsLaunchParams) -> None:
 
 async def jobs_launch(ctx: RequestContext, p: P.JobsLaunchParams) -> dict[str, Any]:
     """Queue a managed job; returns ``{"job_id": N}`` at once (the scheduler starts it)."""
+    from skyhop_core.ops.taskcheck import check_runnable
+
+    check_runnable(parse_task(dict(p.task))[0])  # what cannot run here fails before queueing
     prepared = _prepare(p)
     service = _service(ctx)
 

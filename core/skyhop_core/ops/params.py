@@ -16,7 +16,7 @@ import attrs
 
 from skyhop_core.exceptions import InvalidClusterNameError
 from skyhop_core.models.status import OptimizeTarget, StatusRefreshMode
-from skyhop_core.models.task_schema import TASK, TASK_WITH_UPLOADS
+from skyhop_core.models.task_schema import _SPACE, TASK, TASK_WITH_UPLOADS
 from skyhop_core.ops.common import MAX_CLUSTER_NAME, validate_cluster_name
 
 #: Largest integer a parameter may take: JSON numbers above 2**53 lose precision.
@@ -289,3 +289,53 @@ class JobsLogsParams:
     job_id: int | None = integer(1, 2**53, default=None)
     follow: bool = True
     controller: bool = False
+
+
+#: A storage bucket's name as ``storage delete`` takes it.
+STORAGE_NAME_META = {"pattern": f"^[^/{_SPACE}]{{1,255}}\\Z", "maxLength": 255}
+
+
+def _storage_name(_inst: Any, attribute: Any, value: Any) -> None:
+    import re
+
+    if not isinstance(value, str) or not re.match(str(STORAGE_NAME_META["pattern"]), value):
+        raise ValueError(f"{attribute.name}: {value!r} is not a storage name.")
+
+
+@attrs.frozen
+class StorageLsParams:
+    """``all_users``: every user's buckets (admins on a deployed server)."""
+
+    all_users: bool = False
+
+
+@attrs.frozen
+class StorageDeleteParams:
+    """Delete the caller's buckets ``names`` (or all of them with ``all``)."""
+
+    names: list[str] | None = attrs.field(
+        default=None,
+        validator=_each(_storage_name, MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": STORAGE_NAME_META},
+    )
+    all: bool = False
+
+
+@attrs.frozen
+class VolumeApplyParams:
+    """Create a volume (``type: local``: a directory on the server's machine)."""
+
+    name: str = attrs.field(validator=_storage_name, metadata=STORAGE_NAME_META)
+    type: str = attrs.field(default="local", metadata={"schema": {"enum": ["local"]}},
+                            validator=attrs.validators.in_(["local"]))  # fmt: skip
+    size: str | None = short_string(default=None)
+
+
+@attrs.frozen
+class VolumeDeleteParams:
+    names: list[str] | None = attrs.field(
+        default=None,
+        validator=_each(_storage_name, MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": STORAGE_NAME_META},
+    )
+    all: bool = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs
+from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, storage, volumes
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -33,5 +33,10 @@ def operations() -> dict[str, Operation]:
         Operation("jobs_queue", P.JobsQueueParams, managed_jobs.jobs_queue, "short"),
         Operation("jobs_cancel", P.JobsCancelParams, managed_jobs.jobs_cancel, "short"),
         Operation("jobs_logs", P.JobsLogsParams, managed_jobs.jobs_logs, "stream"),
+        Operation("storage_ls", P.StorageLsParams, storage.storage_ls, "short"),
+        Operation("storage_delete", P.StorageDeleteParams, storage.storage_delete, "long"),
+        Operation("volumes_apply", P.VolumeApplyParams, volumes.volumes_apply, "short"),
+        Operation("volumes_ls", P.NoParams, volumes.volumes_ls, "short"),
+        Operation("volumes_delete", P.VolumeDeleteParams, volumes.volumes_delete, "short"),
     ]
     return {op.name: op for op in ops}

@@ -145,6 +145,26 @@ managed_jobs = sa.Table(
 )
 
 
+#: Storage buckets (``file_mounts`` storage entries): who owns each, and which cluster a
+#: ``persistent: false`` bucket goes away with. A second user never sees yours.
+storage_buckets = sa.Table(
+    "storage_buckets",
+    metadata,
+    sa.Column("store", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("user_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("persistent", sa.Boolean, nullable=False, default=True),
+    # The cluster a non-persistent bucket is deleted with (None: kept until deleted).
+    sa.Column("cluster_name", sa.String(128), nullable=True),
+    sa.Column("source", sa.Text, nullable=True),
+    # Whether skyhop created the bucket (a bucket named by URI is only borrowed).
+    sa.Column("managed", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_use", sa.Text, nullable=False, default=""),
+)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

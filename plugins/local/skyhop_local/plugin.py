@@ -27,7 +27,8 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -53,6 +54,18 @@ from skyhop_core.runner import CommandRunner
 from skyhop_local import machine, network, sandbox
 from skyhop_local.policy import policy, run_as_user
 from skyhop_local.runner import LocalNodeRunner
+
+# The ``local`` store comes with the ``local`` backend (pluggy finds these hooks here).
+from skyhop_local.store import (  # noqa: F401
+    bind_into_node,
+    skyhop_store_create,
+    skyhop_store_delete,
+    skyhop_store_download,
+    skyhop_store_info,
+    skyhop_store_list,
+    skyhop_store_mount_plan,
+    skyhop_store_upload,
+)
 
 NAME = "local"
 INSTANCE_TYPE = "local"
@@ -152,9 +165,28 @@ async def skyhop_check(ctx: BackendContext) -> CheckResult:
     )
 
 
-async def machine_offer() -> Offer:
-    """The one offer of this machine (GPUs probed in a thread)."""
-    gpus = await trio.to_thread.run_sync(machine.gpus)
+def configured_gpus(config: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """``gpus: {T4: 1}`` in the backend's config declares this machine's GPUs instead of
+    probing ``nvidia-smi`` (a GPU inventory of the operator's choosing)."""
+    declared = (config or {}).get("gpus")
+    if declared is None:
+        return None
+    if not isinstance(declared, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+        for k, v in declared.items()
+    ):
+        raise NotSupportedError(
+            f"backends.local.gpus: {declared!r} is not a mapping of GPU name to count "
+            "(e.g. {T4: 1})."
+        )
+    return dict(declared)
+
+
+async def machine_offer(config: Mapping[str, Any] | None = None) -> Offer:
+    """The one offer of this machine (GPUs probed in a thread, or as configured)."""
+    gpus = configured_gpus(config)
+    if gpus is None:
+        gpus = await trio.to_thread.run_sync(machine.gpus)
     return Offer(
         backend=NAME,
         instance_type=INSTANCE_TYPE,
@@ -167,7 +199,7 @@ async def machine_offer() -> Offer:
 
 @hookimpl
 async def skyhop_offers(ctx: BackendContext, resources: Resources) -> list[Offer]:
-    offer = await machine_offer()
+    offer = await machine_offer(ctx.config)
     # This machine is a pool: asking for 1 of its 2 CPUs fits.
     return [offer] if resources.fits(offer, pooled=True) else []
 
@@ -204,7 +236,7 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
     root = cluster_dir(ctx, request.cluster_name)
     os.makedirs(root, exist_ok=True)
     root = os.path.realpath(root)  # the sandbox binds homes by their real path
-    offer = await machine_offer()
+    offer = await machine_offer(ctx.config)
     nodes = []
     for rank in range(request.num_nodes):
         home = _node_dir(root, rank)
@@ -331,6 +363,27 @@ async def skyhop_open_ports(
             json.dump(cluster_description(opened), f, indent=2)
         os.replace(description + ".tmp", description)
     return opened
+
+
+@hookimpl
+async def skyhop_mount_host_path(
+    ctx: BackendContext, handle: ClusterHandle, host_path: str, mount_path: str
+) -> None:
+    """Bind a directory of this machine (a ``local`` bucket) into every node."""
+    support = _support(ctx, handle)
+    root = cluster_dir(ctx, handle.cluster_name)
+    for node in handle.nodes:
+        runner = skyhop_command_runner(ctx, handle, node)
+        target = runner.resolve(mount_path)
+        if not target.startswith("/"):
+            target = os.path.join(node.home, target)
+        layer = _layer(ctx, root, node.rank, own_network=False) if support.sandboxed else None
+        pid = layer.holder() if layer is not None else None
+        if layer is not None and pid is None:
+            raise NotSupportedError(f"The sandbox of node {node.rank} is not running.")
+        await trio.to_thread.run_sync(
+            bind_into_node, pid, layer.root if layer is not None else "/", host_path, target
+        )
 
 
 @hookimpl

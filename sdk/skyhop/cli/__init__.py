@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from skyhop.cli import api, clusters, gpus, jobs, managed_jobs
+from skyhop.cli import api, clusters, gpus, jobs, managed_jobs, storage, volumes
 
 #: Exit code after Ctrl+C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -80,6 +80,8 @@ for command in (
     jobs.logs,
     jobs.cancel,
     managed_jobs.jobs,
+    storage.storage,
+    volumes.volumes,
     api.api,
 ):
     cli.add_command(command)

@@ -104,7 +104,7 @@ def test_accelerator_forms(value, canonical) -> None:
 
 
 @pytest.mark.parametrize("bad", ["H100:0", "H100:x", ":8", {"A": 1, "B": 2}, ["A", "B"], 5,
-                                 "H100:1.5", {"A100": True}])
+                                 "H100:0.0001", "H100:-0.5", {"A100": True}])
 def test_bad_accelerators(bad) -> None:
     with pytest.raises(TaskValidationError):
         Resources(accelerators=bad)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from skyhop_core.exceptions import TaskValidationError
 from skyhop_core.models import Resources, Task
 from skyhop_core.models.resources import YAML_KEYS
+from skyhop_core.models.task_schema import check_wire_task
 from skyhop_core.models.taskyaml import TASK_KEYS
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -25,6 +26,8 @@ infra = st.one_of(
     st.builds(lambda r: f"aws/{r}", words),
     st.builds(lambda r, z: f"gcp/{r}/{z}", words, words),
     st.builds(lambda c: f"k8s/{c}", words),
+    st.builds(lambda r: f"*/{r}", words),
+    st.builds(lambda r, z: f"*/{r}/{z}", words, words),
 )
 amount = st.one_of(
     st.integers(1, 512),
@@ -35,6 +38,8 @@ accelerator = st.one_of(
     st.sampled_from(["H100", "A100", "L4", "T4", "A100-80GB"]),
     st.builds(lambda n, c: f"{n}:{c}", st.sampled_from(["H100", "V100"]), st.integers(1, 8)),
     st.builds(lambda n, c: {n: c}, st.sampled_from(["A10G", "L40S"]), st.integers(1, 8)),
+    st.builds(lambda n, c: f"{n}:{c}", st.sampled_from(["T4", "L4"]),
+              st.sampled_from([0.5, 0.25, 0.125, 1.5, 0.001])),
 )
 ports = st.one_of(
     st.integers(1, 65535),
@@ -74,23 +79,50 @@ def resources_section(draw: st.DrawFn) -> dict[str, Any]:
 
 
 env_values = st.one_of(plain_text, st.integers(-10, 10), st.booleans())
+storage_entries = st.fixed_dictionaries(
+    {"name": words},
+    optional={
+        "source": st.one_of(words.map(lambda w: f"./{w}"), words.map(lambda w: f"gs://{w}"),
+                            st.lists(words.map(lambda w: f"~/{w}"), min_size=1, max_size=2)),
+        "store": st.sampled_from(["s3", "GCS", "local", "r2"]),
+        "mode": st.sampled_from(["MOUNT", "copy", "MOUNT_CACHED"]),
+        "persistent": st.booleans(),
+        "config": st.fixed_dictionaries({"disk_size": st.integers(1, 100)}),
+    },
+)
+git_workdirs = st.fixed_dictionaries(
+    {"url": words.map(lambda w: f"https://example.com/{w}.git")}, optional={"ref": words}
+)
 task_configs = st.fixed_dictionaries(
     {},
     optional={
         "name": words,
-        "workdir": st.sampled_from([".", "~/code", "../proj"]),
+        "workdir": st.one_of(st.sampled_from([".", "~/code", "../proj"]), git_workdirs),
         "num_nodes": st.integers(1, 16),
         "resources": resources_section(),
         "envs": st.dictionaries(names, env_values, max_size=3),
         "secrets": st.dictionaries(names, plain_text, max_size=2),
-        "file_mounts": st.dictionaries(words.map(lambda w: f"/mnt/{w}"),
-                                       words.map(lambda w: f"~/{w}"), max_size=3),
+        "file_mounts": st.dictionaries(
+            words.map(lambda w: f"/mnt/{w}"),
+            st.one_of(words.map(lambda w: f"~/{w}"), words.map(lambda w: f"s3://{w}/x"),
+                      storage_entries),
+            max_size=3),
+        "volumes": st.dictionaries(words.map(lambda w: f"/vol/{w}"), st.one_of(
+            words, st.fixed_dictionaries({"size": st.sampled_from(["10Gi", "1Ti"])})),
+            max_size=2),
+        "inputs": st.dictionaries(words.map(lambda w: f"s3://{w}"),
+                                  st.one_of(st.integers(0, 10**6), st.floats(0, 1e6)),
+                                  min_size=1, max_size=1),
+        "outputs": st.dictionaries(words, st.integers(0, 100), min_size=1, max_size=1),
+        "event_callback": plain_text,
+        "config": st.dictionaries(words, st.one_of(words, st.integers()), max_size=2),
         "setup": plain_text,
         "run": plain_text,
         "service": st.fixed_dictionaries({"readiness_probe": st.just("/health"),
                                           "replicas": st.integers(1, 3)}),
+        "pool": st.fixed_dictionaries({"workers": st.integers(1, 3)}),
     },
-)
+).filter(lambda c: not ("service" in c and "pool" in c))
 
 
 @FAST
@@ -101,6 +133,7 @@ def test_valid_configs_round_trip(config: dict[str, Any]) -> None:
     assert again == task
     assert again.to_yaml_config() == task.to_yaml_config()
     assert Task.from_yaml_str(task.to_yaml(), "text") == task
+    check_wire_task(task.to_yaml_config())  # the canonical form matches the wire schema
 
 
 @FAST

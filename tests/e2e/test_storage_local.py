@@ -1,0 +1,126 @@
+"""Storage mounts end to end on the local backend and the local store, through a real
+API server: COPY before setup, MOUNT where writes land in the bucket, bucket URIs,
+`persistent: false` buckets going with the cluster, `storage ls` / `storage delete`."""
+
+from __future__ import annotations
+
+import io
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import skyhop as sky
+from skyhop import exceptions
+
+
+def bucket_dir(server, name: str) -> Path:
+    return Path(server.env["SKYHOP_PERSISTENT_PATH"]) / "stores" / "local" / name
+
+
+def run(task: sky.Task, cluster: str) -> str:
+    job_id, _ = sky.stream_and_get(sky.launch(task, cluster_name=cluster),
+                                   output_stream=io.StringIO())  # fmt: skip
+    logs = io.StringIO()
+    code = sky.tail_logs(cluster, job_id, follow=True, output_stream=logs)
+    assert code == 0, logs.getvalue()
+    return logs.getvalue()
+
+
+def test_copy_mount_and_cleanup(server, tmp_path: Path, monkeypatch) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("x,y\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "task.yaml").write_text(textwrap.dedent("""\
+        envs: {RUN: exp1}
+        resources: {infra: local}
+        file_mounts:
+          /copied:
+            name: sh-data-$RUN
+            source: ./data
+            mode: COPY
+          ~/out:
+            name: sh-out-${RUN}
+            mode: MOUNT
+          ~/scratch:
+            name: sh-tmp
+            persistent: false
+        setup: test -f /copied/train.csv && echo setup-saw-copy
+        run: |
+          cat /copied/train.csv
+          echo "written by the job" > ~/out/result.txt
+          ls ~/scratch
+    """))
+    text = run(sky.Task.from_yaml("task.yaml"), "st1")
+    assert "setup-saw-copy" in text and "1,2" in text
+    # MOUNT: the job's write landed in the bucket on the server's machine.
+    assert (bucket_dir(server, "sh-out-exp1") / "result.txt").read_text() == "written by the job\n"
+    # The local source was uploaded into its bucket.
+    assert (bucket_dir(server, "sh-data-exp1") / "train.csv").exists()
+    names = {r["name"]: r for r in sky.get(sky.storage_ls())}
+    assert set(names) == {"sh-data-exp1", "sh-out-exp1", "sh-tmp"}
+    assert names["sh-tmp"]["persistent"] is False and names["sh-tmp"]["cluster_name"] == "st1"
+    # A second launch on the same cluster sees the bucket's content through MOUNT too.
+    again = sky.Task(run="cat ~/out/result.txt").set_storage_mounts(
+        {"~/out": sky.Storage(name="sh-out-exp1")})
+    assert "written by the job" in run(again, "st1")
+    # down deletes the temporary bucket only.
+    sky.get(sky.down("st1"))
+    assert not bucket_dir(server, "sh-tmp").exists()
+    assert {r["name"] for r in sky.get(sky.storage_ls())} == {"sh-data-exp1", "sh-out-exp1"}
+    with pytest.raises(exceptions.StorageError, match="No storage named 'nope'"):
+        sky.get(sky.storage_delete("nope"))
+    assert sky.get(sky.storage_delete("sh-data-exp1")) == ["sh-data-exp1"]
+    assert not bucket_dir(server, "sh-data-exp1").exists()
+    assert sky.get(sky.storage_delete(all=True)) == ["sh-out-exp1"]
+    assert sky.get(sky.storage_ls()) == []
+
+
+def test_a_bucket_uri_is_copied_and_mounted(server, tmp_path: Path) -> None:
+    bucket = bucket_dir(server, "sh-shared")
+    sky.get(sky.launch(sky.Task(resources=sky.Resources(infra="local")).set_storage_mounts(
+        {"/seed": sky.Storage(name="sh-shared")}), cluster_name="st2"))
+    (bucket / "sub").mkdir(parents=True, exist_ok=True)
+    (bucket / "sub" / "f.txt").write_text("from the bucket\n")
+    task = sky.Task(run="cat /plain/f.txt /cached/sub/f.txt")
+    task.set_file_mounts({"/plain": "local://sh-shared/sub"})
+    task.update_storage_mounts(
+        {"/cached": sky.Storage(source="local://sh-shared", mode=sky.StorageMode.MOUNT_CACHED)})
+    assert run(task, "st2").count("from the bucket") == 2
+    sky.get(sky.down("st2"))
+    assert bucket.exists()  # persistent
+    sky.get(sky.storage_delete("sh-shared"))
+
+
+def test_a_missing_bucket_and_an_unknown_store_fail_at_launch(server) -> None:
+    task = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    task.set_storage_mounts({"/d": sky.Storage(source="local://sh-never-made", mode="COPY")})
+    with pytest.raises(exceptions.StorageError, match="does not exist"):
+        sky.stream_and_get(sky.launch(task, cluster_name="st3"), output_stream=io.StringIO())
+    task.set_storage_mounts({"/d": sky.Storage(name="b1", stores="azure")})
+    with pytest.raises(exceptions.NotSupportedError, match="store: 'azure' is not available"):
+        sky.stream_and_get(sky.launch(task, cluster_name="st3"), output_stream=io.StringIO())
+    sky.get(sky.down("st3"))
+    assert os.path.isdir(server.env["SKYHOP_PERSISTENT_PATH"])
+
+
+def test_volumes_are_directories_bound_into_local_nodes(server) -> None:
+    assert sky.get(sky.volumes_apply("vol-a"))["name"] == "vol-a"
+    assert [v["name"] for v in sky.get(sky.volumes_ls())] == ["vol-a"]
+    assert sky.get(sky.storage_ls()) == []  # volumes are not storage buckets
+    task = sky.Task(run="echo kept > /mnt/v/f.txt && ls /mnt/v", num_nodes=2,
+                    resources=sky.Resources(infra="local"))  # fmt: skip
+    task.set_volumes({"/mnt/v": "vol-a"})
+    assert "f.txt" in run(task, "vo1")
+    host = Path(server.env["SKYHOP_PERSISTENT_PATH"]) / "volumes" / "vol-a" / "f.txt"
+    assert host.read_text() == "kept\n"
+    sky.get(sky.down("vo1"))
+    assert host.exists()  # a volume outlives its clusters
+    missing = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    missing.set_volumes({"/mnt/x": "vol-none"})
+    with pytest.raises(exceptions.StorageError, match="skyhop volumes apply vol-none"):
+        sky.stream_and_get(sky.launch(missing, cluster_name="vo2"), output_stream=io.StringIO())
+    sky.get(sky.down("vo2"))
+    assert sky.get(sky.volumes_delete("vol-a")) == ["vol-a"] and not host.exists()

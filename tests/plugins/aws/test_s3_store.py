@@ -1,0 +1,108 @@
+"""The ``s3`` store on moto's S3 server: the store conformance check, and storage mounts
+of a local cluster through a real API server whose AWS environment points at moto."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import skyhop as sky
+from skyhop_core.context import BackendContext
+from skyhop_core.plugins import load_backends
+from skyhop_core.storage.stores import Stores
+from skyhop_core.testing.stores import check_store
+
+
+def s3(aws_env: str) -> Any:
+    import boto3
+
+    return boto3.session.Session().client("s3", region_name="us-east-1", endpoint_url=aws_env)
+
+
+def test_s3_store_conformance(aws_env: str, tmp_path: Path) -> None:
+    stores = Stores(load_backends().pm)
+    ctx = BackendContext(state_dir=str(tmp_path / "s3"), persistent_path=str(tmp_path))
+    bucket = trio.run(check_store, stores, "s3", ctx, tmp_path)
+    names = [b["Name"] for b in s3(aws_env).list_buckets()["Buckets"]]
+    assert bucket.name not in names
+
+
+@pytest.fixture
+def aws_server(aws_env: str, make_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    srv = make_server(env={k: os.environ[k] for k in (
+        "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+        "AWS_SHARED_CREDENTIALS_FILE")})  # fmt: skip
+    for key in ("SKYHOP_PERSISTENT_PATH", "SKYHOP_API_SERVER_ENDPOINT", "SKYHOP_CONFIG"):
+        monkeypatch.setenv(key, srv.env[key])
+    return srv
+
+
+def output(task: sky.Task, cluster: str) -> str:
+    job_id, _ = sky.stream_and_get(sky.launch(task, cluster_name=cluster),
+                                   output_stream=io.StringIO())  # fmt: skip
+    logs = io.StringIO()
+    assert sky.tail_logs(cluster, job_id, follow=True, output_stream=logs) == 0, logs.getvalue()
+    return logs.getvalue()
+
+
+def test_copy_from_s3_onto_local_nodes_and_temporary_buckets(aws_server, aws_env, tmp_path,
+                                                             monkeypatch) -> None:  # fmt: skip
+    client = s3(aws_env)
+    client.create_bucket(Bucket="public-data")
+    client.put_object(Bucket="public-data", Key="shard/0.txt", Body=b"shard zero\n")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "w.bin").write_text("weights\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "task.yaml").write_text(textwrap.dedent("""\
+        resources: {infra: local}
+        file_mounts:
+          /shard: s3://public-data/shard
+          /ckpt:
+            name: sh-ckpt-test
+            source: ./ckpt
+            store: s3
+            mode: COPY
+            persistent: false
+        run: cat /shard/0.txt /ckpt/w.bin
+    """))
+    text = output(sky.Task.from_yaml("task.yaml"), "s3c")
+    assert "shard zero" in text and "weights" in text
+    assert client.get_object(Bucket="sh-ckpt-test", Key="w.bin")["Body"].read() == b"weights\n"
+    assert [r["name"] for r in sky.get(sky.storage_ls())] == ["sh-ckpt-test"]  # not borrowed
+    sky.get(sky.down("s3c"))
+    names = [b["Name"] for b in client.list_buckets()["Buckets"]]
+    assert "sh-ckpt-test" not in names and "public-data" in names
+    assert sky.get(sky.storage_ls()) == []
+
+
+def test_a_mount_on_a_node_without_rclone_or_fuse_says_so(tmp_path: Path) -> None:
+    """The mount plan's command names what the node lacks (run here with a PATH that has
+    no rclone, then with rclone but no fusermount)."""
+    import subprocess
+
+    from skyhop_aws.s3store import skyhop_store_mount_plan
+    from skyhop_core.storage.records import Bucket
+
+    ctx = BackendContext(state_dir=str(tmp_path), persistent_path=str(tmp_path))
+    plan = skyhop_store_mount_plan(ctx=ctx, bucket=Bucket("s3", "b", "p"), mount_path="~/m",
+                                   cached=True)  # fmt: skip
+    assert plan.command and ":b/p" in plan.command and "--vfs-cache-mode" in plan.command
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "mkdir"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))  # type: ignore[arg-type]
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", "-c", plan.command], env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "needs rclone on the node" in done.stderr
+    (bin_dir / "rclone").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "rclone").chmod(0o755)
+    done = subprocess.run(["bash", "-c", plan.command], env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "needs FUSE" in done.stderr
+    assert not (tmp_path / "m").exists()  # nothing made before the checks pass
