@@ -44,10 +44,17 @@ async def call(conn: RawConnection, method: str, path: str, body: Any = None) ->
     return data
 
 
+#: What the SDK asks a submission to wait for a short request (``?wait=``).
+SUBMIT_WAIT = 0.25
+
+
 async def read_once(conn: RawConnection) -> None:
-    """One SDK-style read; raises on any error."""
-    request_id = (await call(conn, "POST", "/api/v1/status", STATUS_BODY))["request_id"]
-    got = await call(conn, "GET", f"/api/get?request_id={request_id}")
+    """One SDK-style read: ``POST /api/v1/status?wait=`` answers with the result when
+    the request finished in time, else with its ID for ``GET /api/get``; raises on
+    any error."""
+    got = await call(conn, "POST", f"/api/v1/status?wait={SUBMIT_WAIT:g}", STATUS_BODY)
+    if "status" not in got:
+        got = await call(conn, "GET", f"/api/get?request_id={got['request_id']}")
     if got.get("status") != "SUCCEEDED":
         raise RuntimeError(f"read ended {got.get('status')}")
 

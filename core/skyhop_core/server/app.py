@@ -88,6 +88,44 @@ async def _check_cancel_allowed(
     )
 
 
+#: The longest ``POST /api/v1/<op>?wait=`` a server honours, in seconds.
+MAX_SUBMIT_WAIT = 60.0
+
+
+def _wait_seconds(value: str | None) -> float:
+    """``?wait=`` of a submission: seconds to wait for the result (0: do not wait)."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_SUBMIT_WAIT:  # also refuses nan
+        raise ValueError(
+            f"Query parameter wait={value!r} must be a number of seconds from 0 to "
+            f"{MAX_SUBMIT_WAIT:g}."
+        )
+    return seconds
+
+
+def _size(path: Any) -> int:
+    try:
+        return int(os.stat(path).st_size)
+    except OSError:
+        return 0
+
+
+def _outcome(row: Any) -> dict[str, Any]:
+    """A finished request as ``GET /api/get`` returns it."""
+    return {
+        "request_id": row.request_id,
+        "name": row.name,
+        "status": row.status,
+        "result": row.result,
+        "error": row.error,
+    }
+
+
 def _cancel_body(data: Any) -> CancelRequestsParams:
     try:
         if not isinstance(data, dict):
@@ -140,12 +178,18 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def submit(request: Request) -> Response:
         operation = request.path_params["operation"]
         try:
+            wait = _wait_seconds(request.query_params.get("wait"))
             body = await bodies.read_json(request)
             if not isinstance(body, dict):
                 raise ValueError("The request body must be a JSON object.")
-            request_id = await engine.submit(operation, body, _user(request))
+            request_id, row = await engine.submit_and_wait(
+                operation, body, _user(request), wait=wait
+            )
         except Exception as exc:
             return error_response(exc)
+        if row is not None:  # finished within ?wait=: the result, as GET /api/get has it
+            # ...and how long its log is, so a client need not ask for an empty one.
+            return JSONResponse({**_outcome(row), "log_bytes": _size(services.logs.path(request_id))})
         return JSONResponse({"request_id": request_id}, status_code=202)
 
     async def get(request: Request) -> Response:
@@ -156,15 +200,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
             row = await engine.wait(request_id)
         except Exception as exc:
             return error_response(exc)
-        return JSONResponse(
-            {
-                "request_id": row.request_id,
-                "name": row.name,
-                "status": row.status,
-                "result": row.result,
-                "error": row.error,
-            }
-        )
+        return JSONResponse(_outcome(row))
 
     async def stream(request: Request) -> Response:
         q = request.query_params

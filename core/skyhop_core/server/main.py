@@ -86,19 +86,22 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
                 shutdown.set()
                 return
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(on_signals)
-        await nursery.start(engine.serve)
-        await nursery.start(jobs_service.serve)
-        nursery.start_soon(autostop_loop, engine, interval)
-        nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
-        nursery.start_soon(health_loop, engine, health_interval())
-        write_private(pid_file, f"{os.getpid()} {host} {port}\n")
-        try:
-            await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-        finally:
-            pid_file.unlink(missing_ok=True)
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(on_signals)
+            await nursery.start(engine.serve)
+            await nursery.start(jobs_service.serve)
+            nursery.start_soon(autostop_loop, engine, interval)
+            nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
+            nursery.start_soon(health_loop, engine, health_interval())
+            write_private(pid_file, f"{os.getpid()} {host} {port}\n")
+            try:
+                await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+            finally:
+                pid_file.unlink(missing_ok=True)
+                nursery.cancel_scope.cancel()
+    finally:
+        store.close()  # the writer applies what it still holds before the process ends
 
 
 async def _announce_deploy(store: Store, host: str, port: int) -> None:
