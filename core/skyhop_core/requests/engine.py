@@ -101,6 +101,7 @@ class Engine:
         self._finished: OrderedDict[str, Any] = OrderedDict()
         #: The user hash of each request this replica runs (for owner-scoped lookups).
         self._owners: dict[str, str] = {}
+        self._users: dict[str, User] = {}
         self.replica = Replica()
         #: Task secrets in stored bodies are sealed (see requests/secrets.py).
         self.secret_box = SecretBox(services.persistent_path)
@@ -266,6 +267,7 @@ class Engine:
         self._scopes[request_id] = scope
         self._done[request_id] = trio.Event()
         self._owners[request_id] = user.hash
+        self._users[request_id] = user
         self._nursery.start_soon(self._run, request_id, op, params, user, scope, holds_slot)
 
     async def _execute(
@@ -341,6 +343,7 @@ class Engine:
                 self._remember(request_id, op.name, status, result, error, user.hash)
                 self._scopes.pop(request_id, None)
                 self._owners.pop(request_id, None)
+                self._users.pop(request_id, None)
                 self._done.pop(request_id).set()
 
     def _remember(
@@ -390,6 +393,10 @@ class Engine:
         row = await self.services.store.run(rq.get_row, request_id)
         return row is None or RequestStatus(row.status).is_terminal()
 
+    def running_user(self, request_id: str) -> User | None:
+        """Who submitted a request this replica runs (None: not running here)."""
+        return self._users.get(request_id)
+
     def is_local(self, request_id: str) -> bool:
         """Whether this replica runs the request (so its log writes wake followers)."""
         return request_id in self._done
@@ -422,9 +429,9 @@ class Engine:
         """Cancel requests, here or on the replica that runs them; returns (cancelled,
         already finished) once their cleanup is done."""
         local = [i for i in request_ids if self.cancel_local(i)]
-        remote = await self.services.store.run(
-            rq.request_cancel, [i for i in request_ids if i not in local]
-        )
+        others = [i for i in request_ids if i not in local]
+        # Cancelling what runs here needs no database round trip before its cleanup.
+        remote = await self.services.store.run(rq.request_cancel, others) if others else []
         for request_id in local:
             event = self._done.get(request_id)
             if event is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -77,7 +78,13 @@ async def _check_cancel_allowed(
     ``all_users``. (A deployed server never gets this far: others' IDs do not resolve.)"""
     if all_users:
         return
-    rows = [await engine.services.store.run(rq.get_row, i) for i in ids]
+    # Requests running here are checked in memory; only the others need their rows.
+    running = {i: u for i in ids if (u := engine.running_user(i)) is not None}
+    rows: list[Any] = [
+        SimpleNamespace(request_id=i, user_hash=u.hash, user_name=u.name)
+        for i, u in running.items()
+    ]
+    rows += [await engine.services.store.run(rq.get_row, i) for i in ids if i not in running]
     foreign = [r for r in rows if r is not None and r.user_hash != user.hash]
     if not foreign:
         return

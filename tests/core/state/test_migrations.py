@@ -80,3 +80,23 @@ def test_tokens_from_before_roles_become_users(tmp_path: Path) -> None:
     _, admin = store.run_sync(tk.create, "boss", "admin")
     assert admin.role == "admin"
     assert {t.name: t.role for t in store.run_sync(tk.list_tokens)}["boss"] == "admin"
+
+
+def test_head_constant_names_the_newest_migration():
+    from skyhop_core.state.migrate import HEAD
+
+    assert head_revision() == HEAD, "bump migrate.HEAD with every new migration"
+
+
+def test_opening_a_current_database_does_not_run_alembic(tmp_path):
+    import subprocess
+    import sys
+
+    open_store(tmp_path).close()  # creates and migrates
+    code = (
+        "import sys; from pathlib import Path; from skyhop_core.state import open_store; "
+        f"s = open_store(Path({str(tmp_path)!r})); "
+        "print('alembic' in sys.modules); s.close()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
