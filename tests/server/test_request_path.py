@@ -64,7 +64,7 @@ def test_errors_of_a_waited_read_come_back_typed_in_the_same_call(server):
     assert r.json()["error"]["type"] == "ClusterDoesNotExist"
 
 
-@pytest.mark.parametrize("value", ["-1", "61", "soon", "nan"])
+@pytest.mark.parametrize("value", ["-1", "61", "soon", "nan", ""])
 def test_a_bad_wait_is_refused_naming_it(server, value):
     r = post(server, "status", STATUS, wait=value)
     assert r.status_code == 400

@@ -101,7 +101,7 @@ MAX_SUBMIT_WAIT = 60.0
 
 def _wait_seconds(value: str | None) -> float:
     """``?wait=`` of a submission: seconds to wait for the result (0: do not wait)."""
-    if value is None or value == "":
+    if value is None:
         return 0.0
     try:
         seconds = float(value)

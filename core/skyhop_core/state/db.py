@@ -208,8 +208,10 @@ class Store:
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` on the store's one writer thread, in one
-        transaction with the other writes queued meanwhile; returns once it committed.
-        For short writes on the request path (``fn`` must not block for long)."""
+        transaction with the other calls queued meanwhile; returns once it committed.
+        For the short writes and reads of the request path (``fn`` must be quick: it
+        holds up the others in its batch); under load, a batch costs one thread hop
+        and one commit for all of them."""
         return await self.writer.run(fn, *args)
 
     def close(self) -> None:
