@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
+    asgi_floor,
     cli,
     clusters,
     jobs,
@@ -54,6 +55,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("load", "reads under load", "ms", load.reads_under_load, True),
     ("throughput", "reads throughput", "req/s", throughput.throughput, True),
     ("burst", "burst of async requests", "s", throughput.burst, True),
+    ("asgi_floor", "HTTP stack floor (CPU per request)", "ms", asgi_floor.floor, True),
     ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
     ("managed_jobs", "managed jobs held RUNNING", "MB", managed_jobs.held_running, False),
 ]

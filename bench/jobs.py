@@ -202,7 +202,7 @@ def cancel_latency(run: Run) -> list[Figure]:
         cancel_job(BENCH_CLUSTER, job_id)
     s, b = summary(samples, 1000), summary(base, 1000)
     return [Figure("cancel", "cancel latency", "ms", s["p50"], s["p99"],
-                   "SIGTERM + reap of a child", b["p50"], b["p99"], Target("<", 200),
+                   "SIGTERM + reap of a child", b["p50"], b["p99"], Target("<", 10),
                    f"{runs} runs: sky.api_cancel of a `logs --follow` request on a sleeping "
                    "job, until it shows CANCELLED and its tail process is gone")]
 

@@ -49,7 +49,7 @@ def server_figures(run: Run) -> list[Figure]:
     n = len(starts)
     return [
         Figure("server", "server cold start to healthy", "ms", s["p50"], s["p99"],
-               "stdlib http.server", b["p50"], b["p99"], Target("<", 1000),
+               "stdlib http.server", b["p50"], b["p99"], Target("<", 400),
                f"{n} starts on fresh persistent paths, after 1 warm-up"),
         Figure("server", "server idle RSS (process tree)", "MB", r["p50"], None,
                "stdlib http.server", br["p50"], None, Target("<", 120),

@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -55,6 +56,21 @@ _HEALTH_TIMEOUT = 3.0
 _CALL_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 #: /api/get and /api/stream wait for the request to finish: no read timeout.
 _WAIT_TIMEOUT = httpx.Timeout(None, connect=10.0)
+#: How long a submission waits on the server for a short request to finish, so a read
+#: is one round trip (``SKYHOP_SUBMIT_WAIT_SECONDS``; 0 turns it off).
+DEFAULT_SUBMIT_WAIT = 0.25
+#: Finished requests whose results came back with their submission, until ``get``.
+_INLINE_RESULTS = 256
+
+
+def submit_wait() -> float:
+    """Seconds a submission asks the server to wait for the result (``?wait=``)."""
+    value = os.environ.get("SKYHOP_SUBMIT_WAIT_SECONDS", "")
+    try:
+        seconds = float(value) if value else DEFAULT_SUBMIT_WAIT
+    except ValueError:
+        seconds = DEFAULT_SUBMIT_WAIT
+    return min(max(seconds, 0.0), 60.0)
 
 
 class RequestInterrupted(KeyboardInterrupt):
@@ -184,7 +200,34 @@ class ClientBase:
             headers["Authorization"] = f"Bearer {self.token}"
         self.auto_start = auto_start and not own_transport
         self.start_timeout = start_timeout
+        self.submit_wait = submit_wait()
+        self._inline: OrderedDict[str, dict[str, Any]] = OrderedDict()
         return headers
+
+    def _submit_path(self, operation: str) -> str:
+        if self.submit_wait > 0:
+            return f"/api/v1/{operation}?wait={self.submit_wait:g}"
+        return f"/api/v1/{operation}"
+
+    def _accepted(self, data: dict[str, Any]) -> str:
+        """The request ID of a submission's answer; a finished request's outcome (a
+        server that honoured ``?wait=``) is kept for :meth:`_inline_result`."""
+        request_id = str(data["request_id"])
+        if "status" in data:
+            self._inline[request_id] = dict(data)
+            while len(self._inline) > _INLINE_RESULTS:
+                self._inline.popitem(last=False)
+        return request_id
+
+    def _inline_result(self, request_id: str) -> dict[str, Any] | None:
+        """The outcome that came back with the submission, once (None: ask the server)."""
+        return self._inline.pop(request_id, None)
+
+    def _nothing_logged(self, request_id: str) -> bool:
+        """Whether the request finished with its submission and logged nothing (so a
+        stream of its log has nothing to show)."""
+        done = self._inline.get(request_id)
+        return done is not None and done.get("log_bytes") == 0
 
     def check_version(self, info: dict[str, Any]) -> None:
         """Raise ApiVersionMismatchError if the server's API major version differs."""
@@ -315,11 +358,13 @@ class ApiClient(ClientBase):
         from skyhop.uploads import prepare_body
 
         body = prepare_body(self, operation, body)
-        data = self.call("POST", f"/api/v1/{operation}", json=body)
-        return str(data["request_id"])
+        return self._accepted(self.call("POST", self._submit_path(operation), json=body))
 
     def get(self, request_id: str) -> dict[str, Any]:
-        """``GET /api/get``: waits for the request to finish; returns the raw body."""
+        """``GET /api/get``: waits for the request to finish; returns the raw body (a
+        request that finished while its submission waited needs no call)."""
+        if (done := self._inline_result(request_id)) is not None:
+            return done
         try:
             return dict(self.call("GET", "/api/get", wait=True, params={"request_id": request_id}))
         except KeyboardInterrupt:
@@ -339,6 +384,8 @@ class ApiClient(ClientBase):
         If the connection breaks mid-stream, the stream resumes from the last byte
         received (a few times) instead of starting over.
         """
+        if self._nothing_logged(request_id):
+            return
         if not self._checked:
             self.ensure_server()
         cursor = LogCursor(request_id, follow=follow, tail=tail, offset=offset)

@@ -285,7 +285,7 @@ async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
     """
     if p.all_users:
         require_all_users_allowed(ctx, "list clusters of")
-    records = await ctx.services.store.run(cl.list_all)
+    records = await ctx.services.store.write(cl.list_all)  # grouped: one hop per batch
     if p.cluster_names:
         wanted = set(p.cluster_names)
         records = [r for r in records if r.name in wanted]

@@ -101,11 +101,14 @@ class Engine:
         self._finished: OrderedDict[str, Any] = OrderedDict()
         #: The user hash of each request this replica runs (for owner-scoped lookups).
         self._owners: dict[str, str] = {}
+        self._users: dict[str, User] = {}
         self.replica = Replica()
         #: Task secrets in stored bodies are sealed (see requests/secrets.py).
         self.secret_box = SecretBox(services.persistent_path)
         #: Requests whose stored body holds sealed secrets, to redact when they finish.
         self._sealed: set[str] = set()
+        #: Rows of running requests not written yet (see :meth:`submit_and_wait`).
+        self._unwritten: dict[str, dict[str, Any]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -150,8 +153,29 @@ class Engine:
         return params
 
     async def submit(self, name: str, body: dict[str, Any], user: User) -> str:
+        """Create a request and start it; returns its ID once its row is stored."""
+        request_id, _ = await self.submit_and_wait(name, body, user, wait=0.0)
+        return request_id
+
+    async def submit_and_wait(
+        self, name: str, body: dict[str, Any], user: User, *, wait: float
+    ) -> tuple[str, Any]:
+        """Create a request, start it and wait up to ``wait`` seconds for it to finish.
+
+        Returns ``(request_id, outcome)``: the outcome (as :meth:`wait` gives it) when it
+        finished in time, else None. Only ``short`` requests are waited on. Either way the request's row is committed before
+        this returns, so an acknowledged request survives a crash of the server.
+
+        A ``short`` request that gets a slot at once and is waited on is written once,
+        when it finishes (or, should it outlast ``wait``, when the wait ends): a read
+        costs one row write instead of two, and it is never acknowledged before it is
+        stored. Until then it is known only to this replica (it resolves, streams and
+        cancels here; ``GET /api/status`` lists it once it is written).
+        """
         params = self.parse(name, body)
         op = self.operations[name]
+        if op.schedule != "short":
+            wait = 0.0  # long work answers at once: its client streams the log meanwhile
         request_id = str(uuid.uuid4())
         # A free slot is taken now, so the row is written once, already RUNNING.
         limiter = self.limiters[op.schedule]
@@ -163,30 +187,47 @@ class Engine:
         sealed = has_secrets(body)
         if sealed:
             body = self.secret_box.seal(body)  # the parsed params keep the values
-        try:
-            await self.services.store.run(
-                lambda conn: rq.insert(
-                    conn,
-                    request_id=request_id,
-                    name=name,
-                    user_name=user.name,
-                    user_hash=user.hash,
-                    user_role=user.role,
-                    cluster_name=getattr(params, "cluster_name", None),
-                    schedule_type=op.schedule,
-                    body=body,
-                    running=holds_slot,
-                    owner=self.replica.server_id,
-                )
-            )
-        except BaseException:
-            if holds_slot:
-                limiter.release_on_behalf_of(request_id)
-            raise
+        row: dict[str, Any] = dict(
+            request_id=request_id,
+            name=name,
+            user_name=user.name,
+            user_hash=user.hash,
+            user_role=user.role,
+            cluster_name=getattr(params, "cluster_name", None),
+            schedule_type=op.schedule,
+            body=body,
+            running=holds_slot,
+            owner=self.replica.server_id,
+            created_at=time.time(),
+        )
+        deferred = wait > 0 and holds_slot and op.schedule == "short"
+        if deferred:
+            self._unwritten[request_id] = row
+        else:
+            try:
+                await self.services.store.write(lambda conn: rq.insert(conn, **row))
+            except BaseException:
+                if holds_slot:
+                    limiter.release_on_behalf_of(request_id)
+                raise
         if sealed:
             self._sealed.add(request_id)
         self._start(request_id, op, params, user, holds_slot)
-        return request_id
+        if wait <= 0:
+            return request_id, None
+        done = self._done[request_id]
+        with trio.move_on_after(wait):
+            await done.wait()
+        unwritten = self._unwritten.pop(request_id, None)
+        if unwritten is not None:
+            # Still running: store it before its ID is acknowledged. The writer applies
+            # writes in order, so its finish (queued later) cannot overtake this insert.
+            with trio.CancelScope(shield=True):
+                await self.services.store.write(lambda conn: rq.insert(conn, **unwritten))
+        elif deferred and not done.is_set():
+            # It finished meanwhile and its (only) write is under way: wait for it.
+            await done.wait()
+        return request_id, self._finished.get(request_id) if done.is_set() else None
 
     def resume(self, row: Any) -> None:
         """Run a PENDING request this replica has just come to own (its stored body's
@@ -210,7 +251,7 @@ class Engine:
         error = wire.encode_error(exc)
         owner = self.replica.server_id
         with trio.CancelScope(shield=True):
-            await self.services.store.run(
+            await self.services.store.write(
                 lambda conn: rq.finish(
                     conn, request_id, RequestStatus.FAILED, error=error, owner=owner,
                     body=redact,
@@ -226,6 +267,7 @@ class Engine:
         self._scopes[request_id] = scope
         self._done[request_id] = trio.Event()
         self._owners[request_id] = user.hash
+        self._users[request_id] = user
         self._nursery.start_soon(self._run, request_id, op, params, user, scope, holds_slot)
 
     async def _execute(
@@ -237,7 +279,7 @@ class Engine:
             await limiter.acquire_on_behalf_of(ctx.request_id)
         try:
             owner = self.replica.server_id
-            if not holds_slot and not await self.services.store.run(
+            if not holds_slot and not await self.services.store.write(
                 rq.set_running, ctx.request_id, owner
             ):
                 return False, None
@@ -283,16 +325,25 @@ class Engine:
                 # It never runs again: keep only its secrets' names.
                 scrub = redact if request_id in self._sealed else None
                 self._sealed.discard(request_id)
-                await store.run(
-                    lambda conn: rq.finish(
-                        conn, request_id, status, result=result, error=error, owner=owner,
-                        body=scrub,
+                unwritten = self._unwritten.pop(request_id, None)
+                if unwritten is not None:  # never written: one row, already finished
+                    await store.write(
+                        lambda conn: rq.insert_finished(
+                            conn, unwritten, status, result=result, error=error, body=scrub
+                        )
                     )
-                )
+                else:
+                    await store.write(
+                        lambda conn: rq.finish(
+                            conn, request_id, status, result=result, error=error,
+                            owner=owner, body=scrub,
+                        )
+                    )
                 writer.close()
                 self._remember(request_id, op.name, status, result, error, user.hash)
                 self._scopes.pop(request_id, None)
                 self._owners.pop(request_id, None)
+                self._users.pop(request_id, None)
                 self._done.pop(request_id).set()
 
     def _remember(
@@ -342,6 +393,10 @@ class Engine:
         row = await self.services.store.run(rq.get_row, request_id)
         return row is None or RequestStatus(row.status).is_terminal()
 
+    def running_user(self, request_id: str) -> User | None:
+        """Who submitted a request this replica runs (None: not running here)."""
+        return self._users.get(request_id)
+
     def is_local(self, request_id: str) -> bool:
         """Whether this replica runs the request (so its log writes wake followers)."""
         return request_id in self._done
@@ -374,9 +429,9 @@ class Engine:
         """Cancel requests, here or on the replica that runs them; returns (cancelled,
         already finished) once their cleanup is done."""
         local = [i for i in request_ids if self.cancel_local(i)]
-        remote = await self.services.store.run(
-            rq.request_cancel, [i for i in request_ids if i not in local]
-        )
+        others = [i for i in request_ids if i not in local]
+        # Cancelling what runs here needs no database round trip before its cleanup.
+        remote = await self.services.store.run(rq.request_cancel, others) if others else []
         for request_id in local:
             event = self._done.get(request_id)
             if event is not None:

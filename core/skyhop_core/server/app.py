@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -77,7 +78,13 @@ async def _check_cancel_allowed(
     ``all_users``. (A deployed server never gets this far: others' IDs do not resolve.)"""
     if all_users:
         return
-    rows = [await engine.services.store.run(rq.get_row, i) for i in ids]
+    # Requests running here are checked in memory; only the others need their rows.
+    running = {i: u for i in ids if (u := engine.running_user(i)) is not None}
+    rows: list[Any] = [
+        SimpleNamespace(request_id=i, user_hash=u.hash, user_name=u.name)
+        for i, u in running.items()
+    ]
+    rows += [await engine.services.store.run(rq.get_row, i) for i in ids if i not in running]
     foreign = [r for r in rows if r is not None and r.user_hash != user.hash]
     if not foreign:
         return
@@ -86,6 +93,44 @@ async def _check_cancel_allowed(
         f"Request(s) {listed} belong to another user; nothing was cancelled. "
         "Pass all_users (--all-users) to cancel other users' requests."
     )
+
+
+#: The longest ``POST /api/v1/<op>?wait=`` a server honours, in seconds.
+MAX_SUBMIT_WAIT = 60.0
+
+
+def _wait_seconds(value: str | None) -> float:
+    """``?wait=`` of a submission: seconds to wait for the result (0: do not wait)."""
+    if value is None:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_SUBMIT_WAIT:  # also refuses nan
+        raise ValueError(
+            f"Query parameter wait={value!r} must be a number of seconds from 0 to "
+            f"{MAX_SUBMIT_WAIT:g}."
+        )
+    return seconds
+
+
+def _size(path: Any) -> int:
+    try:
+        return int(os.stat(path).st_size)
+    except OSError:
+        return 0
+
+
+def _outcome(row: Any) -> dict[str, Any]:
+    """A finished request as ``GET /api/get`` returns it."""
+    return {
+        "request_id": row.request_id,
+        "name": row.name,
+        "status": row.status,
+        "result": row.result,
+        "error": row.error,
+    }
 
 
 def _cancel_body(data: Any) -> CancelRequestsParams:
@@ -140,12 +185,18 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     async def submit(request: Request) -> Response:
         operation = request.path_params["operation"]
         try:
+            wait = _wait_seconds(request.query_params.get("wait"))
             body = await bodies.read_json(request)
             if not isinstance(body, dict):
                 raise ValueError("The request body must be a JSON object.")
-            request_id = await engine.submit(operation, body, _user(request))
+            request_id, row = await engine.submit_and_wait(
+                operation, body, _user(request), wait=wait
+            )
         except Exception as exc:
             return error_response(exc)
+        if row is not None:  # finished within ?wait=: the result, as GET /api/get has it
+            # ...and how long its log is, so a client need not ask for an empty one.
+            return JSONResponse({**_outcome(row), "log_bytes": _size(services.logs.path(request_id))})
         return JSONResponse({"request_id": request_id}, status_code=202)
 
     async def get(request: Request) -> Response:
@@ -156,15 +207,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
             row = await engine.wait(request_id)
         except Exception as exc:
             return error_response(exc)
-        return JSONResponse(
-            {
-                "request_id": row.request_id,
-                "name": row.name,
-                "status": row.status,
-                "result": row.result,
-                "error": row.error,
-            }
-        )
+        return JSONResponse(_outcome(row))
 
     async def stream(request: Request) -> Response:
         q = request.query_params

@@ -10,7 +10,7 @@ import argparse
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -53,7 +53,6 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from skyhop_core.state import open_store
     from skyhop_core.storage.uploads import UploadStore
 
-    await trio.to_thread.run_sync(warm_up)
     root = ensure_persistent_path()
     config = load_config()
     store = await trio.to_thread.run_sync(open_store, root)
@@ -86,19 +85,32 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
                 shutdown.set()
                 return
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(on_signals)
-        await nursery.start(engine.serve)
-        await nursery.start(jobs_service.serve)
-        nursery.start_soon(autostop_loop, engine, interval)
-        nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
-        nursery.start_soon(health_loop, engine, health_interval())
-        write_private(pid_file, f"{os.getpid()} {host} {port}\n")
-        try:
-            await hypercorn_serve(app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-        finally:
-            pid_file.unlink(missing_ok=True)
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(on_signals)
+            await nursery.start(engine.serve)
+            await nursery.start(jobs_service.serve)
+            nursery.start_soon(autostop_loop, engine, interval)
+            nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
+            nursery.start_soon(health_loop, engine, health_interval())
+            write_private(pid_file, f"{os.getpid()} {host} {port}\n")
+
+            async def run_http(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                try:
+                    await hypercorn_serve(
+                        app, hconfig, shutdown_trigger=shutdown.wait,  # type: ignore[arg-type]
+                        task_status=task_status,
+                    )
+                finally:
+                    pid_file.unlink(missing_ok=True)
+                    nursery.cancel_scope.cancel()
+
+            await nursery.start(run_http)
+            # Once it answers: build the task validator (jsonschema) off the event loop,
+            # so the first launch does not stall it, and start-up does not wait for it.
+            nursery.start_soon(trio.to_thread.run_sync, warm_up)
+    finally:
+        store.close()  # the writer applies what it still holds before the process ends
 
 
 async def _announce_deploy(store: Store, host: str, port: int) -> None:

@@ -135,9 +135,11 @@ def build(operations: dict[str, Operation]) -> dict[str, Any]:
         paths[f"/api/v1/{name}"] = {"post": {
             "summary": (op.handler.__doc__ or name).strip().splitlines()[0],
             "operationId": name,
+            "parameters": [_query("wait", {"type": "number", "minimum": 0, "maximum": 60})],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": params_schema(op.params)}}},
-            "responses": {"202": {"description": "Accepted: the request ID"}, **_POST},
+            "responses": {"200": {"description": "Finished within ?wait=: as GET /api/get"},
+                          "202": {"description": "Accepted: the request ID"}, **_POST},
         }}
     return {
         "openapi": "3.1.0",

@@ -203,13 +203,17 @@ def create_engine(persistent_path: Path) -> sa.Engine:
 
 
 class Store:
-    """The database plus a limiter for the worker threads that talk to it."""
+    """The database plus a limiter for the worker threads that talk to it, and the
+    group-commit writer for the request rows (see :mod:`skyhop_core.state.writer`)."""
 
     def __init__(self, engine: sa.Engine, max_threads: int = 8) -> None:
         self.engine = engine
         import trio  # here, so the tables import without trio (the CLI's token commands)
 
+        from skyhop_core.state.writer import GroupWriter
+
         self.limiter = trio.CapacityLimiter(max_threads)
+        self.writer = GroupWriter(engine)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` in a transaction on a worker thread."""
@@ -221,6 +225,19 @@ class Store:
         import trio
 
         return await trio.to_thread.run_sync(work, limiter=self.limiter)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` on the store's one writer thread, in one
+        transaction with the other calls queued meanwhile; returns once it committed.
+        For the short writes and reads of the request path (``fn`` must be quick: it
+        holds up the others in its batch); under load, a batch costs one thread hop
+        and one commit for all of them."""
+        return await self.writer.run(fn, *args)
+
+    def close(self) -> None:
+        """Apply queued writes, stop the writer thread and close the connections."""
+        self.writer.close()
+        self.engine.dispose()
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """The same, from synchronous code (start-up, tests)."""

@@ -15,6 +15,39 @@ from skyhop_core.state.db import requests
 
 UNFINISHED = (RequestStatus.PENDING.value, RequestStatus.RUNNING.value)
 
+# The request path's statements, built once with bound parameters: SQLAlchemy then reuses
+# their compiled form instead of building and hashing a new statement for every row
+# (about 0.4 ms of CPU per write otherwise).
+_INSERT = requests.insert()
+_GET_ROW = sa.select(requests).where(requests.c.request_id == sa.bindparam("rid"))
+_SET_RUNNING = (
+    requests.update()
+    .where(
+        requests.c.request_id == sa.bindparam("rid"),
+        requests.c.owner == sa.bindparam("own"),
+        requests.c.status == RequestStatus.PENDING.value,
+    )
+    .values(status=RequestStatus.RUNNING.value, started_at=sa.bindparam("now"))
+)
+_FINISH_VALUES = dict(
+    status=sa.bindparam("st"),
+    finished_at=sa.bindparam("now"),
+    result=sa.bindparam("res", type_=requests.c.result.type),
+    error=sa.bindparam("err", type_=requests.c.error.type),
+)
+_FINISH_BY_ID = requests.update().where(requests.c.request_id == sa.bindparam("rid"))
+#: (only while owned, with a new body) -> the finishing UPDATE.
+_FINISH = {
+    (owned, new_body): (
+        _FINISH_BY_ID.where(requests.c.owner == sa.bindparam("own")) if owned else _FINISH_BY_ID
+    ).values(
+        **_FINISH_VALUES,
+        **({"body": sa.bindparam("body", type_=requests.c.body.type)} if new_body else {}),
+    )
+    for owned in (False, True)
+    for new_body in (False, True)
+}
+
 
 def to_record(row: Any) -> RequestRecord:
     error = row.error or None
@@ -46,12 +79,14 @@ def insert(
     running: bool = False,
     owner: str | None = None,
     user_role: str = "user",
+    created_at: float | None = None,
 ) -> None:
     """Insert a new request, PENDING (or RUNNING when it already holds a slot), owned by
-    the replica ``owner``."""
-    now = time.time()
+    the replica ``owner``; ``created_at`` defaults to now."""
+    now = time.time() if created_at is None else created_at
     conn.execute(
-        requests.insert().values(
+        _INSERT,
+        dict(
             request_id=request_id,
             name=name,
             user_name=user_name,
@@ -62,14 +97,53 @@ def insert(
             schedule_type=schedule_type,
             created_at=now,
             started_at=now if running else None,
+            finished_at=None,
             body=body,
+            result=None,
+            error=None,
             owner=owner,
-        )
+            cancel_requested=False,
+        ),
+    )
+
+
+def insert_finished(
+    conn: sa.Connection,
+    row: dict[str, Any],
+    status: RequestStatus,
+    *,
+    result: Any = None,
+    error: dict[str, Any] | None = None,
+    body: Callable[[Any], Any] | None = None,
+) -> None:
+    """Insert a request that already ran (``row``: :func:`insert`'s arguments, written
+    nowhere yet), with its outcome: one write for a short request's whole life."""
+    now = time.time()
+    conn.execute(
+        _INSERT,
+        dict(
+            request_id=row["request_id"],
+            name=row["name"],
+            user_name=row["user_name"],
+            user_hash=row["user_hash"],
+            user_role=row.get("user_role", "user"),
+            cluster_name=row.get("cluster_name"),
+            status=status.value,
+            schedule_type=row["schedule_type"],
+            created_at=row.get("created_at", now),
+            started_at=row.get("created_at", now),
+            finished_at=now,
+            body=row["body"] if body is None else body(row["body"]),
+            result=result,
+            error=error,
+            owner=row.get("owner"),
+            cancel_requested=False,
+        ),
     )
 
 
 def get_row(conn: sa.Connection, request_id: str) -> Any:
-    return conn.execute(sa.select(requests).where(requests.c.request_id == request_id)).first()
+    return conn.execute(_GET_ROW, {"rid": request_id}).first()
 
 
 def resolve_prefix(conn: sa.Connection, prefix: str, *, user_hash: str | None = None) -> str:
@@ -112,11 +186,15 @@ def _owned(request_id: str, owner: str | None) -> list[Any]:
 def set_running(conn: sa.Connection, request_id: str, owner: str | None = None) -> bool:
     """PENDING -> RUNNING (only while ``owner`` owns it); False when the request is no
     longer PENDING or no longer ours."""
-    res = conn.execute(
-        requests.update()
-        .where(*_owned(request_id, owner), requests.c.status == RequestStatus.PENDING.value)
-        .values(status=RequestStatus.RUNNING.value, started_at=time.time())
-    )
+    if owner is None:
+        res = conn.execute(
+            requests.update()
+            .where(requests.c.request_id == request_id,
+                   requests.c.status == RequestStatus.PENDING.value)
+            .values(status=RequestStatus.RUNNING.value, started_at=time.time())
+        )  # fmt: skip
+    else:
+        res = conn.execute(_SET_RUNNING, {"rid": request_id, "own": owner, "now": time.time()})
     return res.rowcount == 1
 
 
@@ -132,16 +210,18 @@ def finish(
 ) -> None:
     """Record the outcome (only while ``owner`` still owns the request, when given);
     ``body`` rewrites the stored body at the same time (to drop its secrets)."""
-    values: dict[str, Any] = dict(
-        status=status.value, finished_at=time.time(), result=result, error=error
+    params: dict[str, Any] = dict(
+        rid=request_id, st=status.value, now=time.time(), res=result, err=error
     )
     if body is not None:
         row = conn.execute(
             sa.select(requests.c.body).where(*_owned(request_id, owner))
         ).first()
         if row is not None:
-            values["body"] = body(row.body)
-    conn.execute(requests.update().where(*_owned(request_id, owner)).values(**values))
+            params["body"] = body(row.body)
+    if owner is not None:
+        params["own"] = owner
+    conn.execute(_FINISH[owner is not None, "body" in params], params)
 
 
 def list_records(

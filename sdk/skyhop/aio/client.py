@@ -149,11 +149,13 @@ class AsyncApiClient(ClientBase):
         if needs_upload(operation, body):
             caller = _FromThread(self)
             body = await anyio.to_thread.run_sync(prepare_body, caller, operation, body)
-        data = await self.call("POST", f"/api/v1/{operation}", json=body)
-        return str(data["request_id"])
+        return self._accepted(await self.call("POST", self._submit_path(operation), json=body))
 
     async def get(self, request_id: str) -> dict[str, Any]:
-        """``GET /api/get``: waits for the request to finish; returns the raw body."""
+        """``GET /api/get``: waits for the request to finish; returns the raw body (a
+        request that finished while its submission waited needs no call)."""
+        if (done := self._inline_result(request_id)) is not None:
+            return done
         params = {"request_id": request_id}
         return dict(await self.call("GET", "/api/get", wait=True, params=params))
 
@@ -171,6 +173,8 @@ class AsyncApiClient(ClientBase):
         As in the sync client, NUL heartbeats are dropped and a stream broken midway
         resumes from the last byte received (a few times).
         """
+        if self._nothing_logged(request_id):
+            return
         if not self._checked:
             await self.ensure_server()
         cursor = LogCursor(request_id, follow=follow, tail=tail, offset=offset)

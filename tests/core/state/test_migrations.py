@@ -16,12 +16,22 @@ from skyhop_core.state.db import create_engine, metadata
 from skyhop_core.state.migrate import current_revision, head_revision, upgrade
 
 
+def test_the_migrations_build_exactly_the_tables_of_db_py(tmp_path: Path) -> None:
+    engine = create_engine(tmp_path)
+    upgrade(engine, head_revision())  # every migration, through Alembic
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], f"the migrations and state/db.py disagree: {diff}"
+
+
 def test_a_new_database_is_at_head_and_matches_the_tables(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+    store = open_store(tmp_path)  # created from db.py's tables, stamped HEAD
     assert current_revision(store.engine) == head_revision()
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    assert diff == [], f"the migrations and state/db.py disagree: {diff}"
+        version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    assert diff == [] and version == [(head_revision(),)]
 
 
 def test_an_old_database_upgrades_in_place_keeping_its_data(tmp_path: Path) -> None:
@@ -80,3 +90,23 @@ def test_tokens_from_before_roles_become_users(tmp_path: Path) -> None:
     _, admin = store.run_sync(tk.create, "boss", "admin")
     assert admin.role == "admin"
     assert {t.name: t.role for t in store.run_sync(tk.list_tokens)}["boss"] == "admin"
+
+
+def test_head_constant_names_the_newest_migration():
+    from skyhop_core.state.migrate import HEAD
+
+    assert head_revision() == HEAD, "bump migrate.HEAD with every new migration"
+
+
+def test_opening_a_current_database_does_not_run_alembic(tmp_path):
+    import subprocess
+    import sys
+
+    open_store(tmp_path).close()  # creates and migrates
+    code = (
+        "import sys; from pathlib import Path; from skyhop_core.state import open_store; "
+        f"s = open_store(Path({str(tmp_path)!r})); "
+        "print('alembic' in sys.modules); s.close()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
