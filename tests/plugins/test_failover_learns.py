@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +182,25 @@ def test_managed_job_relaunch_does_not_ask_again_where_it_was_refused(
         ("r2a", "example-small"),
     ], log
     refuse(cloud)
+
+
+def test_the_cli_prints_one_line_per_attempt(cloud: ServerProcess) -> None:
+    refuse(cloud, capacity=("r1a", "r1b"), quota=("r2", "r3"))
+    done = subprocess.run(
+        [sys.executable, "-m", "skyhop.cli", "launch", "-c", "cli-nowhere", "--infra",
+         "example", "--cpus", "1+", "-y", "echo never"],
+        env=cloud.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    refuse(cloud)
+    assert done.returncode == 1, done
+    tail = done.stderr.strip().splitlines()[-6:]
+    assert tail == [
+        "Error: ResourcesUnavailableError: Failed to provision cluster 'cli-nowhere' after 4 "
+        "attempts; every place it may run refused:",
+        "  1. example/r1/r1a example-small: CapacityError: no example-small capacity in zone r1a",
+        "  2. example/r1/r1b example-small: CapacityError: no example-small capacity in zone r1b",
+        "  3. example/r2/r2a example-small: QuotaError: vCPU quota exhausted in region r2",
+        "  4. example/r3/r3a example-small: QuotaError: vCPU quota exhausted in region r3",
+        "Try other regions or instance types, or launch with --retry-until-up.",
+    ], done.stderr
+    assert done.stdout.count("1. example/r1/r1a") + done.stderr.count("1. example/r1/r1a") == 1
