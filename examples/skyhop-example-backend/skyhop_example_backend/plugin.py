@@ -158,12 +158,14 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
     marker = _cluster_dir(ctx, request.cluster_name) / "cluster.json"
     if request.previous is None or not marker.exists():
         _check_faults(ctx, request.offer)
-    # The "cloud call" runs in a thread, as a real SDK call would; if the launch is
-    # cancelled meanwhile the directories exist without cluster.json, and down removes them.
+    # The "cloud calls" (make the nodes, then record the cluster) run in threads, as a
+    # real SDK's would; a launch cancelled in between leaves node directories without
+    # cluster.json, which down (even of a handle without nodes) removes.
     handle = await trio.to_thread.run_sync(_make_handle, ctx, request)
     if not marker.exists():
         ctx.log(f"Creating {request.num_nodes} node directories for {request.cluster_name}.")
-        marker.write_text(json.dumps({"instance_type": handle.instance_type}))
+        text = json.dumps({"instance_type": handle.instance_type})
+        await trio.to_thread.run_sync(marker.write_text, text)
     return handle
 
 
