@@ -95,11 +95,16 @@ class UnknownBackendError(SkyhopError):
 class ResourcesUnavailableError(SkyhopError):
     """No offer satisfies the request, or every candidate failed to provision.
 
-    ``failover_history`` lists, in order, the messages of the attempts that failed.
+    ``failover_history`` lists, in order, one line per attempt that failed (place,
+    instance type, reason); ``attempts`` the same as dicts with the keys ``backend``,
+    ``region``, ``zone``, ``instance_type``, ``error`` (``"CapacityError"`` or
+    ``"QuotaError"``) and ``reason``. A launch whose every attempt ran out of capacity
+    raises :class:`CapacityError`, every one out of quota :class:`QuotaError`.
     """
 
-    wire_fields = ("failover_history", "backend", "region", "zone")
+    wire_fields = ("failover_history", "attempts", "backend", "region", "zone")
     failover_history: list[str]
+    attempts: list[dict[str, Any]]
     backend: str | None
     region: str | None
     zone: str | None
@@ -108,6 +113,8 @@ class ResourcesUnavailableError(SkyhopError):
         super().__init__(message, **fields)
         if self.failover_history is None:
             self.failover_history = []
+        if self.attempts is None:
+            self.attempts = []
 
 
 class TooManyNodesError(ResourcesUnavailableError):

@@ -112,8 +112,11 @@ def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Awaitabl
 
     Fires on ``launch`` of a new cluster or of one that is INIT. When
     ``request.previous`` is set, reuse those nodes where possible. Raise
-    ``CapacityError``/``QuotaError`` naming the place to let the optimizer try the next
-    candidate. On failure or cancellation remove whatever was created.
+    ``CapacityError`` (blocks its zone, or region without ``zone``) or ``QuotaError``
+    (blocks its region) naming the place: the launch tries the next candidate and never
+    asks for that place again; it then downs a node-less handle for it. On failure or
+    cancellation remove whatever was created, or leave it findable by the cluster's name
+    for ``skyhop_down`` (a create call cancelled in flight included).
 
     .. versionadded:: 0.1
     """
@@ -141,8 +144,8 @@ def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> Awaitable[None]:
     """*async* — Tear the cluster down completely and release everything it held.
 
     Must succeed when the cluster is already partly or wholly gone. ``handle.nodes`` is
-    empty when a launch was cancelled or its server died before ``skyhop_provision``
-    returned: remove whatever was created for ``handle.cluster_name`` (in
+    empty when a launch was cancelled, refused or its server died before
+    ``skyhop_provision`` returned: remove whatever was created for ``handle.cluster_name`` (in
     ``handle.region``/``handle.zone`` when the offer had them).
 
     .. versionadded:: 0.1

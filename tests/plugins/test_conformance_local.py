@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from skyhop_core.testing.conformance import BackendConformance
+from skyhop_core.context import BackendContext
+from skyhop_core.testing.conformance import BackendConformance, Simulation
 
 
 def _netconfig() -> Any:
@@ -27,8 +28,23 @@ def _netconfig() -> Any:
     return module
 
 
+def local_leftovers(ctx: BackendContext) -> Simulation:
+    """What is left of a local cluster: its directory (nodes, layers, agent state)."""
+    from skyhop_local.plugin import cluster_dir
+
+    def leftovers(name: str) -> list[str]:
+        path = cluster_dir(ctx, name)
+        return [path] if Path(path).exists() else []
+
+    return Simulation(leftovers=leftovers)
+
+
 class TestLocalBackend(BackendConformance):
     backend_name = "local"
+
+    @pytest.fixture
+    def conformance_simulation(self, conformance_ctx: BackendContext) -> Simulation:
+        return local_leftovers(conformance_ctx)
 
     @pytest.fixture
     def conformance_config(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
@@ -40,6 +56,10 @@ class TestLocalBackend(BackendConformance):
 
 class TestLocalBackendWithoutSandbox(BackendConformance):
     backend_name = "local"
+
+    @pytest.fixture
+    def conformance_simulation(self, conformance_ctx: BackendContext) -> Simulation:
+        return local_leftovers(conformance_ctx)
 
     @pytest.fixture
     def conformance_config(self) -> dict[str, Any]:

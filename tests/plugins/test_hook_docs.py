@@ -96,3 +96,48 @@ def test_hook_is_exercised_by_the_conformance_suite(hook: str) -> None:
 def test_docs_describe_no_hook_that_does_not_exist() -> None:
     stale = sorted(set(doc_sections()) - set(hook_names()))
     assert not stale, f"docs/plugin_hooks.md documents hooks that hookspecs.py lacks: {stale}"
+
+
+def conformance_names(prefix: str) -> list[str]:
+    from skyhop_core.testing.conformance import BackendConformance
+
+    return sorted(n for n in dir(BackendConformance) if n.startswith(prefix))
+
+
+def test_the_suite_has_fixtures_and_tests() -> None:
+    assert "conformance_simulation" in conformance_names("conformance")
+    assert len(conformance_names("test_")) >= 18, conformance_names("test_")
+
+
+@pytest.mark.parametrize("fixture", conformance_names("conformance"))
+def test_conformance_fixture_is_documented(fixture: str) -> None:
+    assert f"`{fixture}`" in DOCS.read_text(), (
+        f"docs/plugin_hooks.md does not mention the conformance fixture `{fixture}`; "
+        "document it in 'The conformance suite'."
+    )
+
+
+@pytest.mark.parametrize("test", conformance_names("test_"))
+def test_conformance_test_is_documented(test: str) -> None:
+    assert f"| `{test}` |" in DOCS.read_text(), (
+        f"the conformance test `{test}` has no row in the table of docs/plugin_hooks.md."
+    )
+
+
+@pytest.mark.parametrize("field", ["refuse", "lift", "leftovers"])
+def test_simulation_field_is_documented(field: str) -> None:
+    import attrs
+
+    from skyhop_core.testing.failure_paths import Simulation
+
+    assert field in attrs.fields_dict(Simulation)
+    assert f"| `{field}` |" in DOCS.read_text(), f"Simulation.{field} is not in the docs' table."
+
+
+def test_the_harness_helpers_for_unit_tests_are_documented() -> None:
+    from skyhop_core.testing import harness
+
+    text = DOCS.read_text()
+    for name in ("make_context", "BackendHarness", "provision_offer", "node_less_handle"):
+        assert hasattr(harness, name) or hasattr(harness.BackendHarness, name), name
+        assert name in text, f"docs/plugin_hooks.md does not document harness `{name}`."

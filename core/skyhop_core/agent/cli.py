@@ -43,7 +43,7 @@ class UsageError(Exception):
     """The command's input is invalid (exit code 2)."""
 
 
-def _resources_str(num_nodes: int, cpus: float, gpus: dict[str, int]) -> str:
+def _resources_str(num_nodes: int, cpus: float, gpus: dict[str, float]) -> str:
     from .cluster import resources_str
 
     return resources_str(num_nodes, cpus, gpus)

@@ -30,6 +30,7 @@ from skyhop_core.exceptions import (
     TaskValidationError,
     UnknownBackendError,
 )
+from skyhop_core.failover import Failover
 from skyhop_core.jobs import state as js
 from skyhop_core.models.records import ClusterHandle
 from skyhop_core.models.status import ManagedJobStatus, OptimizeTarget
@@ -104,14 +105,16 @@ async def _precheck(ctl: Controller, task: Any) -> None:
         ) from None
 
 
-async def _provision(ctl: Controller, task: Any, avoid: frozenset[Any]) -> ClusterHandle:
+async def _provision(
+    ctl: Controller, task: Any, avoid: frozenset[Any], failover: Failover
+) -> ClusterHandle:
     from skyhop_core.ops.locking import cluster_lock
     from skyhop_core.ops.provisioning import provision_with_failover
 
     async with cluster_lock(ctl.ctx, ctl.cluster_name):
         return await provision_with_failover(
             ctl.ctx, ctl.cluster_name, task, target=OptimizeTarget.COST,
-            retry_until_up=False, previous=None, avoid=avoid,
+            retry_until_up=False, previous=None, avoid=avoid, failover=failover,
         )
 
 
@@ -130,19 +133,22 @@ async def launch(ctl: Controller, parsed: tuple[Any, Any], row: Any) -> ClusterH
         await store.run(
             lambda c: js.update(c, ctl.job_id, launch_attempts=js.mj.c.launch_attempts + 1)
         )
+        # One round, one failover: a place that refused in the restricted first try is
+        # not asked again when trying anywhere (the next round, after a backoff, is).
+        failover = Failover()
         try:
             if first is not None:
                 try_task, avoid, what = first
                 ctl.log(f"Relaunching ({row.strategy}): trying {what} first.")
                 first = None
                 try:
-                    handle = await _provision(ctl, try_task, avoid)
+                    handle = await _provision(ctl, try_task, avoid, failover)
                     break
                 except ResourcesUnavailableError as exc:
                     ctl.log(f"Could not relaunch in {what}: {exc}; trying anywhere.")
                     await ctl._teardown()
             ctl.log(f"Launching cluster {ctl.cluster_name!r}.")
-            handle = await _provision(ctl, task, frozenset())
+            handle = await _provision(ctl, task, frozenset(), failover)
             break
         except ResourcesUnavailableError as exc:
             rounds += 1

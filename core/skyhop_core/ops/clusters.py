@@ -32,6 +32,7 @@ from skyhop_core.ops.locking import cluster_lock
 from skyhop_core.ops.provisioning import (
     mark_cluster_up,
     matching_resources,
+    node_less_handle,
     plan,
     provision_with_failover,
     set_phase,
@@ -229,13 +230,10 @@ async def _backend_step(ctx: RequestContext, record: ClusterRecord, hook: str, p
 def provisional_handle(record: ClusterRecord) -> ClusterHandle:
     """A handle without nodes for a cluster whose provisioning never returned one."""
     placement = record.metadata.get("placement") or {}
-    return ClusterHandle(
-        cluster_name=record.name,
-        backend=record.backend,
-        nodes=(),
-        region=placement.get("region"),
-        zone=placement.get("zone"),
+    return node_less_handle(
+        record.name, record.backend, placement.get("region"), placement.get("zone")
     )
+
 
 
 async def start(ctx: RequestContext, p: P.StartParams) -> None:

@@ -14,16 +14,12 @@ from typing import Any
 
 import trio
 
-from skyhop_core.exceptions import (
-    CapacityError,
-    QuotaError,
-    ResourcesMismatchError,
-    ResourcesUnavailableError,
-)
+from skyhop_core.exceptions import ResourcesMismatchError, ResourcesUnavailableError
+from skyhop_core.failover import Attempt, Failover, try_candidates
 from skyhop_core.models.records import ClusterHandle, ClusterRecord, Feature, ProvisionRequest
 from skyhop_core.models.status import ClusterStatus, OptimizeTarget
 from skyhop_core.ops.common import backend_ctx, require_feature
-from skyhop_core.optimizer import Candidate, Optimizer, _is_blocked, infra_label
+from skyhop_core.optimizer import Candidate, Optimizer, infra_label
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
 
@@ -77,11 +73,17 @@ async def provision_with_failover(
     previous: ClusterRecord | None,
     mark_up: bool = True,
     avoid: frozenset[tuple[str, str | None, str | None]] = frozenset(),
+    failover: Failover | None = None,
 ) -> ClusterHandle:
     """Try candidates best first; a capacity/quota error blocks that place and moves on.
 
     ``avoid`` places (backend, region, zone) are blocked from the start (a managed job
-    recovering elsewhere than where it was preempted).
+    recovering elsewhere than where it was preempted). ``failover`` carries what an
+    earlier call of the same launch learned (see :mod:`skyhop_core.failover`). When
+    every candidate refused, nothing the launch made is left: each refused attempt's
+    leftovers are removed through ``skyhop_down`` of a node-less handle, and a cluster
+    record this launch created is deleted (an INIT cluster with nodes gets its previous
+    description back).
     """
     optimizer = optimizer_for(ctx)
     options = task.resources
@@ -90,37 +92,104 @@ async def provision_with_failover(
         options = tuple(
             r.copy(infra=previous.backend) if r.backend is None else r for r in options
         )
-    blocked: set[tuple[str, str | None, str | None]] = set(avoid)
-    history: list[str] = []
-    attempt = 0
+    failover = failover if failover is not None else Failover()
+    failover.avoid = avoid  # this call's own; what refused stays blocked across calls
+    # An INIT cluster with nodes keeps them: a refused attempt must not down the cluster.
+    has_nodes = previous is not None and previous.handle is not None
+    restore = await _snapshot(ctx, name) if has_nodes else None
+    clean = True  # every refused attempt was cleaned up
+
+    async def attempt(candidate: Candidate) -> ClusterHandle:
+        return await _provision_one(ctx, name, task, candidate, previous)
+
+    async def refused(candidate: Candidate, refusal: Attempt) -> None:
+        nonlocal clean
+        ctx.log(f"✗ {infra_label(ctx.services.backends, candidate.offer)} "
+                f"{refusal.instance_type}: {refusal.error}: {refusal.reason} "
+                "— trying the next candidate.")  # fmt: skip
+        if not has_nodes:
+            clean = await _remove_leftovers(ctx, name, candidate) and clean
+
+    round_no = 0
     while True:
         try:
             candidates = await optimizer.candidates(
                 options, task.num_nodes or 1, ordered=task.resources_ordered,
-                target=target, blocked=frozenset(blocked),
+                target=target, blocked=failover.all_blocked(),
             )
         except ResourcesUnavailableError:
-            if not history:
+            if not failover.attempts:
                 raise
             candidates = []  # every candidate is blocked: fall through to the summary
-        for candidate in candidates:
-            if _is_blocked(candidate, frozenset(blocked)):
-                continue  # an earlier attempt of this pass blocked it (quota: the whole region)
-            handle = await _provision_one(ctx, name, task, candidate, previous, history, blocked)
-            if handle is not None:
-                await start_runtime(ctx, name, handle, mark_up=mark_up)
-                return handle
+        handle = await try_candidates(failover, candidates, attempt, on_refused=refused)
+        if handle is not None:
+            await start_runtime(ctx, name, handle, mark_up=mark_up)
+            return handle
         if not retry_until_up:
-            raise ResourcesUnavailableError(
-                f"Failed to provision cluster {name!r} after {len(history)} attempt(s): "
-                + " | ".join(history),
-                failover_history=history,
-            )
-        delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
-        attempt += 1
+            error = failover.error(name)
+            await _forget_failed(ctx, name, previous, restore, clean)
+            raise error
+        delay = RETRY_BACKOFF[min(round_no, len(RETRY_BACKOFF) - 1)]
+        round_no += 1
         ctx.log(f"Retrying in {delay:g}s (retry_until_up) ...")
-        blocked.clear()
+        failover.new_round()
         await trio.sleep(delay)
+
+
+async def _snapshot(ctx: RequestContext, name: str) -> dict[str, Any] | None:
+    """What the record says about an INIT cluster's resources, to put back after a failure."""
+    def read(conn: Any) -> dict[str, Any] | None:
+        record = cl.get(conn, name)
+        if record is None:
+            return None
+        resources, _ = cl.launch_spec(conn, name)
+        return {
+            "backend": record.backend, "resources": resources,
+            "resources_str": record.resources_str,
+            "placement": record.metadata.get("placement") or {},
+        }  # fmt: skip
+
+    return await ctx.services.store.run(read)
+
+
+async def _remove_leftovers(ctx: RequestContext, name: str, candidate: Candidate) -> bool:
+    """Down whatever a refused attempt may have made (a backend can fail after creating
+    some nodes); True when that worked."""
+    offer = candidate.offer
+    handle = node_less_handle(name, offer.backend, offer.region, offer.zone)
+    try:
+        await ctx.services.backends.call(
+            offer.backend, "skyhop_down", ctx=backend_ctx(ctx, offer.backend), handle=handle
+        )
+    except Exception as exc:  # keep failing over; the record stays for `down` to retry
+        ctx.log(f"Warning: cleaning up after the refused attempt failed ({exc}); the "
+                f"cluster stays INIT: run `skyhop down {name}`.")  # fmt: skip
+        return False
+    return True
+
+
+async def _forget_failed(
+    ctx: RequestContext, name: str, previous: ClusterRecord | None,
+    restore: dict[str, Any] | None, clean: bool,
+) -> None:  # fmt: skip
+    """After every candidate refused: no INIT cluster described as the last candidate."""
+    store = ctx.services.store
+    if restore is not None:
+        placement = restore["placement"]
+
+        def put_back(conn: Any) -> None:
+            cl.update(conn, name, backend=restore["backend"], resources=restore["resources"],
+                      resources_str=restore["resources_str"])  # fmt: skip
+            cl.set_placement(conn, name, placement.get("region"), placement.get("zone"))
+
+        await store.run(put_back)
+        return
+    if clean:
+        await store.run(cl.delete, name)
+        if previous is None:
+            ctx.log(f"Nothing was created; cluster {name!r} is not kept.")
+        else:
+            ctx.log(f"Nothing exists for cluster {name!r}; it is removed from status.")
 
 
 async def _provision_one(
@@ -129,9 +198,7 @@ async def _provision_one(
     task: Any,
     candidate: Candidate,
     previous: ClusterRecord | None,
-    history: list[str],
-    blocked: set[tuple[str, str | None, str | None]],
-) -> ClusterHandle | None:
+) -> ClusterHandle:
     store = ctx.services.store
     backends = ctx.services.backends
     offer = candidate.offer
@@ -174,23 +241,22 @@ async def _provision_one(
         use_spot=candidate.use_spot,
         previous=previous.handle if previous is not None else None,
     )
-    try:
-        handle: ClusterHandle = await backends.call(
-            offer.backend, "skyhop_provision", ctx=bctx, request=request
-        )
-    except (CapacityError, QuotaError) as exc:
-        place = (exc.backend or offer.backend, exc.region, exc.zone)
-        if exc.region is None and exc.zone is None:
-            place = (offer.backend, offer.region, offer.zone)
-        blocked.add(place)
-        history.append(f"{label}: {exc}")
-        ctx.log(f"✗ {label}: {exc} — trying the next candidate.")
-        return None
+    handle: ClusterHandle = await backends.call(
+        offer.backend, "skyhop_provision", ctx=bctx, request=request
+    )
     await store.run(lambda conn: cl.update(conn, name, handle=handle))
     ctx.log(f"└── Nodes are up: {', '.join(n.ip for n in handle.nodes)}.")
     for port, where in sorted(handle.ports.items()):
         ctx.log(f"    Port {port} is reachable at {where}.")
     return handle
+
+
+def node_less_handle(
+    name: str, backend: str, region: str | None, zone: str | None
+) -> ClusterHandle:
+    """The handle ``skyhop_down`` gets for a cluster that may exist only in part: no
+    nodes, only its name and where it was being made (see docs/plugin_hooks.md)."""
+    return ClusterHandle(cluster_name=name, backend=backend, nodes=(), region=region, zone=zone)
 
 
 async def set_phase(

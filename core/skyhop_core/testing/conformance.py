@@ -33,9 +33,17 @@ through :meth:`skyhop_core.plugins.Backends.call`, each under a deadline (class 
 and what the contract (``docs/plugin_hooks.md``) expects.
 
 Other fixtures a subclass may override: ``conformance_config`` (the backend's section of
-the config file), ``conformance_entry_points`` (``False`` to load only
-``conformance_plugins``) and ``conformance_persistent_path`` (where state goes; a
-temporary directory by default).
+the config file, ``backends: {NAME: ...}``), ``conformance_entry_points`` (``False`` to
+load only ``conformance_plugins``), ``conformance_persistent_path`` (where state goes; a
+temporary directory by default) and ``conformance_simulation`` (what the backend can
+simulate for the failure-path tests: refusing capacity or quota somewhere, listing what
+is left of a cluster; see :class:`~skyhop_core.testing.failure_paths.Simulation`).
+
+The failure-path tests (:mod:`skyhop_core.testing.failure_paths`) cancel
+``skyhop_provision`` right away, mid-way and just before it returns and check that
+``skyhop_down`` of the returned, previous or a node-less handle leaves nothing; refuse a
+place and check that the core's failover blocks it and does not ask for it again; down a
+handle without nodes; and repeat provision, stop and down.
 """
 
 from __future__ import annotations
@@ -47,12 +55,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
+from skyhop_core.testing.failure_paths import FailurePathTests, Simulation
+
 if TYPE_CHECKING:
     from skyhop_core.context import BackendContext
     from skyhop_core.plugins import Backends
     from skyhop_core.testing.harness import BackendHarness, Timeouts
 
 MARKER = "skyhop_conformance"
+__all__ = ["MARKER", "BackendConformance", "Simulation"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,7 +83,7 @@ def _trio_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
 
 
 @pytest.mark.skyhop_conformance
-class BackendConformance:
+class BackendConformance(FailurePathTests):
     """Lifecycle tests every backend must pass. Subclass it as ``Test<Something>`` and set
     :attr:`backend_name`."""
 

@@ -186,6 +186,33 @@ class BackendHarness:
         self.live[name] = handle
         return handle
 
+    async def provision_offer(
+        self, name: str, offer: Offer, num_nodes: int = 1,
+        previous: ClusterHandle | None = None,
+    ) -> ClusterHandle:  # fmt: skip
+        """Provision ``name`` on exactly ``offer`` (as one failover attempt does)."""
+        request = ProvisionRequest(
+            cluster_name=name, num_nodes=num_nodes, resources=self.resources, offer=offer,
+            previous=previous,
+        )  # fmt: skip
+        handle = await self.call("skyhop_provision", self.timeouts.provision, request=request)
+        self.check_handle("skyhop_provision", handle, name, num_nodes)
+        self.live[name] = handle
+        return handle
+
+    def node_less_handle(self, name: str, offer: Offer) -> ClusterHandle:
+        """The handle the core downs a cluster with when no provision returned one: no
+        nodes, the cluster's name and the place it was being made in."""
+        return ClusterHandle(
+            cluster_name=name, backend=self.backend, nodes=(), region=offer.region,
+            zone=offer.zone,
+        )  # fmt: skip
+
+    def expect(self, name: str, offer: Offer) -> None:
+        """Remember ``name`` for :meth:`cleanup` before provisioning it, so that a
+        provision that fails or is cancelled is still torn down (with a node-less handle)."""
+        self.live.setdefault(name, self.node_less_handle(name, offer))
+
     def check_handle(self, hook: str, handle: Any, name: str, num_nodes: int) -> None:
         """The handle describes ``num_nodes`` nodes of cluster ``name`` on this backend."""
         if not isinstance(handle, ClusterHandle):

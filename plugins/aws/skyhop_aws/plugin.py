@@ -6,7 +6,7 @@ The module itself is what the entry point registers: its hook functions are the 
 methods of a default instance that uses boto3's standard configuration. Nothing here
 imports boto3 at import time; ``skyhop check`` without it says how to install it.
 
-Config (``aws:`` in the config file): ``regions`` (list: restrict offers), ``image_id``
+Config (``backends: {aws: ...}`` in the API server's config file): ``regions`` (list: restrict offers), ``image_id``
 (str, or region -> AMI), ``ssh_user`` (default ``ubuntu``), ``poll_interval`` (seconds),
 ``ssh_wait_seconds`` (how long a new instance may take to answer SSH; default 600).
 """

@@ -49,9 +49,14 @@ class SkyhopGroup(click.Group):
 
 
 def error_line(exc: BaseException) -> str:
-    """``Error: <ExceptionType>: <message>`` on one line."""
+    """``Error: <ExceptionType>: <message>`` on one line; a failed launch's attempts
+    (``failover_history``) follow, one line each."""
     from skyhop.cli.render import safe
 
+    if getattr(exc, "failover_history", None):
+        first, *attempts = str(exc).splitlines() or [""]
+        lines = [f"Error: {type(exc).__name__}: {first}", *attempts]
+        return "\n".join(safe(line, one_line=True) for line in lines)
     message = " ".join(str(exc).split()) or "(no message)"
     return safe(f"Error: {type(exc).__name__}: {message}", one_line=True)
 

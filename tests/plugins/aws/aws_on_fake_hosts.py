@@ -100,5 +100,6 @@ class FakeHostsAwsPlugin(AwsPlugin):
 
     @hookimpl
     async def skyhop_down(self, ctx: BackendContext, handle: ClusterHandle) -> None:
-        await stop_agents(ctx, handle, wipe=True)
+        if handle.nodes:  # a node-less handle: no agent was ever reachable through it
+            await stop_agents(ctx, handle, wipe=True)
         await super().skyhop_down(ctx, handle)

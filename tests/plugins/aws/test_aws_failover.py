@@ -18,7 +18,7 @@ import trio
 
 from skyhop_aws.aws import default_client_factory
 from skyhop_aws.plugin import AwsPlugin
-from skyhop_core.exceptions import ResourcesUnavailableError
+from skyhop_core.exceptions import CapacityError, ResourcesUnavailableError
 from skyhop_core.hookspecs import hookimpl
 from skyhop_core.models.records import ClusterHandle
 from skyhop_core.models.resources import Resources
@@ -96,7 +96,11 @@ def test_every_zone_full_gives_the_failover_history(tmp_path: Path, failing_fact
         trio.run(main)
     history = info.value.failover_history
     assert len(history) == 3
-    assert [h.split(":")[0] for h in history] == [f"AWS ({z})" for z in sorted(zones)]
+    assert [h.split(":")[0] for h in history] == [
+        f"aws/{REGION}/{z} c6i.large" for z in sorted(zones)
+    ]
+    assert isinstance(info.value, CapacityError)
+    assert [a["zone"] for a in info.value.attempts] == sorted(zones)
     assert all("InsufficientInstanceCapacity" in h for h in history)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from skyhop_core.testing.conformance import BackendConformance
+from skyhop_core.testing.conformance import BackendConformance, Simulation
 from skyhop_core.testing.harness import Timeouts
 
 
@@ -24,3 +24,21 @@ class TestKubernetesOnFake(BackendConformance):
     @pytest.fixture
     def conformance_config(self, k8s_config: dict[str, Any]) -> dict[str, Any]:
         return k8s_config
+
+    @pytest.fixture
+    def conformance_simulation(self, fake_clusters: dict[str, Any]) -> Simulation:
+        from skyhop_kubernetes.manifests import LABEL_CLUSTER
+
+        def leftovers(name: str) -> list[str]:
+            """The cluster's pods and Services in every fake API server."""
+            left = []
+            for context, fake in fake_clusters.items():
+                for kind in ("pods", "services"):
+                    found = fake.api("GET", f"/api/v1/namespaces/skyhop/{kind}",
+                                     params={"labelSelector": f"{LABEL_CLUSTER}={name}"})
+                    found.raise_for_status()
+                    left += [f"{context}: {kind[:-1]} {item['metadata']['name']}"
+                             for item in found.json().get("items", [])]  # fmt: skip
+            return left
+
+        return Simulation(leftovers=leftovers)

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -167,7 +167,12 @@ def make_app(cluster: FakeCluster) -> Starlette:
                         "items": [_present(kind, o) for o in items],
                     }
                 )
-            body = await request.json()
+            try:
+                body = await request.json()
+            except ClientDisconnect:
+                # The client gave up mid-request (a cancelled launch): like the real API
+                # server, create nothing and answer no one.
+                return Response(status_code=499)
             if q.get("dryRun") == "All":
                 validate.check(kind, body)
                 return JSONResponse(body, status_code=201)
