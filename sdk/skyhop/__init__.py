@@ -60,7 +60,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "exceptions": ("skyhop_core.exceptions", None),
     "aio": ("skyhop.aio", None),
     "jobs": ("skyhop.jobs", None),
+    "serve": ("skyhop.serve", None),
     "ManagedJobStatus": ("skyhop_core.models.status", "ManagedJobStatus"),
+    "ServiceStatus": ("skyhop_core.models.status", "ServiceStatus"),
+    "ReplicaStatus": ("skyhop_core.models.status", "ReplicaStatus"),
 }
 
 #: Literal, so linters and type checkers see the public names (the same as ``_LAZY``).
@@ -70,8 +73,10 @@ __all__ = [
     "JobStatus",
     "ManagedJobStatus",
     "OptimizeTarget",
+    "ReplicaStatus",
     "RequestStatus",
     "Resources",
+    "ServiceStatus",
     "StatusRefreshMode",
     "Task",
     "aio",
@@ -93,6 +98,7 @@ __all__ = [
     "launch",
     "optimize",
     "queue",
+    "serve",
     "show_gpus",
     "start",
     "status",
@@ -104,6 +110,7 @@ __all__ = [
 if _TYPE_CHECKING:
     from skyhop import aio as aio
     from skyhop import jobs as jobs
+    from skyhop import serve as serve
     from skyhop.sdk import (
         api_cancel,
         api_info,
@@ -136,7 +143,9 @@ if _TYPE_CHECKING:
         JobStatus,
         ManagedJobStatus,
         OptimizeTarget,
+        ReplicaStatus,
         RequestStatus,
+        ServiceStatus,
         StatusRefreshMode,
     )
 

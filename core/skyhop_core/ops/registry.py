@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs
+from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, serve
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -33,5 +33,14 @@ def operations() -> dict[str, Operation]:
         Operation("jobs_queue", P.JobsQueueParams, managed_jobs.jobs_queue, "short"),
         Operation("jobs_cancel", P.JobsCancelParams, managed_jobs.jobs_cancel, "short"),
         Operation("jobs_logs", P.JobsLogsParams, managed_jobs.jobs_logs, "stream"),
+        Operation("serve_up", P.ServeUpParams, serve.serve_up, "short",
+                  serve.validate_serve_task),
+        Operation("serve_update", P.ServeUpdateParams, serve.serve_update, "short",
+                  serve.validate_serve_task),
+        Operation("serve_down", P.ServeDownParams, serve.serve_down, "short"),
+        Operation("serve_terminate_replica", P.ServeTerminateReplicaParams,
+                  serve.serve_terminate_replica, "short"),
+        Operation("serve_status", P.ServeStatusParams, serve.serve_status, "short"),
+        Operation("serve_logs", P.ServeLogsParams, serve.serve_logs, "stream"),
     ]
     return {op.name: op for op in ops}

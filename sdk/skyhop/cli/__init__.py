@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from skyhop.cli import api, clusters, gpus, jobs, managed_jobs
+from skyhop.cli import api, clusters, gpus, jobs, managed_jobs, serve
 
 #: Exit code after Ctrl+C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -80,6 +80,7 @@ for command in (
     jobs.logs,
     jobs.cancel,
     managed_jobs.jobs,
+    serve.serve,
     api.api,
 ):
     cli.add_command(command)
