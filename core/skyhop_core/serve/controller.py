@@ -237,6 +237,10 @@ class ServiceController:
         self._traffic_version = row.traffic_version
         self._rows = {r.replica_id: r for r in await self._run(ss.replicas, self.name)}
         self._publish()
+        for r in self._rows.values():
+            if r.status == R.SHUTTING_DOWN.value and r.replica_id not in self._busy:
+                # `serve down --replica-id` (perhaps through another API server replica).
+                self._spawn_teardown(r, drain_until=r.drain_until)
         await self._probe_all()
         rows = list(self._rows.values())
         state = autoscaler.decide(latest.spec.replica_policy, dict(row.autoscaler or {}),
