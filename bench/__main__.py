@@ -19,6 +19,7 @@ from bench import (
     managed_jobs,
     requests,
     sandbox,
+    serve,
     server,
     ssh,
     throughput,
@@ -56,6 +57,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("burst", "burst of async requests", "s", throughput.burst, True),
     ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
     ("managed_jobs", "managed jobs held RUNNING", "MB", managed_jobs.held_running, False),
+    ("serve", "services (load balancer, reactions)", "ms", serve.serve_figures, False),
 ]
 GROUPS = list(dict.fromkeys(group for group, *_ in FIGURES))
 
