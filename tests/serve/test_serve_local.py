@@ -235,3 +235,34 @@ def test_cli_up_status_down(client: ServerProcess, tmp_path: Path) -> None:
     out = cli("down", "-y", "cli")
     assert out.returncode == 0, out.stderr
     assert sky.get(sky.serve.status()) == []
+
+
+def test_the_async_sdk_runs_a_service(client: ServerProcess) -> None:
+    import io
+
+    import trio
+
+    from skyhop import aio
+
+    async def main() -> tuple[str, list, str]:
+        with aio.using(aio.AsyncApiClient(client.endpoint)):
+            return await calls()
+
+    async def calls() -> tuple[str, list, str]:
+        name, endpoint = await aio.serve.up(service_task(replicas=1), "async",
+                                            stream_logs=False)
+        while True:
+            (rec,) = await aio.serve.status("async")
+            if rec["status"] is sky.ServiceStatus.READY:
+                break
+            await trio.sleep(0.3)
+        out = io.StringIO()
+        await aio.serve.tail_logs("async", sky.serve.ServiceComponent.LOAD_BALANCER,
+                                  follow=False, output_stream=out)
+        await aio.serve.down("async", stream_logs=False)
+        return endpoint, await aio.serve.status(), out.getvalue()
+
+    with using(ApiClient(client.endpoint, auto_start=False)):
+        endpoint, after, lb_log = trio.run(main)
+    assert endpoint.startswith("http://") and after == []
+    assert "Ready replicas: [1]." in lb_log
