@@ -115,12 +115,15 @@ def test_a_killed_replica_is_taken_out_at_once_and_replaced(client: ServerProces
     wait_for(lambda: replicas("kill").get(1, ("",))[0] in ("NOT_READY", "FAILED_PROBING")
              or 1 not in replicas("kill"), 30, "replica 1 out of service")
     wait_for(lambda: replicas("kill").get(3, ("",))[0] == "READY", 90, "replacement READY")
-    assert replicas("kill")[1][0] == "FAILED_PROBING"  # kept, visible, until purged
-    assert "kill-1" not in clusters()
+    wait_for(lambda: "kill-1" not in clusters(), 30, "kill-1 torn down")
     assert {get(endpoint).text for _ in range(10)} == {"v1 r2", "v1 r3"}
-    with pytest.raises(ValueError, match="--purge"):
-        sky.get(sky.serve.terminate_replica("kill", 1))
-    sky.get(sky.serve.terminate_replica("kill", 1, purge=True))
+    # Failed probing: kept, visible, until purged. (On a starved machine the health
+    # watcher may call the cluster INIT first: then it is PREEMPTED, and gone.)
+    if replicas("kill").get(1, ("PREEMPTED",))[0] != "PREEMPTED":
+        assert replicas("kill")[1][0] == "FAILED_PROBING"
+        with pytest.raises(ValueError, match="--purge"):
+            sky.get(sky.serve.terminate_replica("kill", 1))
+        sky.get(sky.serve.terminate_replica("kill", 1, purge=True))
     assert 1 not in replicas("kill")
 
 

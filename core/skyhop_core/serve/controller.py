@@ -238,7 +238,8 @@ class ServiceController:
         self._rows = {r.replica_id: r for r in await self._run(ss.replicas, self.name)}
         self._publish()
         for r in self._rows.values():
-            if r.status == R.SHUTTING_DOWN.value and r.replica_id not in self._busy:
+            if r.terminate_requested and r.status == R.SHUTTING_DOWN.value \
+                    and r.replica_id not in self._busy:
                 # `serve down --replica-id` (perhaps through another API server replica).
                 self._spawn_teardown(r, drain_until=r.drain_until)
         await self._probe_all()
@@ -318,9 +319,14 @@ class ServiceController:
             status, values = R.PREEMPTED, {"failure_reason": "Its cluster is not UP."}
         if status.value == r.status and not values:
             return
-        await self._run(lambda c: ss.update_replica(c, self.name, r.replica_id,
-                                                    status=status.value, **values))
+        applied = await self._run(lambda c: ss.probed(c, self.name, r.replica_id, r.status,
+                                                      status=status.value, **values))
         current = await self._run(ss.replica, self.name, r.replica_id)
+        if not applied:
+            if current is not None:
+                self._rows[r.replica_id] = current
+                self._publish()
+            return
         if current is None:
             return
         self._rows[r.replica_id] = current

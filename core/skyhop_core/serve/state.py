@@ -140,6 +140,17 @@ def update_replica(conn: sa.Connection, name: str, replica_id: int, **values: An
     )
 
 
+def probed(conn: sa.Connection, name: str, replica_id: int, was: str, **values: Any) -> bool:
+    """Apply a probe's outcome unless the replica changed meanwhile (a terminate asked
+    through the API wins over a probe that started before it)."""
+    res = conn.execute(
+        sr.update().where(sr.c.service_name == name, sr.c.replica_id == replica_id,
+                          sr.c.status == was, sr.c.terminate_requested.is_(False))
+        .values(**values)
+    )
+    return res.rowcount == 1
+
+
 def relabel(conn: sa.Connection, name: str, old: int, new: int) -> int:
     """Move the alive replicas of version ``old`` to ``new`` (only ``service:``
     changed); returns how many."""
