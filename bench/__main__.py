@@ -20,6 +20,7 @@ from bench import (
     managed_jobs,
     requests,
     sandbox,
+    serve,
     server,
     ssh,
     throughput,
@@ -58,6 +59,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("asgi_floor", "HTTP stack floor (CPU per request)", "ms", asgi_floor.floor, True),
     ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
     ("managed_jobs", "managed jobs held RUNNING", "MB", managed_jobs.held_running, False),
+    ("serve", "services (load balancer, reactions)", "ms", serve.serve_figures, False),
 ]
 GROUPS = list(dict.fromkeys(group for group, *_ in FIGURES))
 

@@ -16,6 +16,7 @@
     ├── CredentialsError                  the backend cannot authenticate
     ├── CommandError                      a command on a node failed (``returncode``)
     ├── JobNotFoundError
+    ├── ServiceNotFoundError              no such service (or replica) of yours
     ├── RequestNotFoundError / AmbiguousRequestIdError
     ├── RequestCancelledError
     ├── ServerRestartedError              the request was running when its server died
@@ -148,6 +149,10 @@ class CommandError(SkyhopError):
 
 class JobNotFoundError(SkyhopError):
     """No job with that ID on the cluster."""
+
+
+class ServiceNotFoundError(SkyhopError):
+    """No service (or replica) of that name/ID among the caller's."""
 
 
 class RequestNotFoundError(SkyhopError):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from skyhop_core.requests.context import RequestContext
     from skyhop_core.requests.engine import Engine
     from skyhop_core.runner import CommandRunner
+    from skyhop_core.serve.service import ServeService
 
 
 class Services:
@@ -42,6 +43,8 @@ class Services:
         self.engine: Engine | None = None
         #: The managed-jobs service (``skyhop_core.jobs``), when the server runs one.
         self.jobs: JobsService | None = None
+        #: The serve service (``skyhop_core.serve``), when the server runs one.
+        self.serve: ServeService | None = None
         #: Serialises lifecycle operations (launch/start/stop/down) per cluster.
         self.cluster_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
 

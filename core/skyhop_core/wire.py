@@ -225,6 +225,17 @@ def decode_result(operation: str, data: Any) -> Any:
         )
     if operation == "jobs_launch":  # SkyPilot's (job_id, controller_handle): no controller VM
         return JobSubmission(job_id=data.get("job_id"), handle=None)
+    if operation == "serve_up":  # SkyPilot's (service_name, endpoint)
+        return tuple(data)
+    if operation == "serve_status":  # service records: dicts, with statuses as enums
+        from skyhop_core.models.status import ReplicaStatus, ServiceStatus
+
+        return [
+            {**r, "status": ServiceStatus(r["status"]), "replica_info": [
+                {**i, "status": ReplicaStatus(i["status"])} for i in r["replica_info"]
+            ]}
+            for r in data
+        ]
     if operation == "jobs_queue":  # managed-job records: dicts, with status an enum
         return [{**r, "status": ManagedJobStatus(r["status"])} for r in data]
     cls = RESULT_TYPES.get(operation)

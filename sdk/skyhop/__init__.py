@@ -71,7 +71,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "exceptions": ("skyhop_core.exceptions", None),
     "aio": ("skyhop.aio", None),
     "jobs": ("skyhop.jobs", None),
+    "serve": ("skyhop.serve", None),
     "ManagedJobStatus": ("skyhop_core.models.status", "ManagedJobStatus"),
+    "ServiceStatus": ("skyhop_core.models.status", "ServiceStatus"),
+    "ReplicaStatus": ("skyhop_core.models.status", "ReplicaStatus"),
 }
 
 #: Literal, so linters and type checkers see the public names (the same as ``_LAZY``).
@@ -99,8 +102,10 @@ __all__ = [
     "JobStatus",
     "ManagedJobStatus",
     "OptimizeTarget",
+    "ReplicaStatus",
     "RequestStatus",
     "Resources",
+    "ServiceStatus",
     "StatusRefreshMode",
     "Storage",
     "StorageMode",
@@ -124,6 +129,7 @@ __all__ = [
     "launch",
     "optimize",
     "queue",
+    "serve",
     "show_gpus",
     "start",
     "status",
@@ -140,6 +146,7 @@ __all__ = [
 if _TYPE_CHECKING:
     from skyhop import aio as aio
     from skyhop import jobs as jobs
+    from skyhop import serve as serve
     from skyhop.sdk import (
         api_cancel,
         api_info,
@@ -197,7 +204,9 @@ if _TYPE_CHECKING:
         JobStatus,
         ManagedJobStatus,
         OptimizeTarget,
+        ReplicaStatus,
         RequestStatus,
+        ServiceStatus,
         StatusRefreshMode,
     )
     from skyhop_core.models.storage import Storage, StorageMode

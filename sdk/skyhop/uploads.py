@@ -39,7 +39,7 @@ from skyhop_core import exceptions
 from skyhop_core.storage import manifest as mf
 
 #: Operations whose ``task`` names local files to upload.
-UPLOAD_OPERATIONS = frozenset({"launch", "exec", "jobs_launch"})
+UPLOAD_OPERATIONS = frozenset({"launch", "exec", "jobs_launch", "serve_up", "serve_update"})
 #: Show progress when more than this many bytes are sent.
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 #: Files up to this size go many to a body (``POST /api/uploads/pack``), bigger ones in

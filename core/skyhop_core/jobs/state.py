@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from skyhop_core.models.status import ManagedJobStatus
+from skyhop_core.state import leases
 from skyhop_core.state.db import managed_jobs as mj
-from skyhop_core.state.db import servers
 
 S = ManagedJobStatus
 TERMINAL = S.terminal_values()
@@ -259,12 +259,7 @@ def claim_next(
 def renew(conn: sa.Connection, owner: str, lease: float) -> list[int]:
     """Extend the lease of every unfinished job ``owner`` holds; returns the IDs of those
     among them that someone asked to cancel (perhaps through another replica)."""
-    conn.execute(
-        mj.update()
-        .where(mj.c.owner == owner)
-        .where(mj.c.status.not_in(TERMINAL))
-        .values(lease_until=time.time() + lease)
-    )
+    leases.renew(conn, mj, owner, lease, mj.c.status.not_in(TERMINAL))
     return [
         r.job_id
         for r in conn.execute(
@@ -277,32 +272,13 @@ def renew(conn: sa.Connection, owner: str, lease: float) -> list[int]:
 
 
 def take_over(conn: sa.Connection, owner: str, lease: float) -> list[Any]:
-    """Claim unfinished, scheduled jobs whose owner is gone: its lease expired, or its
-    replica is no longer registered (declared dead, or a previous life of this server).
-    Returns their rows."""
-    now = time.time()
-    registered = sa.select(servers.c.server_id).where(servers.c.server_id == mj.c.owner)
-    orphaned = sa.or_(
-        mj.c.owner.is_(None), mj.c.lease_until.is_(None), mj.c.lease_until < now,
-        ~sa.exists(registered),
+    """Claim unfinished, scheduled jobs whose owner is gone (see
+    :func:`skyhop_core.state.leases.take_over`). Returns their rows."""
+    ids = leases.take_over(
+        conn, mj, mj.c.job_id, owner, lease,
+        mj.c.status.not_in(TERMINAL), mj.c.schedule_state != WAITING,
     )
-    candidates = conn.execute(
-        sa.select(mj.c.job_id, mj.c.owner)
-        .where(mj.c.status.not_in(TERMINAL))
-        .where(mj.c.schedule_state != WAITING)
-        .where(mj.c.owner.is_distinct_from(owner))
-        .where(orphaned)
-    ).all()
-    rows = []
-    for job_id, old_owner in candidates:
-        query = mj.update().where(mj.c.job_id == job_id)
-        query = query.where(
-            mj.c.owner.is_(None) if old_owner is None else mj.c.owner == old_owner
-        )
-        res = conn.execute(query.values(owner=owner, lease_until=now + lease))
-        if res.rowcount == 1:
-            rows.append(get(conn, job_id))
-    return rows
+    return [get(conn, job_id) for job_id in ids]
 
 
 def release_launch_slot(conn: sa.Connection, job_id: int) -> None:

@@ -151,3 +151,78 @@ _TERMINAL_MANAGED = frozenset(
         ManagedJobStatus.FAILED_CONTROLLER,
     }
 )
+
+
+class ServiceStatus(enum.Enum):
+    """A service's status (SkyPilot's names), computed from all of its replicas.
+
+    CONTROLLER_INIT: the controller has not looked at the service yet.
+    REPLICA_INIT: replicas are being launched or probed; none is READY.
+    READY: at least one replica serves traffic.
+    NO_REPLICA: no replica exists (min_replicas 0 and no traffic).
+    FAILED: the latest version cannot come up (a replica failed its initial delay, or
+        launches keep failing); nothing further is launched until ``serve update``.
+    SHUTTING_DOWN: ``serve down`` is tearing it down.
+    FAILED_CLEANUP: a replica could not be torn down (see ``serve logs --controller``).
+    CONTROLLER_FAILED: the controller itself failed.
+    """
+
+    CONTROLLER_INIT = "CONTROLLER_INIT"
+    REPLICA_INIT = "REPLICA_INIT"
+    READY = "READY"
+    NO_REPLICA = "NO_REPLICA"
+    FAILED = "FAILED"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    FAILED_CLEANUP = "FAILED_CLEANUP"
+    CONTROLLER_FAILED = "CONTROLLER_FAILED"
+
+
+class ReplicaStatus(enum.Enum):
+    """A service replica's status (SkyPilot's names).
+
+    PENDING → PROVISIONING (its cluster launches) → STARTING (probed, within the initial
+    delay) → READY ⇄ NOT_READY (probes fail; replaced after long enough) → SHUTTING_DOWN.
+    Failures: FAILED_INITIAL_DELAY (never ready in time), FAILED_PROBING (was ready,
+    failed probes too long), FAILED_PROVISION (its cluster did not launch), FAILED
+    (its job ended), FAILED_CLEANUP (teardown failed), PREEMPTED (its cluster is gone).
+    """
+
+    PENDING = "PENDING"
+    PROVISIONING = "PROVISIONING"
+    STARTING = "STARTING"
+    READY = "READY"
+    NOT_READY = "NOT_READY"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    FAILED = "FAILED"
+    FAILED_INITIAL_DELAY = "FAILED_INITIAL_DELAY"
+    FAILED_PROBING = "FAILED_PROBING"
+    FAILED_PROVISION = "FAILED_PROVISION"
+    FAILED_CLEANUP = "FAILED_CLEANUP"
+    PREEMPTED = "PREEMPTED"
+
+    def is_failed(self) -> bool:
+        return self.value.startswith("FAILED")
+
+    def is_alive(self) -> bool:
+        """Counts towards the service's replicas (launching, probed or serving)."""
+        return self in (
+            ReplicaStatus.PENDING, ReplicaStatus.PROVISIONING, ReplicaStatus.STARTING,
+            ReplicaStatus.READY, ReplicaStatus.NOT_READY,
+        )
+
+
+class ServiceComponent(enum.Enum):
+    """What ``serve logs`` shows: the controller, the load balancer, or a replica."""
+
+    CONTROLLER = "controller"
+    LOAD_BALANCER = "load_balancer"
+    REPLICA = "replica"
+
+
+class UpdateMode(enum.Enum):
+    """How ``serve update`` replaces replicas: ``rolling`` (traffic may mix while new
+    replicas come up) or ``blue_green`` (traffic switches once the new version is
+    ready)."""
+
+    ROLLING = "rolling"
+    BLUE_GREEN = "blue_green"

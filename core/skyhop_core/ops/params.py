@@ -15,7 +15,12 @@ from typing import Any, ClassVar
 import attrs
 
 from skyhop_core.exceptions import InvalidClusterNameError
-from skyhop_core.models.status import OptimizeTarget, StatusRefreshMode
+from skyhop_core.models.status import (
+    OptimizeTarget,
+    ServiceComponent,
+    StatusRefreshMode,
+    UpdateMode,
+)
 from skyhop_core.models.task_schema import _SPACE, TASK, TASK_WITH_UPLOADS
 from skyhop_core.ops.common import MAX_CLUSTER_NAME, validate_cluster_name
 
@@ -339,3 +344,84 @@ class VolumeDeleteParams:
         metadata={"maxItems": MAX_ITEMS, "items": STORAGE_NAME_META},
     )
     all: bool = False
+# --- services (``skyhop serve``) ----------------------------------------------------------
+
+#: A service's replicas are clusters ``<service>-<id>``: room for the ID.
+MAX_SERVICE_NAME = MAX_CLUSTER_NAME - 10
+_SERVICE_NAME_META = {**_NAME_META, "maxLength": MAX_SERVICE_NAME}
+
+
+def _service_name(inst: Any, attribute: Any, value: Any) -> None:
+    if value is not None and len(value) > MAX_SERVICE_NAME:
+        raise InvalidClusterNameError(
+            f"{attribute.name}: {value!r} is too long: use up to {MAX_SERVICE_NAME} "
+            "characters (replicas are clusters named <service>-<id>)."
+        )
+    _cluster_name(inst, attribute, value)
+
+
+def service_name(**kwargs: Any) -> Any:
+    """A service name: cluster-name rules, with room for ``-<replica id>``."""
+    return attrs.field(validator=_service_name, metadata=_SERVICE_NAME_META, **kwargs)
+
+
+@attrs.frozen
+class ServeUpParams:
+    """``task`` is the task-YAML mapping with a ``service:`` section."""
+
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK_WITH_UPLOADS})
+    service_name: str | None = service_name(default=None)
+
+
+@attrs.frozen
+class ServeUpdateParams:
+    task: dict[str, Any] = attrs.field(metadata={"schema": TASK_WITH_UPLOADS})
+    service_name: str = service_name()
+    mode: UpdateMode = UpdateMode.ROLLING
+
+
+@attrs.frozen
+class ServeDownParams:
+    service_names: list[str] | None = attrs.field(
+        default=None,
+        validator=_each(_service_name, MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": _SERVICE_NAME_META},
+    )
+    all: bool = False
+    purge: bool = False
+
+
+@attrs.frozen
+class ServeTerminateReplicaParams:
+    service_name: str = service_name()
+    replica_id: int = integer(1)
+    purge: bool = False
+
+
+@attrs.frozen
+class ServeStatusParams:
+    service_names: list[str] | None = attrs.field(
+        default=None,
+        validator=_each(_service_name, MAX_ITEMS),
+        metadata={"maxItems": MAX_ITEMS, "items": _SERVICE_NAME_META},
+    )
+
+
+@attrs.frozen
+class ServeLogsParams:
+    """``target`` REPLICA needs ``replica_id`` (which the other targets ignore)."""
+
+    service_name: str = service_name()
+    target: ServiceComponent = ServiceComponent.CONTROLLER
+    replica_id: int | None = integer(1, default=None)
+    follow: bool = True
+
+    schema_extra: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"properties": {"target": {"enum": ["controller", "load_balancer"]}}},
+        {"required": ["target", "replica_id"],
+         "properties": {"target": {"const": "replica"}, "replica_id": {"type": "integer"}}},
+    ]}  # fmt: skip
+
+    def __attrs_post_init__(self) -> None:
+        if self.target is ServiceComponent.REPLICA and self.replica_id is None:
+            raise ValueError("replica_id: name the replica when target is 'replica'.")

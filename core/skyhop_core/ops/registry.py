@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, storage, volumes
+from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, serve, storage, volumes
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -38,5 +38,14 @@ def operations() -> dict[str, Operation]:
         Operation("volumes_apply", P.VolumeApplyParams, volumes.volumes_apply, "short"),
         Operation("volumes_ls", P.NoParams, volumes.volumes_ls, "short"),
         Operation("volumes_delete", P.VolumeDeleteParams, volumes.volumes_delete, "short"),
+        Operation("serve_up", P.ServeUpParams, serve.serve_up, "short",
+                  serve.validate_serve_task),
+        Operation("serve_update", P.ServeUpdateParams, serve.serve_update, "short",
+                  serve.validate_serve_task),
+        Operation("serve_down", P.ServeDownParams, serve.serve_down, "short"),
+        Operation("serve_terminate_replica", P.ServeTerminateReplicaParams,
+                  serve.serve_terminate_replica, "short"),
+        Operation("serve_status", P.ServeStatusParams, serve.serve_status, "short"),
+        Operation("serve_logs", P.ServeLogsParams, serve.serve_logs, "stream"),
     ]
     return {op.name: op for op in ops}

@@ -45,6 +45,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     )
     from skyhop_core.plugins import load_backends
     from skyhop_core.requests.engine import Engine, slot_limits
+    from skyhop_core.serve.service import ServeService, ServeSettings
     from skyhop_core.server.app import build_app
     from skyhop_core.server.autostop import autostop_loop
     from skyhop_core.server.health import health_interval, health_loop
@@ -64,6 +65,8 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     services.engine = engine
     jobs_service = JobsService(services, engine)
     services.jobs = jobs_service
+    serve_service = ServeService(services, engine, ServeSettings.from_env(host))
+    services.serve = serve_service
     shutdown = trio.Event()
     app = build_app(engine, shutdown, deploy=deploy)
     if deploy:
@@ -90,6 +93,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
             nursery.start_soon(on_signals)
             await nursery.start(engine.serve)
             await nursery.start(jobs_service.serve)
+            await nursery.start(serve_service.serve)
             nursery.start_soon(autostop_loop, engine, interval)
             nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
             nursery.start_soon(health_loop, engine, health_interval())

@@ -165,6 +165,70 @@ storage_buckets = sa.Table(
 )
 
 
+#: Services (``skyhop serve``, see ``skyhop_core.serve``): the service row holds its
+#: controller's state (version, traffic switch, autoscaler counters, next replica ID,
+#: the load balancer's port, the lease); a version row per ``serve up``/``update`` holds
+#: that version's task; a replica row per replica cluster ``<service>-<id>``.
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("user_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(24), nullable=False),
+    # The latest version; replicas of older ones are replaced by the update mode.
+    sa.Column("version", sa.Integer, nullable=False),
+    # Blue-green: the only version that gets traffic (None: every READY replica).
+    sa.Column("traffic_version", sa.Integer, nullable=True),
+    # A version that could not come up: nothing more of it is launched.
+    sa.Column("failed_version", sa.Integer, nullable=True),
+    sa.Column("next_replica_id", sa.Integer, nullable=False),
+    sa.Column("lb_port", sa.Integer, nullable=False),
+    sa.Column("endpoint", sa.String(255), nullable=False),
+    # The autoscaler's target and the times demand was first higher/lower than it.
+    sa.Column("autoscaler", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.Column("down_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("purge", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("owner", sa.String(64), nullable=True, index=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+)
+
+service_versions = sa.Table(
+    "service_versions",
+    metadata,
+    sa.Column("service_name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    # The task-YAML mapping without secret values (those are in a 0600 file).
+    sa.Column("task", sa.JSON, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("resources_str", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+service_replicas = sa.Table(
+    "service_replicas",
+    metadata,
+    sa.Column("service_name", sa.String(128), primary_key=True),
+    sa.Column("replica_id", sa.Integer, primary_key=True),
+    sa.Column("cluster_name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("is_spot", sa.Boolean, nullable=False, server_default=sa.false()),
+    # host:port the load balancer sends to (what the cluster record maps the port to).
+    sa.Column("endpoint", sa.String(255), nullable=True),
+    sa.Column("launched_at", sa.Float, nullable=False),
+    sa.Column("starting_since", sa.Float, nullable=True),
+    sa.Column("not_ready_since", sa.Float, nullable=True),
+    sa.Column("first_ready_at", sa.Float, nullable=True),
+    # Terminating: no new traffic; torn down once idle or at this time.
+    sa.Column("drain_until", sa.Float, nullable=True),
+    sa.Column("terminate_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

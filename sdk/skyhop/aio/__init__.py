@@ -15,6 +15,7 @@
         await aio.down("dev")
         job = await aio.jobs.launch(task, name="nightly")     # a managed job
         await aio.jobs.tail_logs(job_id=job["job_id"])
+        name, endpoint = await aio.serve.up(service_task, "web")  # a service
 
     trio.run(main)
 
@@ -47,7 +48,7 @@ Clients: each call uses a short-lived client for the configured endpoint (an
 
 from __future__ import annotations
 
-from skyhop.aio import jobs
+from skyhop.aio import jobs, serve
 from skyhop.aio.api import api_cancel, api_info, api_status, get, stream_and_get
 from skyhop.aio.client import AsyncApiClient, using
 from skyhop.aio.sdk import (
@@ -84,6 +85,7 @@ __all__ = [
     "launch",
     "optimize",
     "queue",
+    "serve",
     "start",
     "status",
     "stop",

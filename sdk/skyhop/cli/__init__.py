@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from skyhop.cli import api, clusters, gpus, jobs, managed_jobs, storage, volumes
+from skyhop.cli import api, clusters, gpus, jobs, managed_jobs, serve, storage, volumes
 
 #: Exit code after Ctrl+C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -87,6 +87,7 @@ for command in (
     managed_jobs.jobs,
     storage.storage,
     volumes.volumes,
+    serve.serve,
     api.api,
 ):
     cli.add_command(command)

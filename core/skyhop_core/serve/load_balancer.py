@@ -1,0 +1,232 @@
+"""A service's load balancer: an ASGI reverse proxy served by hypercorn in the API server.
+
+- One endpoint per service, on a port from ``SKYHOP_SERVE_PORTS``; hypercorn (under
+  trio, in the service's nursery) speaks HTTP to clients, httpx to the replicas. Every
+  method is proxied; request and response bodies stream both ways (chunked and SSE
+  responses arrive as the replica produces them); WebSocket upgrades pass through
+  (:mod:`.websocket`).
+- The ready set is set in-process by the controller the moment a probe changes it
+  (:meth:`LoadBalancer.set_ready`), so a dead replica stops getting traffic at once.
+- A replica that refuses the connection (before any byte of a response) is reported to
+  the controller, which probes it at once, and the request goes to another ready
+  replica; any later failure is a 502 (the request may have had effects). With no ready
+  replica the answer is a 503 saying so.
+- Each request's arrival time is kept for a sliding window: the autoscaler's QPS.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import trio
+
+from skyhop_core.serve.policies import make_policy
+
+#: Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus those the
+#: proxy's own HTTP stacks set.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "trailers", "transfer-encoding", "upgrade", "host", "date", "server",
+})
+#: How long connecting to a replica may take before another one is tried.
+CONNECT_TIMEOUT = 5.0
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
+
+
+class LoadBalancer:
+    """The proxy of one service; call :meth:`set_ready` as readiness changes."""
+
+    def __init__(
+        self,
+        service_name: str,
+        policy: str,
+        *,
+        qps_window: float = 60.0,
+        on_connect_failure: Callable[[int], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.service_name = service_name
+        self.policy = make_policy(policy)
+        self.qps_window = qps_window
+        self.on_connect_failure = on_connect_failure or (lambda _rid: None)
+        self.log = log or (lambda _m: None)
+        #: replica ID -> "host:port", READY and not draining.
+        self.ready: dict[int, str] = {}
+        self._ready_ids: list[int] = []
+        self.arrivals: collections.deque[float] = collections.deque()
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    # --- what the controller sees and sets ---------------------------------------------
+
+    def set_ready(self, ready: dict[int, str]) -> None:
+        if ready != self.ready:
+            self.log(f"Ready replicas: {sorted(ready) or 'none'}.")
+        self.ready = dict(ready)
+        self._ready_ids = sorted(ready)
+
+    def qps(self, now: float | None = None) -> float:
+        """Requests per second over the sliding window."""
+        now = time.monotonic() if now is None else now
+        cutoff = now - self.qps_window
+        while self.arrivals and self.arrivals[0] < cutoff:
+            self.arrivals.popleft()
+        return len(self.arrivals) / self.qps_window
+
+    def in_flight(self, replica_id: int) -> int:
+        return self.policy.load(replica_id)
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.client.aclose()
+
+    # --- ASGI ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            from skyhop_core.serve.websocket import proxy_websocket
+
+            self.arrivals.append(time.monotonic())
+            await proxy_websocket(self, scope, receive, send)
+        elif scope["type"] == "http":
+            self.arrivals.append(time.monotonic())
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def error(self, send: Any, status: int, message: str) -> None:
+        body = json.dumps({"error": message, "service": self.service_name}).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+    def no_ready_message(self) -> str:
+        return (f"Service {self.service_name!r} has no ready replica right now; "
+                f"see `skyhop serve status {self.service_name}`.")
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = _headers(scope["headers"])
+        names = {k.lower() for k, _ in scope["headers"]}
+        client = scope.get("client")
+        if client:
+            headers.append((b"x-forwarded-for", client[0].encode()))
+        content: Any
+        if b"content-length" in names or b"transfer-encoding" in names:
+            content = _body(receive)
+        else:
+            content = b""  # no body: do not send an empty chunked one
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        tried: set[int] = set()
+        while True:
+            replica_id = self.policy.choose(self._ready_ids, tried)
+            if replica_id is None:
+                if tried:
+                    await self.error(send, 502, f"Could not connect to any ready replica of "
+                                     f"service {self.service_name!r}.")
+                else:
+                    await self.error(send, 503, self.no_ready_message())
+                return
+            tried.add(replica_id)
+            endpoint = self.ready.get(replica_id)
+            if endpoint is None:
+                continue
+            self.policy.acquire(replica_id)
+            try:
+                request = self.client.build_request(
+                    scope["method"], f"http://{endpoint}{target.decode('latin-1')}",
+                    headers=headers, content=content,
+                )
+                try:
+                    response = await self.client.send(request, stream=True)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    # Nothing reached the replica: another one may take the request.
+                    self.log(f"Replica {replica_id} ({endpoint}) refused a connection: {exc}.")
+                    self.on_connect_failure(replica_id)
+                    continue
+                except httpx.HTTPError as exc:
+                    self.log(f"Replica {replica_id} ({endpoint}) failed a request: {exc!r}.")
+                    await self.error(send, 502, f"Replica {replica_id} of service "
+                                     f"{self.service_name!r} failed: {type(exc).__name__}.")
+                    return
+                try:
+                    await self._relay(response, send)
+                finally:
+                    await response.aclose()
+                return
+            finally:
+                self.policy.release(replica_id)
+
+    async def _relay(self, response: httpx.Response, send: Any) -> None:
+        raw = [(k.lower(), v) for k, v in response.headers.raw]
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": _headers(raw)})
+        try:
+            async for chunk in response.aiter_raw():
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+        except httpx.HTTPError as exc:
+            # The replica broke off mid-body: end the response (the client sees it short).
+            self.log(f"A replica broke off a response: {exc!r}.")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _body(receive: Any) -> AsyncIterator[bytes]:
+    """The request's body as it arrives (streamed to the replica)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def serve_load_balancer(
+    lb: LoadBalancer, host: str, port: int, *, tls: Any = None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``lb`` on ``host:port`` with hypercorn until cancelled."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.include_server_header = False
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 75.0
+    if tls is not None:
+        config.certfile = tls.certfile
+        config.keyfile = tls.keyfile
+    try:
+        await serve(lb, config, task_status=task_status)  # type: ignore[arg-type]
+    finally:
+        await lb.aclose()
