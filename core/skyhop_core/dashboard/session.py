@@ -49,7 +49,8 @@ def guarded(dash: Dashboard, handler: PageHandler) -> Callable[[Request], Awaita
     async def route(request: Request) -> Response:
         user = dash.viewer(request)
         if user is None:
-            target = login_url(request.url.path)
+            query = request.url.query
+            target = login_url(request.url.path + (f"?{query}" if query else ""))
             if request.headers.get("hx-request"):
                 return Response(status_code=401, headers={"HX-Redirect": target})
             return RedirectResponse(target, status_code=303)
