@@ -13,6 +13,7 @@ from pathlib import Path
 from bench import (
     cli,
     clusters,
+    dashboard,
     jobs,
     load,
     logs,
@@ -56,6 +57,8 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("burst", "burst of async requests", "s", throughput.burst, True),
     ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
     ("managed_jobs", "managed jobs held RUNNING", "MB", managed_jobs.held_running, False),
+    ("dashboard", "dashboard first page load", "ms", dashboard.first_load, True),
+    ("dashboard", "dashboard log line, job to browser", "ms", dashboard.log_line_latency, True),
 ]
 GROUPS = list(dict.fromkeys(group for group, *_ in FIGURES))
 
