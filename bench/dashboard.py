@@ -127,7 +127,27 @@ def first_load(run: Run) -> list[Figure]:
                 note=f"{reps} fresh browser contexts (empty cache) after 1 warm-up; {what}; "
                 "navigation loadEventEnd",
             ))
+    figures.append(_html_figure(run, reps * 5, bulk))
     return figures
+
+
+def _html_figure(run: Run, reps: int, bulk: int) -> Figure:
+    """The server's part alone: the requests page's HTML over httpx, ``bulk`` rows behind it."""
+    import httpx
+
+    from bench.util import repeat
+
+    with httpx.Client(base_url=run.server.endpoint, timeout=60) as client:
+        size = len(client.get("/dashboard/requests").content)
+        page = summary(repeat(lambda: client.get("/dashboard/requests"), reps, warmup=3), 1000)
+        health = summary(repeat(lambda: client.get("/api/health"), reps, warmup=3), 1000)
+    return Figure(
+        "dashboard", "dashboard requests page HTML (server only)", "ms",
+        p50=page["p50"], p99=page["p99"], baseline="GET /api/health",
+        baseline_p50=health["p50"], baseline_p99=health["p99"], target=Target("<", 100),
+        note=f"{reps} GETs with httpx after 3 warm-ups; {bulk:,} requests, a page of 50 "
+        f"is {size / 1000:.0f} kB",
+    )
 
 
 def _ticker(lines: int) -> str:
