@@ -14,6 +14,7 @@ from bench import (
     asgi_floor,
     cli,
     clusters,
+    dashboard,
     jobs,
     load,
     logs,
@@ -60,6 +61,8 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("managed_jobs", "managed echo jobs", "s", managed_jobs.managed_echo, True),
     ("managed_jobs", "managed jobs held RUNNING", "MB", managed_jobs.held_running, False),
     ("serve", "services (load balancer, reactions)", "ms", serve.serve_figures, False),
+    ("dashboard", "dashboard first page load", "ms", dashboard.first_load, True),
+    ("dashboard", "dashboard log line, job to browser", "ms", dashboard.log_line_latency, True),
 ]
 GROUPS = list(dict.fromkeys(group for group, *_ in FIGURES))
 

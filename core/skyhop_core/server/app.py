@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from skyhop_core import API_VERSION, __version__, exceptions, wire
 from skyhop_core.ops.params import CancelRequestsParams
@@ -143,6 +143,24 @@ def _cancel_body(data: Any) -> CancelRequestsParams:
             f"Invalid cancel body: {wire.describe_error(exc)}. The body is "
             '{"request_ids": [ID, ...], "all": bool, "all_users": bool}.'
         ) from None
+
+
+class LazyDashboard:
+    """The ``/dashboard`` pages, imported on their first request so that the server
+    starts without Jinja2 and the dashboard's modules (see :mod:`skyhop_core.dashboard`).
+    Its HTML routes are not in the OpenAPI document: they are not the JSON API."""
+
+    def __init__(self, engine: Engine, deploy: bool) -> None:
+        self.engine = engine
+        self.deploy = deploy
+        self._app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            from skyhop_core.dashboard import build_dashboard
+
+            self._app = build_dashboard(self.engine, deploy=self.deploy)
+        await self._app(scope, receive, send)
 
 
 def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlette:
@@ -307,6 +325,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         Route("/api/cancel", cancel, methods=["POST"]),
         Route("/api/shutdown", shutdown_route, methods=["POST"]),
         Route("/api/openapi.json", openapi_route, methods=["GET"]),
+        Mount("/dashboard", app=LazyDashboard(engine, deploy)),
     ]
     routes.extend(upload_routes(UploadStore(services.persistent_path), error_response))
     middleware = [

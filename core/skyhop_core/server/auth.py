@@ -13,11 +13,16 @@ it with :func:`current_user`.
   revoked token gets ``401`` with a NotAuthenticatedError body. ``/api/health`` stays
   open (saying only that the server is up and its version), and names the caller when
   a valid token comes with it.
+- The **dashboard** (``/dashboard/...``) on a deployed server also takes the token from
+  its session cookie (:data:`SESSION_COOKIE`, set by its login form), and is never
+  refused here: its pages send an anonymous browser to the login form themselves. The
+  cookie counts for nothing outside ``/dashboard``.
 """
 
 from __future__ import annotations
 
 import json
+from http.cookies import SimpleCookie
 from typing import Any
 
 from skyhop_core import exceptions, wire
@@ -33,6 +38,11 @@ Send = Any
 USER_KEY = "skyhop.user"
 #: Routes a deployed server answers without a token.
 OPEN_PATHS = frozenset({"/api/health", "/api/openapi.json"})
+
+#: The dashboard's pages (see :mod:`skyhop_core.dashboard.session`).
+DASHBOARD_PREFIX = "/dashboard"
+#: The dashboard's session cookie: the bearer token, for ``/dashboard`` paths only.
+SESSION_COOKIE = "skyhop_dashboard_token"
 
 LOGIN_HINT = "skyhop api login -e {endpoint} --token <TOKEN>"
 
@@ -61,6 +71,26 @@ def bearer_token(headers: dict[str, str]) -> str | None:
     return token.strip()
 
 
+def cookie_token(headers: dict[str, str]) -> str | None:
+    """The dashboard's session token from the Cookie header, if any."""
+    raw = headers.get("cookie")
+    if not raw:
+        return None
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(raw)
+    except Exception:  # a malformed header is no session
+        return None
+    morsel = cookies.get(SESSION_COOKIE)
+    if morsel is None:
+        return None
+    return morsel.value.strip() or None
+
+
+def _is_dashboard(path: str) -> bool:
+    return path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")
+
+
 def _endpoint(scope: Scope, headers: dict[str, str]) -> str:
     host = headers.get("host")
     if not host:
@@ -86,11 +116,12 @@ class AuthMiddleware:
             scope[USER_KEY] = header_user(headers) or User("unknown", "unknown")
             await self.app(scope, receive, send)
             return
-        token = bearer_token(headers)
+        dashboard = _is_dashboard(scope.get("path", ""))
+        token = bearer_token(headers) or (cookie_token(headers) if dashboard else None)
         record = await self.store.run(tokens.authenticate, token) if token else None
         if record is not None:
             scope[USER_KEY] = User(record.name, record.user_hash, record.role)
-        elif scope.get("path") not in OPEN_PATHS:
+        elif not dashboard and scope.get("path") not in OPEN_PATHS:
             await self._refuse(scope, headers, send, has_token=token is not None)
             return
         await self.app(scope, receive, send)

@@ -1,0 +1,1 @@
+"""One module per dashboard page (see :mod:`skyhop_core.dashboard.registry`)."""
