@@ -80,6 +80,19 @@ def resolve_endpoint() -> str:
     return str(endpoint or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def endpoint_source() -> str:
+    """Where :func:`resolve_endpoint` found the endpoint, for ``skyhop api info``:
+    ``env SKYHOP_API_SERVER_ENDPOINT``, ``config <file>`` or ``default``."""
+    if os.environ.get("SKYHOP_API_SERVER_ENDPOINT"):
+        return "env SKYHOP_API_SERVER_ENDPOINT"
+    section = paths.load_config().get("api_server") or {}
+    if isinstance(section, dict) and section.get("endpoint"):
+        if os.environ.get(paths.CONFIG_OVERRIDES_ENV):
+            return f"config {paths.config_file()} with --config overrides"
+        return f"config {paths.config_file()}"
+    return "default"
+
+
 def resolve_token() -> str | None:
     """The bearer token for a deployed server: ``SKYHOP_API_TOKEN``, then the config file."""
     token = os.environ.get("SKYHOP_API_TOKEN")
@@ -391,9 +404,12 @@ def start_local_server(
     command = [sys.executable, "-m", "skyhop_core.server", "--host", host, "--port", str(port)]
     if deploy:
         command.append("--deploy")
+    # A command's --config overrides are this client's; the server outlives the command.
+    env = {k: v for k, v in os.environ.items() if k != paths.CONFIG_OVERRIDES_ENV}
     with paths.open_private(log_path, "ab") as log:
         proc = subprocess.Popen(
             command,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -486,11 +486,13 @@ def test_api_logs_cancel_info(fake, client):
 
     request_id = sdk.launch({"run": "true"}, "dev")
     assert run("api", "logs", request_id[:8]).output == "provisioning...\n"
+    fake.on("api_cancel", [request_id[:8]])
     result = run("api", "cancel", request_id[:8])
+    assert fake.bodies("api_cancel")[-1]["request_ids"] == [request_id[:8]]
     assert result.output.strip() == f"Cancelled 1 request(s): {request_id[:8]}"
     assert run("api", "cancel").exit_code == 2
     info = run("api", "info").output
-    assert "Using the API server at http://127.0.0.1:46590" in info
+    assert "Using the API server at http://127.0.0.1:46590 (from " in info
     assert "API version 1.0" in info
 
 

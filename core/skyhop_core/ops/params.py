@@ -238,7 +238,8 @@ class NoParams:
 
 @attrs.frozen
 class CancelRequestsParams:
-    """The body of ``POST /api/cancel`` (not an operation: it acts at once)."""
+    """The body of ``POST /api/cancel`` (which acts at once) and of the ``api_cancel``
+    operation (``sky.api_cancel``: a request whose result is the cancelled IDs)."""
 
     request_ids: list[str] = attrs.field(
         factory=list,

@@ -160,6 +160,8 @@ async def _provision_one(
             cl.set_placement(conn, name, offer.region, offer.zone)
 
     await store.run(record)
+    price = offer.hourly_cost(candidate.use_spot) * (task.num_nodes or 1)
+    await store.run(lambda conn: cl.set_price(conn, name, price))
     await set_phase(ctx, name, f"provisioning on {label}")
     ctx.log(f"⚙︎ Launching on {label}: {offer.instance_type} x{task.num_nodes or 1}.")
     bctx = backend_ctx(ctx, offer.backend)

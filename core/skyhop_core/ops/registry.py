@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs
+from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, requests_cancel
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -33,5 +33,6 @@ def operations() -> dict[str, Operation]:
         Operation("jobs_queue", P.JobsQueueParams, managed_jobs.jobs_queue, "short"),
         Operation("jobs_cancel", P.JobsCancelParams, managed_jobs.jobs_cancel, "short"),
         Operation("jobs_logs", P.JobsLogsParams, managed_jobs.jobs_logs, "stream"),
+        Operation("api_cancel", P.CancelRequestsParams, requests_cancel.api_cancel, "short"),
     ]
     return {op.name: op for op in ops}
