@@ -6,8 +6,6 @@ clusters. Every command runs as a user types it: ``python -m skyhop.cli ...``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from clirun import sky
 from serverproc import ServerProcess, kill_processes_under
 
 
@@ -28,30 +27,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     except Exception:
         server.kill()
     kill_processes_under(server.root)
-
-
-def sky(
-    srv: ServerProcess,
-    *args: str,
-    check: bool = True,
-    stdin: str | None = None,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "skyhop.cli", *args],
-        env=env if env is not None else srv.env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=cwd,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"skyhop {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
 
 
 def wait_for(srv: ServerProcess, cluster: str, job_id: int, status: str = "SUCCEEDED") -> None:

@@ -458,7 +458,7 @@ def test_check(fake, client):
     assert "  aws: disabled — boto3 is not installed" in out
     assert "    Fix: pip install 'skyhop[aws]'" in out
     assert "    lab: unreachable" in out
-    assert "Enabled: local" in out
+    assert out.endswith("🎉 Enabled infra 🎉\n  local\n")
 
 
 def test_api_status_table(fake, client):

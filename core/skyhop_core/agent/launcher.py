@@ -100,6 +100,14 @@ def spawn(
     return proc
 
 
+def line_prefix(rank: int | None, phase: str, multi_node: bool) -> str:
+    """What starts each line of a job's output (docs/cli-output.md): setup lines say
+    ``(setup)``, and on a multi-node job every line names its rank."""
+    if phase == "setup":
+        return f"(setup, rank {rank}) " if multi_node and rank is not None else "(setup) "
+    return f"(rank {rank}) " if multi_node and rank is not None else ""
+
+
 class JobLog:
     """The job's single log file; writers from several threads, optionally rank-prefixed."""
 
@@ -113,14 +121,18 @@ class JobLog:
         with self._lock:
             self._file.write(data)
 
-    def message(self, text: str, rank: int | None = None) -> None:
+    def message(self, text: str, rank: int | None = None, phase: str = "run") -> None:
         """A line from the agent itself (not from the job)."""
-        prefix = f"(rank {rank}) " if self.prefixed and rank is not None else ""
+        prefix = line_prefix(rank, phase, self.prefixed) if rank is not None else ""
         self.write(f"{prefix}skyhop: {text}\n".encode())
 
-    def pump(self, stream: BinaryIO, rank: int) -> None:
+    def line(self, text: str) -> None:
+        """A job-level line of the agent's, unprefixed (the contract's fixed wording)."""
+        self.write(f"{text}\n".encode())
+
+    def pump(self, stream: BinaryIO, rank: int, phase: str = "run") -> None:
         """Copy ``stream`` into the log until EOF (run in a thread)."""
-        prefix = f"(rank {rank}) ".encode()
+        prefix = line_prefix(rank, phase, self.prefixed).encode()
         pending = b""
         fd = stream.fileno()
         while True:
@@ -130,7 +142,7 @@ class JobLog:
                 chunk = b""
             if not chunk:
                 break
-            if not self.prefixed:
+            if not prefix:
                 self.write(chunk)
                 continue
             pending += chunk

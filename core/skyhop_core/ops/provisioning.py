@@ -207,7 +207,9 @@ async def mark_cluster_up(ctx: RequestContext, name: str, handle: ClusterHandle)
     await ctx.services.store.run(
         lambda c: cl.end_operation(c, name, ClusterStatus.UP, handle=handle)
     )
-    ctx.log(f"✔ Cluster {name!r} is UP.")
+    # SkyPilot's wording after a launch, which scripts look for (docs/cli-output.md).
+    verb = "launched" if ctx.name == "launch" else "started"
+    ctx.log(f"✔ Cluster {verb}: {name}. Cluster {name!r} is UP.")
 
 
 async def start_runtime(

@@ -32,7 +32,10 @@ def _run_job(ctx: click.Context, result: Any, cluster_name: str, detach_run: boo
     if detach_run:
         click.echo(job_hints(cluster_name, job_id))
         return
-    ctx.exit(follow_job(cluster_name, job_id))
+    code = follow_job(cluster_name, job_id)
+    click.echo()
+    click.echo(job_hints(cluster_name, job_id))
+    ctx.exit(code)
 
 
 def _launch_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -296,9 +296,9 @@ def checks(results: Sequence[Any]) -> str:
             lines.append(f"    {part}: {message}")
     enabled = [r.backend for r in results if r.enabled]
     lines.append("")
-    lines.append(
-        f"Enabled: {', '.join(enabled)}"
-        if enabled
-        else "No backend is enabled; see the fixes above."
-    )
+    if enabled:  # SkyPilot's heading, which scripts look for (docs/cli-output.md)
+        lines.append("🎉 Enabled infra 🎉")
+        lines.extend(f"  {name}" for name in enabled)
+    else:
+        lines.append("No infra is enabled; see the fixes above.")
     return "\n".join(lines)
