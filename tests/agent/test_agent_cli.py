@@ -203,7 +203,7 @@ def test_idle_seconds(agent: Agent) -> None:
     assert 0 <= agent.cli("idle")["idle_seconds"] < 5
 
 
-def test_stop_cancels_jobs_and_kills_their_processes(agent: Agent) -> None:
+def test_stop_fails_running_jobs_cancels_waiting_ones_and_kills_processes(agent: Agent) -> None:
     running = agent.submit("echo $$ > r.pid; exec sleep 300", cpus=2)
     pending = agent.submit("sleep 300", cpus=2)
     agent.wait(running, {"RUNNING"})
@@ -214,7 +214,9 @@ def test_stop_cancels_jobs_and_kills_their_processes(agent: Agent) -> None:
     time.sleep(0.05)
     pid = int((agent.homes[0] / "r.pid").read_text())
     result = agent.cli("stop")
-    assert result["stopped"] is True and sorted(result["cancelled"]) == [running, pending]
+    assert result["stopped"] is True
+    assert (result["failed_driver"], result["cancelled"]) == ([running], [pending])
+    assert (agent.status(running), agent.status(pending)) == ("FAILED_DRIVER", "CANCELLED")
     assert wait_gone(pid)
     assert agent.daemon_pid() is None
 

@@ -221,3 +221,46 @@ def test_api_cancel_returns_a_request_whose_result_lists_the_cancelled(srv: Serv
     out = sky(srv, "api", "cancel", "-a").stdout
     assert "nothing was cancelled" in out or "Cancelled" in out
     sky(srv, "down", "-y", "pcancel")
+
+
+def test_setup_writes_bashrc_and_run_sees_it(srv: ServerProcess, tmp_path: Path) -> None:
+    """Jobs run in an interactive bash, as SkyPilot's: ``~/.bashrc`` (even behind the
+    usual "not interactive: return" guard) applies, and ``!`` is not history expansion."""
+    task = tmp_path / "rc.yaml"
+    task.write_text(
+        yaml.safe_dump(
+            {
+                "num_nodes": 2,
+                "setup": "printf 'case $- in *i*) ;; *) return;; esac\\nexport FROM_RC=yes-$SKYHOP_NODE_RANK\\n' >> ~/.bashrc",
+                "run": 'echo "rc=$FROM_RC bang!"; echo to-stderr >&2',
+            }
+        )
+    )
+    out = sky(srv, "launch", "-y", "-c", "prc", str(task)).stdout.splitlines()
+    assert "(rank 0) rc=yes-0 bang!" in out and "(rank 1) rc=yes-1 bang!" in out
+    assert "(rank 1) to-stderr" in out
+    assert not any("job control" in line or "terminal process group" in line for line in out)
+    sky(srv, "down", "-y", "prc")
+
+
+def test_a_job_running_when_its_cluster_stops_is_failed_driver(srv: ServerProcess) -> None:
+    sky(srv, "launch", "-y", "-c", "pstop", "-d", "sleep 300")
+    wait_for(srv, "pstop", 1, "RUNNING")
+    sky(srv, "stop", "-y", "pstop")
+    sky(srv, "start", "-y", "pstop")
+    status = sky(srv, "logs", "pstop", "1", "--status", check=False)
+    assert "Job 1: FAILED_DRIVER" in status.stdout and status.returncode == 100
+    log = sky(srv, "logs", "pstop", "1", check=False).stdout
+    assert "the cluster was stopped while this job ran" in log
+    sky(srv, "down", "-y", "pstop")
+
+
+def test_a_run_over_the_argument_limit_runs(srv: ServerProcess, tmp_path: Path) -> None:
+    """A 200 KiB ``run`` (one argv string may hold 128 KiB) through the CLI and server."""
+    filler = "".join(f": {'x' * 90} {i}\n" for i in range(2_200))
+    task = tmp_path / "long.yaml"
+    task.write_text(yaml.safe_dump({"run": "echo long-begin\n" + filler + "echo long-end\n"}))
+    assert task.stat().st_size > 200_000
+    out = sky(srv, "launch", "-y", "-c", "plong", str(task)).stdout.splitlines()
+    assert "long-begin" in out and "long-end" in out
+    sky(srv, "down", "-y", "plong")
