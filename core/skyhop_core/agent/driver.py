@@ -48,6 +48,7 @@ def job_env(
     info = {
         "cluster_name": cluster.name,
         "backend": cluster.data.get("backend"),
+        "cloud": cluster.data.get("backend"),  # SkyPilot's name for it
         "instance_type": cluster.data.get("instance_type"),
         "region": cluster.data.get("region"),
         "zone": cluster.data.get("zone"),
