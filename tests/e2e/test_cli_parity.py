@@ -281,3 +281,59 @@ def test_logs_follow_survives_a_proxy_that_drops_connections(srv: ServerProcess)
     assert ticks == [f"tick-{i}" for i in range(1, 31)]
     assert proxy.dropped >= 3, proxy.dropped
     sky(srv, "down", "-y", "pdrop")
+
+
+def _wait_status(srv: ServerProcess, cluster: str, wanted: str, timeout: float = 90) -> set[str]:
+    """Poll ``skyhop status CLUSTER`` until it shows ``wanted``; returns every status seen."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        out = sky(srv, "status", cluster).stdout
+        seen |= {s for s in ("UP", "INIT", "AUTOSTOPPING", "STOPPED") if f" {s} " in out}
+        if wanted in seen:
+            return seen
+        assert time.monotonic() < deadline, (wanted, out)
+        time.sleep(0.2)
+
+
+def _request_log(srv: ServerProcess, name: str, cluster: str) -> str:
+    rows = sky(srv, "api", "status", "-a", "-l", "all").stdout.splitlines()
+    request_id = next(r.split()[0] for r in rows if f" {name} " in r and f" {cluster} " in r)
+    return sky(srv, "api", "logs", request_id).stdout
+
+
+def test_autostop_hook_runs_while_autostopping(srv: ServerProcess, tmp_path: Path) -> None:
+    task = tmp_path / "hook.yaml"
+    hook = {"idle_minutes": 0, "hook": "echo hook-says-hi; sleep 3", "hook_timeout": 30}
+    task.write_text(yaml.safe_dump({"resources": {"autostop": hook}, "run": "true"}))
+    sky(srv, "launch", "-y", "-c", "phook", str(task))
+    seen = _wait_status(srv, "phook", "STOPPED")
+    assert "AUTOSTOPPING" in seen
+    log = _request_log(srv, "stop", "phook")
+    assert "hook-says-hi" in log and "✔ The autostop hook finished." in log
+    sky(srv, "down", "-y", "phook")
+
+
+def test_autostop_hook_timeout_still_stops(srv: ServerProcess, tmp_path: Path) -> None:
+    task = tmp_path / "slowhook.yaml"
+    hook = {"idle_minutes": 0, "down": True, "hook": "sleep 60", "hook_timeout": 1}
+    task.write_text(yaml.safe_dump({"resources": {"autostop": hook}, "run": "true"}))
+    sky(srv, "launch", "-y", "-c", "pslow", str(task))
+    deadline = time.monotonic() + 60
+    while "pslow" in sky(srv, "status").stdout:  # autodown: the cluster goes away
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert "did not finish within 1 s" in _request_log(srv, "down", "pslow")
+
+
+def test_autostop_wait_for_none_stops_a_busy_cluster(srv: ServerProcess) -> None:
+    sky(srv, "launch", "-y", "-c", "pnone", "-d", "sleep 300")
+    wait_for(srv, "pnone", 1, "RUNNING")
+    sky(srv, "autostop", "pnone", "-i", "0", "--wait-for", "jobs", "-y")
+    time.sleep(2)  # several autostop passes: a running job keeps it UP
+    assert " UP " in sky(srv, "status", "pnone").stdout
+    sky(srv, "autostop", "pnone", "-i", "0", "--wait-for", "none", "-y")
+    _wait_status(srv, "pnone", "STOPPED")  # (AUTOSTOPPING is brief without a hook)
+    bad = sky(srv, "autostop", "pnone", "-i", "1", "--wait-for", "sometimes", check=False)
+    assert bad.returncode == 2
+    sky(srv, "down", "-y", "pnone")

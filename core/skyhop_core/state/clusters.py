@@ -148,14 +148,33 @@ def set_price(conn: sa.Connection, name: str, price_per_hour: float) -> None:
         update(conn, name, metadata={**(row.metadata or {}), "price_per_hour": price_per_hour})
 
 
-def set_autostop(conn: sa.Connection, name: str, idle_minutes: int, down: bool) -> None:
+def set_autostop(
+    conn: sa.Connection,
+    name: str,
+    idle_minutes: int,
+    down: bool,
+    options: dict[str, Any] | None = None,
+) -> None:
     """Set or cancel (negative minutes) autostop; the idle timer restarts only when no
-    autostop was active before, as users expect."""
+    autostop was active before, as users expect.
+
+    ``options`` (``wait_for``, ``hook``, ``hook_timeout``) are merged into
+    ``metadata["autostop_options"]``; cancelling clears them.
+    """
     current = autostop_fields(conn, name)
     if current is None:
         return
     was_active = current[0] >= 0
     values: dict[str, Any] = {"autostop": max(idle_minutes, -1), "to_down": down and idle_minutes >= 0}
+    row = conn.execute(sa.select(clusters.c.metadata).where(clusters.c.name == name)).first()
+    meta = dict(row.metadata or {}) if row is not None else {}
+    kept = dict(meta.get("autostop_options") or {}) if idle_minutes >= 0 else {}
+    kept.update({k: v for k, v in (options or {}).items() if v is not None})
+    if kept:
+        meta["autostop_options"] = kept
+    else:
+        meta.pop("autostop_options", None)
+    values["metadata"] = meta
     if idle_minutes >= 0 and not was_active:
         values["autostop_set_at"] = time.time()
     if idle_minutes < 0:

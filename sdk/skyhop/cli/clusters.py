@@ -333,6 +333,13 @@ def down(
 )
 @click.option("--down", is_flag=True, help="Tear down instead of stopping.")
 @click.option("--cancel", is_flag=True, help="Cancel any autostop/autodown.")
+@click.option(
+    "--wait-for",
+    type=click.Choice(["jobs_and_ssh", "jobs", "none"]),
+    help="What counts as activity: jobs (jobs_and_ssh, the default, is the same here), "
+    "or none: stop N minutes from now whatever runs.",
+)
+@_yes
 @_async
 @click.pass_context
 def autostop(
@@ -341,9 +348,17 @@ def autostop(
     idle_minutes: int | None,
     down: bool,
     cancel: bool,
+    wait_for: str | None,
+    yes: bool,
     async_: bool,
 ) -> None:
-    """Stop (or, with --down, tear down) clusters after some idle minutes."""
+    """Stop (or, with --down, tear down) clusters after some idle minutes.
+
+    While an autostop stops a cluster its status is AUTOSTOPPING (its autostop hook, set
+    in the task's resources.autostop, runs first). -y is accepted for SkyPilot's scripts;
+    this command never asks.
+    """
+    del yes
     from skyhop import sdk
 
     if cancel and idle_minutes is not None:
@@ -357,7 +372,7 @@ def autostop(
         ctx,
         cluster_names,
         "autostop",
-        lambda n: sdk.autostop(n, minutes, down=down),
+        lambda n: sdk.autostop(n, minutes, down=down, wait_for=wait_for),
         async_,
         "Setting autostop on",
     )
