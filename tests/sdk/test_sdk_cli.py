@@ -543,3 +543,17 @@ def test_control_characters_from_the_server_are_escaped_in_tables_and_errors(
     assert result.exit_code == 1
     assert "\x1b" not in result.stderr and "\r" not in result.stderr
     assert result.stderr.startswith("Error: ClusterDoesNotExist: Cluster evil\\x1b[2J")
+
+
+def test_jobs_launch_reads_env_and_secret_files(fake, client, tmp_path):
+    fake.on("jobs_launch", {"job_id": 4})
+    (tmp_path / "e.env").write_text("A=from-file\nB=also\n")
+    (tmp_path / "s.env").write_text("TOKEN=t0k\n")
+    result = run(
+        "jobs", "launch", "-y", "-d", "-n", "nightly", "--env-file", str(tmp_path / "e.env"),
+        "--env", "B=flag-wins", "--secret-file", str(tmp_path / "s.env"), "echo", "hi",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (body,) = fake.bodies("jobs_launch")
+    assert body["task"]["envs"] == {"A": "from-file", "B": "flag-wins"}
+    assert body["task"]["secrets"] == {"TOKEN": "t0k"}
