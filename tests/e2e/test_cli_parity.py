@@ -337,3 +337,15 @@ def test_autostop_wait_for_none_stops_a_busy_cluster(srv: ServerProcess) -> None
     bad = sky(srv, "autostop", "pnone", "-i", "1", "--wait-for", "sometimes", check=False)
     assert bad.returncode == 2
     sky(srv, "down", "-y", "pnone")
+
+
+def test_a_launch_on_an_autostopping_cluster_waits_then_starts_it(srv: ServerProcess, tmp_path: Path) -> None:
+    task = tmp_path / "hook.yaml"
+    hook = {"idle_minutes": 0, "hook": "sleep 4", "hook_timeout": 30}
+    task.write_text(yaml.safe_dump({"resources": {"autostop": hook}, "run": "true"}))
+    sky(srv, "launch", "-y", "-c", "pwait", str(task))
+    _wait_status(srv, "pwait", "AUTOSTOPPING")
+    out = sky(srv, "launch", "-y", "-c", "pwait", "echo after-autostop").stdout
+    assert "⚙︎ Starting cluster 'pwait'." in out  # it waited for the stop to finish
+    assert "after-autostop" in out
+    sky(srv, "down", "-y", "pwait")
