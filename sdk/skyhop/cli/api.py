@@ -124,7 +124,7 @@ def status(
             None, all_status=True, all_users=all_users, limit=most or RECENT_FINISHED
         )
         if not recent:
-            click.echo("No requests.")
+            click.echo("No unfinished requests. Run `skyhop api status -a` to list finished ones too.")
             return
         click.echo("No unfinished requests. Recent finished ones (skyhop api status -a for all):")
         records = recent
