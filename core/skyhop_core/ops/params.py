@@ -182,7 +182,9 @@ class AutostopParams:
     idle_minutes: int = integer(-1, MAX_IDLE_MINUTES)
     down: bool = False
     wait_for: str | None = attrs.field(
-        default=None, validator=_wait_for, metadata={"enum": list(AUTOSTOP_WAIT_FOR)}
+        default=None,
+        validator=_wait_for,
+        metadata={"schema": {"anyOf": [{"enum": list(AUTOSTOP_WAIT_FOR)}, {"type": "null"}]}},
     )
 
 
