@@ -84,18 +84,44 @@ def config_file() -> Path:
     return Path("~/.skyhop/config.yaml").expanduser()
 
 
-def load_config() -> dict[str, Any]:
-    """The user's config file as a dict ({} when there is none)."""
+#: A JSON mapping merged over the config file (the CLI's ``--config`` sets it).
+CONFIG_OVERRIDES_ENV = "SKYHOP_CONFIG_OVERRIDES"
+
+
+def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: nested mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(*, overrides: bool = True) -> dict[str, Any]:
+    """The user's config file as a dict ({} when there is none), with the overrides of
+    ``SKYHOP_CONFIG_OVERRIDES`` (a JSON mapping) merged over it unless ``overrides`` is
+    False (code that rewrites the file reads it that way)."""
     path = config_file()
     try:
         text = path.read_text()
     except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return {}
-    import yaml
+        text = ""
+    data: Any = {}
+    if text:
+        import yaml
 
-    data = yaml.safe_load(text) or {}
+        data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise PersistentPathError(f"{path}: the config file must be a mapping, not {type(data).__name__}.")
+    raw_overrides = os.environ.get(CONFIG_OVERRIDES_ENV) if overrides else None
+    if raw_overrides:
+        import json
+
+        extra = json.loads(raw_overrides)
+        if isinstance(extra, dict):
+            data = merge_config(data, extra)
     return data
 
 

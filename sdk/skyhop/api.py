@@ -140,15 +140,26 @@ def _status_params(
 def api_cancel(
     request_ids: str | list[str] | None = None,
     all_users: bool = False,
+    silent: bool = False,
+    *,
     all: bool = False,  # noqa: A002 - mirrors the CLI's --all
-) -> list[str]:
+) -> str:
     """Cancel requests: the given IDs (prefixes allowed), ``all`` of yours, or everyone's.
 
-    Synchronous; returns the IDs that were cancelled (already finished ones are skipped).
+    Returns:
+        The request ID of the cancel request itself (as SkyPilot's SDK). Its result
+        (``get``) is the list of request IDs that were cancelled; already finished ones
+        are skipped.
+
+    Raises:
+        ValueError: no request ID, and neither ``all`` nor ``all_users`` (before sending).
+
+    ``silent`` is accepted for SkyPilot compatibility; this function prints nothing.
     """
-    body = _cancel_body(request_ids, all_users, all)
-    data = current_client().call("POST", "/api/cancel", json=body)
-    return [str(i) for i in data.get("cancelled", [])]
+    del silent
+    from skyhop.sdk import _submit
+
+    return _submit("api_cancel", _cancel_body(request_ids, all_users, all))
 
 
 def _cancel_body(

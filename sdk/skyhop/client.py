@@ -96,6 +96,19 @@ def resolve_endpoint() -> str:
     return str(endpoint or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def endpoint_source() -> str:
+    """Where :func:`resolve_endpoint` found the endpoint, for ``skyhop api info``:
+    ``env SKYHOP_API_SERVER_ENDPOINT``, ``config <file>`` or ``default``."""
+    if os.environ.get("SKYHOP_API_SERVER_ENDPOINT"):
+        return "env SKYHOP_API_SERVER_ENDPOINT"
+    section = paths.load_config().get("api_server") or {}
+    if isinstance(section, dict) and section.get("endpoint"):
+        if os.environ.get(paths.CONFIG_OVERRIDES_ENV):
+            return f"config {paths.config_file()} with --config overrides"
+        return f"config {paths.config_file()}"
+    return "default"
+
+
 def resolve_token() -> str | None:
     """The bearer token for a deployed server: ``SKYHOP_API_TOKEN``, then the config file."""
     token = os.environ.get("SKYHOP_API_TOKEN")
@@ -128,6 +141,10 @@ def _major(version: str) -> str:
     return str(version).split(".", 1)[0]
 
 
+#: What breaks a log stream the client reconnects after (see :class:`LogCursor`).
+STREAM_BROKEN = (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.ConnectTimeout)
+
+
 class LogCursor:
     """Where a stream of a request's log stands, for the sync and async clients alike.
 
@@ -136,9 +153,18 @@ class LogCursor:
     offset and says which in ``X-Skyhop-Log-Offset``). :meth:`text` turns chunks into
     text, dropping the NUL bytes the server sends as heartbeats and decoding UTF-8 across
     chunk boundaries.
+
+    Reconnecting (:meth:`retry_delay`): a stream that broke after it started is resumed
+    for as long as the server can be reached — a proxy that drops long connections every
+    minute costs a reconnect each time, never the stream — with a backoff from
+    :data:`FIRST_DELAY` doubling to :data:`MAX_DELAY`, reset whenever bytes arrive. Once
+    the server refuses connections for :data:`UNREACHABLE_AFTER` seconds in a row, the
+    error is raised. A first connection that fails is raised at once.
     """
 
-    RETRIES = 3
+    FIRST_DELAY = 0.1
+    MAX_DELAY = 5.0
+    UNREACHABLE_AFTER = 30.0
 
     def __init__(self, request_id: str, *, follow: bool, tail: int | None, offset: int) -> None:
         self.params: dict[str, Any] = {
@@ -149,24 +175,41 @@ class LogCursor:
         if tail is not None:
             self.params["tail"] = tail
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._retries_left = self.RETRIES
+        self._ever_started = False
+        self._failures = 0
+        self._unreachable_since: float | None = None
+        self.reconnects = 0
 
     def started(self, headers: Mapping[str, str]) -> None:
         """A response began: continue from where the server says it started."""
         self.params["offset"] = int(headers.get("x-skyhop-log-offset", self.params["offset"]))
         self.params.pop("tail", None)
+        self._ever_started = True
+        self._unreachable_since = None
 
     def text(self, chunk: bytes) -> str:
+        if chunk:
+            self._failures = 0
         self.params["offset"] += len(chunk)
         return self._decoder.decode(chunk.replace(b"\0", b""))
 
     def rest(self) -> str:
         return self._decoder.decode(b"", final=True)
 
-    def may_retry(self) -> bool:
-        """Whether to reconnect after a broken stream (a few times at most)."""
-        self._retries_left -= 1
-        return self._retries_left >= 0
+    def retry_delay(self, exc: Exception) -> float | None:
+        """Seconds to wait before reconnecting after ``exc``; None: raise it."""
+        if not self._ever_started:
+            return None
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            now = time.monotonic()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            elif now - self._unreachable_since > self.UNREACHABLE_AFTER:
+                return None
+        delay = min(self.MAX_DELAY, self.FIRST_DELAY * (2**self._failures))
+        self._failures += 1
+        self.reconnects += 1
+        return delay
 
 
 class ClientBase:
@@ -382,7 +425,7 @@ class ApiClient(ClientBase):
 
         The server sends a NUL byte as a heartbeat on quiet streams; it is dropped here.
         If the connection breaks mid-stream, the stream resumes from the last byte
-        received (a few times) instead of starting over.
+        received, for as long as the server can be reached (see :class:`LogCursor`).
         """
         if self._nothing_logged(request_id):
             return
@@ -405,9 +448,11 @@ class ApiClient(ClientBase):
                     if rest := cursor.rest():
                         yield rest
                     return
-                except (httpx.RemoteProtocolError, httpx.ReadError):
-                    if not cursor.may_retry():
+                except STREAM_BROKEN as exc:
+                    delay = cursor.retry_delay(exc)
+                    if delay is None:
                         raise
+                    time.sleep(delay)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         except KeyboardInterrupt:
@@ -438,9 +483,12 @@ def start_local_server(
     command = [sys.executable, "-m", "skyhop_core.server", "--host", host, "--port", str(port)]
     if deploy:
         command.append("--deploy")
+    # A command's --config overrides are this client's; the server outlives the command.
+    env = {k: v for k, v in os.environ.items() if k != paths.CONFIG_OVERRIDES_ENV}
     with paths.open_private(log_path, "ab") as log:
         proc = subprocess.Popen(
             command,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

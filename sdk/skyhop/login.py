@@ -41,10 +41,7 @@ def verify(endpoint: str, token: str | None) -> dict[str, Any]:
 
 def save(endpoint: str, token: str | None) -> Path:
     """Write ``api_server.endpoint`` (and ``token``, or drop a stale one) to the config."""
-    import yaml
-
-    path = paths.config_file()
-    config = paths.load_config()
+    config = paths.load_config(overrides=False)
     section = config.get("api_server")
     section = dict(section) if isinstance(section, dict) else {}
     section["endpoint"] = endpoint.rstrip("/")
@@ -53,6 +50,34 @@ def save(endpoint: str, token: str | None) -> Path:
     else:
         section.pop("token", None)
     config["api_server"] = section
+    return _write(config)
+
+
+def logout() -> tuple[Path, str | None]:
+    """Drop ``api_server.endpoint`` and ``token`` from the config; other keys stay.
+
+    Returns (the config file, the endpoint that was saved or None).
+    """
+    path = paths.config_file()
+    config = paths.load_config(overrides=False)
+    section = config.get("api_server")
+    if not isinstance(section, dict) or not (section.get("endpoint") or section.get("token")):
+        return path, None
+    section = dict(section)
+    endpoint = section.pop("endpoint", None)
+    section.pop("token", None)
+    if section:
+        config["api_server"] = section
+    else:
+        config.pop("api_server")
+    _write(config)
+    return path, str(endpoint) if endpoint else "(a saved token)"
+
+
+def _write(config: dict[str, Any]) -> Path:
+    import yaml
+
+    path = paths.config_file()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     text = yaml.safe_dump(config, sort_keys=False)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -301,14 +301,19 @@ def status(
     return _submit("status", body)
 
 
-def autostop(cluster_name: str, idle_minutes: int, down: bool = False) -> str:
+def autostop(
+    cluster_name: str, idle_minutes: int, down: bool = False, wait_for: str | None = None
+) -> str:
     """Stop (``down=True``: tear down) the cluster after ``idle_minutes`` without jobs.
 
-    A negative ``idle_minutes`` cancels autostop. Returns the request ID (result ``None``).
+    A negative ``idle_minutes`` cancels autostop. ``wait_for``: ``"jobs_and_ssh"`` (the
+    default) or ``"jobs"`` wait for running jobs; ``"none"`` stops ``idle_minutes`` after
+    this call whatever runs. Returns the request ID (result ``None``).
     """
-    return _submit(
-        "autostop", {"cluster_name": cluster_name, "idle_minutes": idle_minutes, "down": down}
-    )
+    body: dict[str, Any] = {"cluster_name": cluster_name, "idle_minutes": idle_minutes, "down": down}
+    if wait_for is not None:
+        body["wait_for"] = wait_for
+    return _submit("autostop", body)
 
 
 def optimize(

@@ -59,7 +59,11 @@ def test_statuses_and_tail_exit_codes(agent: Agent) -> None:
     ok = agent.submit("echo run-output", setup="echo setup-output")
     bad_setup = agent.submit("echo never", setup="echo broken >&2; exit 1")
     bad_run = agent.submit("exit 3")
-    assert agent.tail(str(ok), "--follow") == (0, "setup-output\nrun-output\n")
+    assert agent.tail(str(ok), "--follow") == (
+        0,
+        "⚙︎ Running setup on 1 node.\n(setup) setup-output\n"
+        "⚙︎ Job started: running on 1 node.\nrun-output\n",
+    )  # the prefixes and lines of docs/cli-output.md
     code, text = agent.tail(str(bad_setup), "--follow")
     assert code == 100 and "broken" in text and "never" not in text
     assert agent.status(bad_setup) == "FAILED_SETUP"
@@ -140,7 +144,7 @@ def test_multi_node_prefixes_ranks_and_sets_the_environment(pair: Agent) -> None
     lines = text.splitlines()
     for rank in (0, 1):
         prefix = f"(rank {rank}) "
-        assert f"{prefix}setup-{rank}" in lines
+        assert f"(setup, rank {rank}) setup-{rank}" in lines
         assert f"{prefix}rank={rank} n=2 gpus=0 task=task-7 greet=hi there secret=s3 cr'et" in lines
         assert f"{prefix}ips=127.0.0.1,127.0.0.2" in lines
         assert f"{prefix}pwd={pair.homes[rank] / 'wd'}" in lines
@@ -148,7 +152,8 @@ def test_multi_node_prefixes_ranks_and_sets_the_environment(pair: Agent) -> None
             next(x for x in lines if x.startswith(f"{prefix}info="))[len(prefix) + 5 :]
         )
         assert info["cluster_name"] == "test-cluster" and info["num_nodes"] == 2
-    assert all(line.startswith("(rank ") for line in lines)
+    job_lines = [x for x in lines if not x.startswith("⚙︎ ")]  # the agent's step lines
+    assert all(line.startswith(("(rank ", "(setup, rank ")) for line in job_lines)
 
 
 def test_run_list_gives_each_rank_its_command(pair: Agent) -> None:
@@ -198,7 +203,7 @@ def test_idle_seconds(agent: Agent) -> None:
     assert 0 <= agent.cli("idle")["idle_seconds"] < 5
 
 
-def test_stop_cancels_jobs_and_kills_their_processes(agent: Agent) -> None:
+def test_stop_fails_running_jobs_cancels_waiting_ones_and_kills_processes(agent: Agent) -> None:
     running = agent.submit("echo $$ > r.pid; exec sleep 300", cpus=2)
     pending = agent.submit("sleep 300", cpus=2)
     agent.wait(running, {"RUNNING"})
@@ -209,7 +214,9 @@ def test_stop_cancels_jobs_and_kills_their_processes(agent: Agent) -> None:
     time.sleep(0.05)
     pid = int((agent.homes[0] / "r.pid").read_text())
     result = agent.cli("stop")
-    assert result["stopped"] is True and sorted(result["cancelled"]) == [running, pending]
+    assert result["stopped"] is True
+    assert (result["failed_driver"], result["cancelled"]) == ([running], [pending])
+    assert (agent.status(running), agent.status(pending)) == ("FAILED_DRIVER", "CANCELLED")
     assert wait_gone(pid)
     assert agent.daemon_pid() is None
 
@@ -310,6 +317,8 @@ def test_a_run_and_setup_longer_than_the_argument_limit_still_run(pair: Agent) -
     code, text = pair.tail(str(job), "--follow")
     assert code == 0, text
     for rank in (0, 1):
-        for line in ("setup-begin", "setup-end", f"run-begin {rank}", f"run-end {rank}"):
+        for line in ("setup-begin", "setup-end"):
+            assert f"(setup, rank {rank}) {line}\n" in text
+        for line in (f"run-begin {rank}", f"run-end {rank}"):
             assert f"(rank {rank}) {line}\n" in text
     assert not list((pair.root / "jobs" / str(job)).glob("*.sh"))

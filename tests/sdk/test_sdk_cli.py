@@ -458,7 +458,7 @@ def test_check(fake, client):
     assert "  aws: disabled — boto3 is not installed" in out
     assert "    Fix: pip install 'skyhop[aws]'" in out
     assert "    lab: unreachable" in out
-    assert "Enabled: local" in out
+    assert out.endswith("🎉 Enabled infra 🎉\n  local\n")
 
 
 def test_api_status_table(fake, client):
@@ -486,11 +486,13 @@ def test_api_logs_cancel_info(fake, client):
 
     request_id = sdk.launch({"run": "true"}, "dev")
     assert run("api", "logs", request_id[:8]).output == "provisioning...\n"
+    fake.on("api_cancel", [request_id[:8]])
     result = run("api", "cancel", request_id[:8])
+    assert fake.bodies("api_cancel")[-1]["request_ids"] == [request_id[:8]]
     assert result.output.strip() == f"Cancelled 1 request(s): {request_id[:8]}"
     assert run("api", "cancel").exit_code == 2
     info = run("api", "info").output
-    assert "Using the API server at http://127.0.0.1:46590" in info
+    assert "Using the API server at http://127.0.0.1:46590 (from " in info
     assert "API version 1.0" in info
 
 
@@ -541,3 +543,17 @@ def test_control_characters_from_the_server_are_escaped_in_tables_and_errors(
     assert result.exit_code == 1
     assert "\x1b" not in result.stderr and "\r" not in result.stderr
     assert result.stderr.startswith("Error: ClusterDoesNotExist: Cluster evil\\x1b[2J")
+
+
+def test_jobs_launch_reads_env_and_secret_files(fake, client, tmp_path):
+    fake.on("jobs_launch", {"job_id": 4})
+    (tmp_path / "e.env").write_text("A=from-file\nB=also\n")
+    (tmp_path / "s.env").write_text("TOKEN=t0k\n")
+    result = run(
+        "jobs", "launch", "-y", "-d", "-n", "nightly", "--env-file", str(tmp_path / "e.env"),
+        "--env", "B=flag-wins", "--secret-file", str(tmp_path / "s.env"), "echo", "hi",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (body,) = fake.bodies("jobs_launch")
+    assert body["task"]["envs"] == {"A": "from-file", "B": "flag-wins"}
+    assert body["task"]["secrets"] == {"TOKEN": "t0k"}

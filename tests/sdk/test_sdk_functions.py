@@ -294,18 +294,18 @@ def test_api_status_decodes_records_and_sends_filters(fake, client):
     assert (params["all"], params["all_users"], params["limit"]) == ("true", "true", "3")
 
 
-def test_api_cancel(fake, client):
-    assert sky.api_cancel("abcd") == ["abcd"]
+def test_api_cancel_returns_a_request_whose_result_is_the_cancelled_ids(fake, client):
+    fake.on("api_cancel", ["abcd-full"])
+    request_id = sky.api_cancel("abcd")
+    assert isinstance(request_id, str) and request_id != "abcd"
+    assert sky.get(request_id) == ["abcd-full"]
+    assert fake.bodies("api_cancel")[-1] == {
+        "request_ids": ["abcd"], "all": False, "all_users": False,
+    }  # fmt: skip
     with pytest.raises(ValueError, match="request IDs"):
         sky.api_cancel()
     sky.api_cancel(all=True)
-    import json
-
-    assert json.loads(fake.calls[-1].content) == {
-        "request_ids": [],
-        "all": True,
-        "all_users": False,
-    }
+    assert fake.bodies("api_cancel")[-1] == {"request_ids": [], "all": True, "all_users": False}
 
 
 def test_api_info_adds_endpoint_and_user(client):

@@ -246,15 +246,15 @@ def test_api_status_and_cancel_respect_request_owners(team: Team, alice_cluster:
         with pytest.raises(exceptions.PermissionDeniedError, match="Only an administrator"):
             sky.api_status(all_status=True, all_users=True)
         with pytest.raises(exceptions.RequestNotFoundError):
-            sky.api_cancel(request_id)
+            sky.get(sky.api_cancel(request_id))
         with pytest.raises(exceptions.PermissionDeniedError):
-            sky.api_cancel(request_id, all_users=True)
+            sky.get(sky.api_cancel(request_id, all_users=True))
         with pytest.raises(exceptions.PermissionDeniedError):
-            sky.api_cancel(all_users=True)
-        assert request_id not in sky.api_cancel(all=True)
+            sky.get(sky.api_cancel(all_users=True))
+        assert request_id not in sky.get(sky.api_cancel(all=True))
     with team.as_user(team.alice):
         assert request_id in [r.request_id for r in sky.api_status()]
-        assert sky.api_cancel(request_id[:12]) == [request_id]
+        assert sky.get(sky.api_cancel(request_id[:12])) == [request_id]
         assert sky.get(sky.cancel("adev", job_ids=[job])) == [job]
 
 
@@ -295,7 +295,7 @@ def test_others_requests_are_not_found_by_id_or_prefix(
     with team.as_user(team.root):
         assert [r.user_name for r in sky.api_status([asked])] == ["alice"]
         assert request_id in [r.request_id for r in sky.api_status(all_users=True)]
-        assert sky.api_cancel(asked) == [request_id]
+        assert sky.get(sky.api_cancel(asked)) == [request_id]
         assert sky.get(sky.cancel("adev", job_ids=[job])) == [job]
     with team.as_user(team.alice):
         assert sky.api_status([request_id])[0].status.value == "CANCELLED"
@@ -304,8 +304,8 @@ def test_others_requests_are_not_found_by_id_or_prefix(
 def test_an_admin_cancels_everyones_requests(team: Team, alice_cluster: str) -> None:
     request_id, job = _running_request(team)
     with team.as_user(team.root):
-        assert request_id not in sky.api_cancel(all=True)  # -a: the admin's own
-        assert request_id in sky.api_cancel(all_users=True)
+        assert request_id not in sky.get(sky.api_cancel(all=True))  # -a: the admin's own
+        assert request_id in sky.get(sky.api_cancel(all_users=True))
         assert sky.get(sky.cancel("adev", job_ids=[job], all_users=True)) == [job]
 
 

@@ -17,9 +17,11 @@ The daemon touches ``daemon.heartbeat`` on every pass (at least every
 :data:`HEARTBEAT_SECONDS`); ``health`` reports its age, so a caller can tell a daemon
 that hangs from one that works.
 
-``stop`` ends the daemon and then cancels every unfinished job — they are marked
-CANCELLED, because stopping or downing a cluster is a deliberate act (FAILED_DRIVER is
-kept for a daemon that died unexpectedly).
+``stop`` (the cluster is being stopped or torn down) ends the daemon and then ends every
+unfinished job, as SkyPilot reports them after a stop and start: a job that was running
+(SETTING_UP, RUNNING) is FAILED_DRIVER — its driver went away under it — and one still
+waiting (INIT, PENDING) is CANCELLED, as it never started. The running job's log says
+the cluster was stopped, so FAILED_DRIVER is not mistaken for a crash.
 """
 
 from __future__ import annotations
@@ -153,8 +155,8 @@ def stop(runtime: Runtime) -> dict[str, object]:
     """Stop the daemon, then cancel every unfinished job and kill its processes."""
     if not os.path.exists(runtime.db):
         return {"stopped": False, "cancelled": []}
-    # While this runs, nobody reconciles: the jobs of a daemon stopped on purpose are
-    # CANCELLED, never FAILED_DRIVER (see reconcile_if_dead).
+    # While this runs, nobody reconciles: the jobs of a daemon stopped on purpose get the
+    # stop's statuses and log line, not a dead daemon's (see reconcile_if_dead).
     stop_fd = os.open(runtime.stop_lock_file, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(stop_fd, fcntl.LOCK_EX)
@@ -174,14 +176,22 @@ def _stop_locked(runtime: Runtime) -> dict[str, object]:
             os.kill(pid, signal.SIGKILL)
             while daemon_running(runtime):
                 time.sleep(0.02)
-    cancelled, pgids = [], []
+    cancelled, failed, pgids = [], [], []
     with db.connect(runtime.db) as conn:
         for row in db.jobs_with_status(conn, db.UNFINISHED):
-            if db.transition(conn, int(row["id"]), db.CANCELLED):
-                cancelled.append(int(row["id"]))
-                pgids.extend(db.job_pids(row))
+            job_id = int(row["id"])
+            if row["status"] in db.ACTIVE:
+                if db.transition(conn, job_id, db.FAILED_DRIVER, only_from=db.ACTIVE):
+                    failed.append(job_id)
+                    pgids.extend(db.job_pids(row))
+            elif db.transition(conn, job_id, db.CANCELLED):
+                cancelled.append(job_id)
     kill_groups(pgids)
-    return {"stopped": pid is not None, "cancelled": cancelled}
+    for job_id in failed:
+        os.makedirs(runtime.job_dir(job_id), exist_ok=True)
+        with open(runtime.log_path(job_id), "ab") as f:
+            f.write(b"skyhop: the cluster was stopped while this job ran (FAILED_DRIVER).\n")
+    return {"stopped": pid is not None, "cancelled": cancelled, "failed_driver": failed}
 
 
 def reconcile(runtime: Runtime) -> list[int]:

@@ -52,6 +52,7 @@ def job_env(
     info = {
         "cluster_name": cluster.name,
         "backend": cluster.data.get("backend"),
+        "cloud": cluster.data.get("backend"),  # SkyPilot's name for it
         "instance_type": cluster.data.get("instance_type"),
         "region": cluster.data.get("region"),
         "zone": cluster.data.get("zone"),
@@ -138,13 +139,17 @@ class JobDriver:
 
     def _run(self) -> None:
         setup = self.spec.get("setup")
+        nodes = f"{len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}"
         if setup:
+            self.log.line(f"⚙︎ Running setup on {nodes}.")
             if not self._phase([setup] * len(self.nodes), "setup"):
                 self._finish(db.FAILED_SETUP)
                 return
             with db.connect(self.runtime.db) as conn:
                 if not db.transition(conn, self.job_id, db.RUNNING, only_from=(db.SETTING_UP,)):
                     return  # cancelled during setup
+            # Without setup the run's first line comes at once; after one, say it starts.
+            self.log.line(f"⚙︎ Job started: running on {nodes}.")
         commands = rank_commands(self.spec.get("run"), len(self.nodes))
         ok = self._phase(commands, "run")
         self._finish(db.SUCCEEDED if ok else db.FAILED)
@@ -167,10 +172,10 @@ class JobDriver:
                         script_path=script,
                     )
                 except LaunchError as exc:
-                    self.log.message(f"{what} failed: {exc}", rank)
+                    self.log.message(f"{what} failed: {exc}", rank, what)
                     return False
                 pump = threading.Thread(
-                    target=self.log.pump, args=(procs[rank].stdout, rank), daemon=True
+                    target=self.log.pump, args=(procs[rank].stdout, rank, what), daemon=True
                 )
                 pump.start()
                 pumps.append(pump)
@@ -194,15 +199,25 @@ class JobDriver:
     def _wait(self, procs: dict[int, subprocess.Popen[bytes]], what: str) -> bool:
         running = dict(procs)
         while running:
+            failed: dict[int, int] = {}
             for rank, proc in list(running.items()):
                 code = proc.poll()
                 if code is None:
                     continue
                 del running[rank]
                 if code != 0:
-                    if self._status() not in db.TERMINAL:
-                        self.log.message(f"{what} failed with exit code {code}", rank)
-                    return False
+                    failed[rank] = code
+            if failed:
+                if self._status() not in db.TERMINAL:
+                    self._report_failed(failed, what)
+                return False
             if running:
                 time.sleep(POLL_SECONDS)
         return True
+
+    def _report_failed(self, failed: dict[int, int], what: str) -> None:
+        """The ranks that failed on their own (the gang's others are killed after)."""
+        for rank, code in sorted(failed.items()):
+            self.log.message(f"{what} failed with exit code {code}", rank, what)
+        workers = ", ".join(f"rank {rank} (exit code {code})" for rank, code in sorted(failed.items()))
+        self.log.line(f"Failed workers: {workers}. See error logs above for more details.")

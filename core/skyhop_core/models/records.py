@@ -123,6 +123,35 @@ class ClusterHandle:
     def node_ips(self) -> list[str]:
         return [n.ip for n in self.nodes]
 
+    @property
+    def head_ip(self) -> str | None:
+        """The head node's IP (SkyPilot's ``handle.head_ip``); None without nodes."""
+        return self.nodes[0].ip if self.nodes else None
+
+    @property
+    def launched_nodes(self) -> int:
+        """How many nodes the cluster has (SkyPilot's ``handle.launched_nodes``)."""
+        return len(self.nodes)
+
+    @property
+    def launched_resources(self) -> Any:
+        """What one node is, as a :class:`~skyhop_core.models.Resources`: the backend,
+        place, instance type, vCPUs, memory, accelerators and spot-ness it was launched
+        with (SkyPilot's ``handle.launched_resources``)."""
+        from skyhop_core.models.resources import Resources
+
+        head = self.nodes[0] if self.nodes else None
+        place = "/".join(p for p in (self.backend, self.region, self.zone) if p)
+        return Resources(
+            infra=place,
+            instance_type=self.instance_type or None,
+            cpus=head.cpus if head is not None else None,
+            memory=head.memory_gb if head is not None else None,
+            accelerators=dict(head.gpus) if head is not None and head.gpus else None,
+            use_spot=self.use_spot,
+            ports=[str(p) for p in sorted(self.ports)] or None,
+        )
+
 
 class NodeState(enum.Enum):
     """A node's state as the backend sees it (``skyhop_query``)."""
@@ -212,6 +241,10 @@ class ClusterRecord:
     resources_str: str
     handle: ClusterHandle | None = None
     metadata: dict[str, Any] = attrs.field(factory=dict)
+    #: The task's ``resources.labels``.
+    labels: dict[str, str] = attrs.field(factory=dict)
+    #: Dollars spent so far: the offer's hourly price (all nodes) times the time UP.
+    cost: float = 0.0
 
 
 @attrs.frozen

@@ -11,11 +11,14 @@ class ClusterStatus(enum.Enum):
     INIT: provisioning started but has not finished, or the cluster is unhealthy.
     UP: provisioning and runtime setup succeeded; the cluster is live.
     STOPPED: the nodes are stopped; their disks are kept.
+    AUTOSTOPPING: autostop is stopping (or tearing down) the cluster: its hook runs, then
+    the nodes stop. Other lifecycle requests wait for it (or, ``stop``/``down``, take over).
     """
 
     INIT = "INIT"
     UP = "UP"
     STOPPED = "STOPPED"
+    AUTOSTOPPING = "AUTOSTOPPING"
 
 
 class JobStatus(enum.Enum):

@@ -12,6 +12,7 @@ from skyhop_core.models.records import ClusterHandle, ClusterRecord, Feature, No
 from skyhop_core.models.status import ClusterStatus, OptimizeTarget, StatusRefreshMode
 from skyhop_core.models.task_schema import check_wire_task
 from skyhop_core.ops import params as P
+from skyhop_core.ops.autostopping import autostopping
 from skyhop_core.ops.common import (
     backend_ctx,
     build_job_spec,
@@ -130,6 +131,11 @@ async def _apply_autostop(
     idle_minutes: int | None,
     down: bool,
 ) -> None:
+    options: dict[str, Any] = {}
+    for resources in task.resources:
+        if isinstance(resources.autostop, dict):
+            options = {k: resources.autostop.get(k) for k in ("wait_for", "hook", "hook_timeout")}
+            break
     if idle_minutes is None and not down:
         for resources in task.resources:
             minutes, to_down = resources.autostop_config()
@@ -141,7 +147,8 @@ async def _apply_autostop(
     if idle_minutes is None:
         return
     require_feature(ctx, handle.backend, Feature.AUTOSTOP, "autostop")
-    await ctx.services.store.run(lambda c: cl.set_autostop(c, name, idle_minutes, down))
+    minutes = idle_minutes
+    await ctx.services.store.run(lambda c: cl.set_autostop(c, name, minutes, down, options))
     verb = "torn down" if down else "stopped"
     ctx.log(f"Cluster {name!r} will be {verb} after {idle_minutes} idle minute(s).")
 
@@ -178,6 +185,8 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
         if record.status is ClusterStatus.STOPPED:
             ctx.log(f"Cluster {p.cluster_name!r} is already STOPPED.")
             return
+        if p.from_autostop and not await autostopping(ctx, record):
+            return
         await set_phase(ctx, p.cluster_name, "stopping the nodes", ClusterStatus.INIT)
         await _backend_step(ctx, record, "skyhop_stop", p.purge)
         await ctx.services.store.run(
@@ -192,6 +201,8 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
     await _cancel_others(ctx, p.cluster_name)
     async with cluster_lock(ctx, p.cluster_name):
         record = await get_cluster(ctx, p.cluster_name)
+        if p.from_autostop and not await autostopping(ctx, record):
+            return
         # INIT from here on: a down that dies half-way leaves a cluster that is neither UP
         # nor gone, and the next down finishes it.
         await set_phase(ctx, p.cluster_name, "tearing down", ClusterStatus.INIT)
@@ -267,7 +278,10 @@ async def autostop(ctx: RequestContext, p: P.AutostopParams) -> None:
     require_feature(ctx, record.backend, Feature.AUTOSTOP, "autostop")
     if p.down is False and p.idle_minutes >= 0:
         require_feature(ctx, record.backend, Feature.STOP, "autostop (use --down for autodown)")
-    await ctx.services.store.run(lambda c: cl.set_autostop(c, p.cluster_name, p.idle_minutes, p.down))
+    options = {"wait_for": p.wait_for}
+    await ctx.services.store.run(
+        lambda c: cl.set_autostop(c, p.cluster_name, p.idle_minutes, p.down, options)
+    )
     if p.idle_minutes < 0:
         ctx.log(f"Autostop cancelled for {p.cluster_name!r}.")
     else:

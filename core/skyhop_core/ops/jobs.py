@@ -97,6 +97,9 @@ async def logs(ctx: RequestContext, p: P.LogsParams) -> int:
         tail=p.tail,
         on_output=on_output,
     )
+    if status is not None and status.is_terminal():
+        mark = "✓" if status is JobStatus.SUCCEEDED else "✗"
+        await ctx.send(f"{mark} Job finished (status: {status.value}).\n".encode())
     return int(JobExitCode.from_job_status(status))
 
 

@@ -133,10 +133,22 @@ class ExecParams:
 
 @attrs.frozen
 class ClusterParams:
-    """stop and down."""
+    """stop and down. ``from_autostop``: the server's autostop loop asks (the cluster is
+    AUTOSTOPPING while its autostop hook runs, and the request does nothing if the
+    cluster is no longer UP by then)."""
 
     cluster_name: str = cluster_name()
     purge: bool = False
+    from_autostop: bool = False
+
+
+#: ``autostop --wait-for``: what counts as activity (SkyPilot's choices).
+AUTOSTOP_WAIT_FOR = ("jobs_and_ssh", "jobs", "none")
+
+
+def _wait_for(_inst: Any, attribute: Any, value: Any) -> None:
+    if value is not None and value not in AUTOSTOP_WAIT_FOR:
+        raise ValueError(f"{attribute.name}: one of {', '.join(AUTOSTOP_WAIT_FOR)}, not {value!r}.")
 
 
 @attrs.frozen
@@ -174,6 +186,11 @@ class AutostopParams:
     cluster_name: str = cluster_name()
     idle_minutes: int = integer(-1, MAX_IDLE_MINUTES)
     down: bool = False
+    wait_for: str | None = attrs.field(
+        default=None,
+        validator=_wait_for,
+        metadata={"schema": {"anyOf": [{"enum": list(AUTOSTOP_WAIT_FOR)}, {"type": "null"}]}},
+    )
 
 
 @attrs.frozen
@@ -243,7 +260,8 @@ class NoParams:
 
 @attrs.frozen
 class CancelRequestsParams:
-    """The body of ``POST /api/cancel`` (not an operation: it acts at once)."""
+    """The body of ``POST /api/cancel`` (which acts at once) and of the ``api_cancel``
+    operation (``sky.api_cancel``: a request whose result is the cancelled IDs)."""
 
     request_ids: list[str] = attrs.field(
         factory=list,

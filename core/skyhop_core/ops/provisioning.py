@@ -229,6 +229,8 @@ async def _provision_one(
             cl.set_placement(conn, name, offer.region, offer.zone)
 
     await store.run(record)
+    price = offer.hourly_cost(candidate.use_spot) * (task.num_nodes or 1)
+    await store.run(lambda conn: cl.set_price(conn, name, price))
     await set_phase(ctx, name, f"provisioning on {label}")
     ctx.log(f"⚙︎ Launching on {label}: {offer.instance_type} x{task.num_nodes or 1}.")
     bctx = backend_ctx(ctx, offer.backend)
@@ -273,7 +275,9 @@ async def mark_cluster_up(ctx: RequestContext, name: str, handle: ClusterHandle)
     await ctx.services.store.run(
         lambda c: cl.end_operation(c, name, ClusterStatus.UP, handle=handle)
     )
-    ctx.log(f"✔ Cluster {name!r} is UP.")
+    # SkyPilot's wording after a launch, which scripts look for (docs/cli-output.md).
+    verb = "launched" if ctx.name == "launch" else "started"
+    ctx.log(f"✔ Cluster {verb}: {name}. Cluster {name!r} is UP.")
 
 
 async def start_runtime(

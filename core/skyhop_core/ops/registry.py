@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from skyhop_core.ops import clusters, gpus, info, jobs, managed_jobs, serve, storage, volumes
+from skyhop_core.ops import (
+    clusters,
+    gpus,
+    info,
+    jobs,
+    managed_jobs,
+    requests_cancel,
+    serve,
+    storage,
+    volumes,
+)
 from skyhop_core.ops import params as P
 from skyhop_core.requests.engine import Operation
 
@@ -47,5 +57,6 @@ def operations() -> dict[str, Operation]:
                   serve.serve_terminate_replica, "short"),
         Operation("serve_status", P.ServeStatusParams, serve.serve_status, "short"),
         Operation("serve_logs", P.ServeLogsParams, serve.serve_logs, "stream"),
+        Operation("api_cancel", P.CancelRequestsParams, requests_cancel.api_cancel, "short"),
     ]
     return {op.name: op for op in ops}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -13,7 +12,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from skyhop_core import API_VERSION, __version__, exceptions, wire
+from skyhop_core.ops import requests_cancel
 from skyhop_core.ops.params import CancelRequestsParams
+from skyhop_core.ops.requests_cancel import cancel_requests
 from skyhop_core.requests.context import User
 from skyhop_core.requests.engine import Engine
 from skyhop_core.requests.logs import follow, tail_offset
@@ -69,30 +70,6 @@ def _int(value: str | None, name: str) -> int | None:
     if not 0 <= number <= _MAX_INT:
         raise ValueError(f"Query parameter {name}={value!r} must be an integer from 0 to 2**53.")
     return number
-
-
-async def _check_cancel_allowed(
-    engine: Engine, ids: list[str], user: User, *, all_users: bool
-) -> None:
-    """On a local server, refuse cancelling another user's request by ID unless
-    ``all_users``. (A deployed server never gets this far: others' IDs do not resolve.)"""
-    if all_users:
-        return
-    # Requests running here are checked in memory; only the others need their rows.
-    running = {i: u for i in ids if (u := engine.running_user(i)) is not None}
-    rows: list[Any] = [
-        SimpleNamespace(request_id=i, user_hash=u.hash, user_name=u.name)
-        for i, u in running.items()
-    ]
-    rows += [await engine.services.store.run(rq.get_row, i) for i in ids if i not in running]
-    foreign = [r for r in rows if r is not None and r.user_hash != user.hash]
-    if not foreign:
-        return
-    listed = ", ".join(f"{r.request_id} ({r.user_name})" for r in foreign)
-    raise exceptions.PermissionDeniedError(
-        f"Request(s) {listed} belong to another user; nothing was cancelled. "
-        "Pass all_users (--all-users) to cancel other users' requests."
-    )
 
 
 #: The longest ``POST /api/v1/<op>?wait=`` a server honours, in seconds.
@@ -170,16 +147,10 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     heartbeat = float(os.environ.get("SKYHOP_STREAM_HEARTBEAT_SECONDS", "5"))
 
     def owner_scope(user: User) -> str | None:
-        """Whose requests ``user`` may read: their own on a deployed server (None: all —
-        an admin, or anyone on a local server, which serves one person)."""
-        return None if not deploy or user.is_admin else user.hash
+        return requests_cancel.owner_scope(user, deploy)
 
     def check_all_users(user: User, what: str) -> None:
-        if deploy and not user.is_admin:
-            raise exceptions.PermissionDeniedError(
-                f"Only an administrator can {what} other users' requests (--all-users) on "
-                "this deployed API server; your token's role is 'user'."
-            )
+        requests_cancel.check_all_users(user, what, deploy)
 
     async def health(request: Request) -> Response:
         user = current_user(request)
@@ -227,10 +198,22 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
             return error_response(exc)
         return JSONResponse(_outcome(row))
 
+    async def _latest_request_of(user: Any) -> str:
+        """Without a request ID, ``/api/stream`` follows the caller's most recent request."""
+        records = await services.store.run(
+            lambda conn: rq.list_records(conn, include_finished=True, user_hash=user.hash, limit=1)
+        )
+        if not records:
+            raise exceptions.RequestNotFoundError("You have no requests on this API server.")
+        return records[0].request_id
+
     async def stream(request: Request) -> Response:
         q = request.query_params
         try:
-            request_id = await engine.resolve(q.get("request_id", ""), owner_scope(_user(request)))
+            if q.get("request_id"):
+                request_id = await engine.resolve(q["request_id"], owner_scope(_user(request)))
+            else:
+                request_id = await _latest_request_of(_user(request))
             tail = _int(q.get("tail"), "tail")
             offset = _int(q.get("offset"), "offset") or 0
         except Exception as exc:
@@ -279,22 +262,11 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         return JSONResponse(wire.unstructure(records))
 
     async def cancel(request: Request) -> Response:
-        user = _user(request)
         try:
             body = _cancel_body(await bodies.read_json(request))
-            all_users = body.all_users
-            if all_users:
-                check_all_users(user, "cancel")
-            if body.request_ids:
-                ids = [await engine.resolve(i, owner_scope(user)) for i in body.request_ids]
-            elif body.all or all_users:
-                owner = None if all_users else user.hash
-                ids = await services.store.run(lambda c: rq.unfinished_ids(c, user_hash=owner))
-            else:
-                ids = []
-            if not deploy:
-                await _check_cancel_allowed(engine, ids, user, all_users=all_users)
-            cancelled, finished = await engine.cancel(ids)
+            cancelled, finished = await cancel_requests(
+                engine, body, _user(request), deploy=deploy
+            )
         except Exception as exc:
             return error_response(exc)
         return JSONResponse({"cancelled": cancelled, "finished": finished})

@@ -3,7 +3,14 @@
 Idle time is the shorter of what the cluster's agent reports (no pending or running job
 since then) and the time since autostop was set, so setting autostop on a cluster that
 has long been idle starts a fresh timer. The stop/down runs as an ordinary request owned
-by the cluster's owner, so it shows in ``skyhop api status`` and can be cancelled.
+by the cluster's owner, so it shows in ``skyhop api status`` and can be cancelled; it
+marks the cluster AUTOSTOPPING and runs the autostop hook first
+(:mod:`skyhop_core.ops.autostopping`).
+
+``wait_for`` (``autostop --wait-for``, ``resources.autostop.wait_for``): ``jobs_and_ssh``
+(the default) and ``jobs`` count running jobs and requests as activity — skyhop does not
+see SSH sessions, so both mean the same here — and ``none`` stops the cluster
+``idle_minutes`` after autostop was set, whatever runs.
 """
 
 from __future__ import annotations
@@ -39,20 +46,28 @@ async def _maybe_stop(engine: Engine, record: ClusterRecord) -> None:
         return
     if not services.backends.info(record.backend).supports(Feature.AUTOSTOP):
         return
-    busy = await services.store.run(lambda c: rq.unfinished_ids(c, cluster_name=record.name))
-    if busy:
-        return
     fields = await services.store.run(cl.autostop_fields, record.name)
     set_at = (fields[2] if fields else None) or time.time()
-    idle = await services.backends.call(
-        record.backend,
-        "skyhop_idle_seconds",
-        ctx=services.backend_ctx(record.backend),
-        handle=record.handle,
-    )
-    if min(float(idle), time.time() - set_at) < record.autostop * 60:
+    wait_for = (record.metadata.get("autostop_options") or {}).get("wait_for") or "jobs_and_ssh"
+    idle = time.time() - set_at
+    if wait_for != "none":  # "none": stop N minutes after it was set, busy or not
+        busy = await services.store.run(lambda c: rq.unfinished_ids(c, cluster_name=record.name))
+        if busy:
+            return
+        agent_idle = await services.backends.call(
+            record.backend,
+            "skyhop_idle_seconds",
+            ctx=services.backend_ctx(record.backend),
+            handle=record.handle,
+        )
+        if float(agent_idle) <= 0:
+            return  # a job is running (this matters with idle_minutes 0)
+        idle = min(float(agent_idle), idle)
+    if idle < record.autostop * 60:
         return
     operation = "down" if record.to_down else "stop"
     await engine.submit(
-        operation, {"cluster_name": record.name}, User(record.user_name, record.user_hash)
+        operation,
+        {"cluster_name": record.name, "from_autostop": True},
+        User(record.user_name, record.user_hash),
     )

@@ -107,8 +107,8 @@ def build(operations: dict[str, Operation]) -> dict[str, Any]:
             "responses": {"200": {"description": "The finished request"}, **_COMMON,
                           "404": _ERROR, "409": _ERROR}}},
         "/api/stream": {"get": {
-            "summary": "Stream a request's log",
-            "parameters": [_query("request_id", {"type": "string"}, True),
+            "summary": "Stream a request's log (without request_id: your most recent request)",
+            "parameters": [_query("request_id", {"type": "string"}),
                            _query("follow", {"type": "boolean"}),
                            _query("offset", {"type": "integer", "minimum": 0, "maximum": 2**53}),
                            _query("tail", {"type": "integer", "minimum": 0, "maximum": 2**53})],

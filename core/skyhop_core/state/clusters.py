@@ -4,6 +4,12 @@ Two ``metadata`` entries make a cluster's status explain itself: ``operation`` i
 request changing the cluster right now (``{"op", "request_id", "phase"}``, cleared when
 it finishes), and ``status_reason`` says why the cluster is not UP (shown by
 ``skyhop status``; cleared when it is UP again).
+
+Three more keep its cost (``skyhop cost-report``, the record's ``cost``): ``price_per_hour``
+(the chosen offer's price times the nodes, set when it is provisioned), ``up_since``
+(when it last became UP) and ``uptime_s`` (seconds UP before that). The clock runs while
+the cluster is UP or INIT after having been UP (a relaunch or a failed check), and stops
+when it is STOPPED.
 """
 
 from __future__ import annotations
@@ -19,8 +25,28 @@ from skyhop_core.models.status import ClusterStatus
 from skyhop_core.state.db import clusters
 
 
+def cost_so_far(meta: dict[str, Any], now: float | None = None) -> float:
+    """Dollars spent so far: the hourly price over the time UP (see the module docs)."""
+    seconds = float(meta.get("uptime_s") or 0.0)
+    if meta.get("up_since"):
+        seconds += max(0.0, (now or time.time()) - float(meta["up_since"]))
+    return float(meta.get("price_per_hour") or 0.0) * seconds / 3600.0
+
+
+def _clock(meta: dict[str, Any], status: str | None, now: float) -> dict[str, Any]:
+    """``meta`` with the uptime clock moved for a change to ``status``."""
+    if status == ClusterStatus.UP.value and not meta.get("up_since"):
+        return {**meta, "up_since": now}
+    if status == ClusterStatus.STOPPED.value and meta.get("up_since"):
+        uptime = float(meta.get("uptime_s") or 0.0) + max(0.0, now - float(meta["up_since"]))
+        return {**{k: v for k, v in meta.items() if k != "up_since"}, "uptime_s": uptime}
+    return meta
+
+
 def _to_record(row: Any) -> ClusterRecord:
     handle = wire.structure(row.handle, ClusterHandle) if row.handle else None
+    meta = dict(row.metadata or {})
+    labels = (row.resources or {}).get("labels") if isinstance(row.resources, dict) else None
     return ClusterRecord(
         name=row.name,
         status=ClusterStatus(row.status),
@@ -33,7 +59,9 @@ def _to_record(row: Any) -> ClusterRecord:
         user_name=row.user_name,
         resources_str=row.resources_str,
         handle=handle,
-        metadata=dict(row.metadata or {}),
+        metadata=meta,
+        labels={str(k): str(v) for k, v in (labels or {}).items()},
+        cost=round(cost_so_far(meta), 6),
     )
 
 
@@ -103,17 +131,50 @@ def update(conn: sa.Connection, name: str, **values: Any) -> None:
         values["status"] = values["status"].value
     if isinstance(values.get("handle"), ClusterHandle):
         values["handle"] = wire.unstructure(values["handle"])
+    if "status" in values and "metadata" not in values:
+        row = conn.execute(sa.select(clusters.c.metadata).where(clusters.c.name == name)).first()
+        if row is not None:
+            meta = dict(row.metadata or {})
+            moved = _clock(meta, values["status"], time.time())
+            if moved != meta:
+                values["metadata"] = moved
     conn.execute(clusters.update().where(clusters.c.name == name).values(**values))
 
 
-def set_autostop(conn: sa.Connection, name: str, idle_minutes: int, down: bool) -> None:
+def set_price(conn: sa.Connection, name: str, price_per_hour: float) -> None:
+    """The hourly price of the whole cluster (all nodes), for its cost."""
+    row = conn.execute(sa.select(clusters.c.metadata).where(clusters.c.name == name)).first()
+    if row is not None:
+        update(conn, name, metadata={**(row.metadata or {}), "price_per_hour": price_per_hour})
+
+
+def set_autostop(
+    conn: sa.Connection,
+    name: str,
+    idle_minutes: int,
+    down: bool,
+    options: dict[str, Any] | None = None,
+) -> None:
     """Set or cancel (negative minutes) autostop; the idle timer restarts only when no
-    autostop was active before, as users expect."""
+    autostop was active before, as users expect.
+
+    ``options`` (``wait_for``, ``hook``, ``hook_timeout``) are merged into
+    ``metadata["autostop_options"]``; cancelling clears them.
+    """
     current = autostop_fields(conn, name)
     if current is None:
         return
     was_active = current[0] >= 0
     values: dict[str, Any] = {"autostop": max(idle_minutes, -1), "to_down": down and idle_minutes >= 0}
+    row = conn.execute(sa.select(clusters.c.metadata).where(clusters.c.name == name)).first()
+    meta = dict(row.metadata or {}) if row is not None else {}
+    kept = dict(meta.get("autostop_options") or {}) if idle_minutes >= 0 else {}
+    kept.update({k: v for k, v in (options or {}).items() if v is not None})
+    if kept:
+        meta["autostop_options"] = kept
+    else:
+        meta.pop("autostop_options", None)
+    values["metadata"] = meta
     if idle_minutes >= 0 and not was_active:
         values["autostop_set_at"] = time.time()
     if idle_minutes < 0:
@@ -153,6 +214,7 @@ def _update_metadata(
     status = values.pop("status", None)
     meta = {**(row.metadata or {}), **values}
     meta = {k: v for k, v in meta.items() if v is not None}
+    meta = _clock(meta, status.value if status is not None else None, time.time())
     columns: dict[str, Any] = {"metadata": meta}
     if status is not None:
         columns["status"] = status.value

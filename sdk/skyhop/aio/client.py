@@ -29,6 +29,7 @@ from skyhop.client import (
     _HEALTH_TIMEOUT,
     _WAIT_TIMEOUT,
     SERVER_START_TIMEOUT,
+    STREAM_BROKEN,
     ClientBase,
     LogCursor,
     _tls_verify,
@@ -171,7 +172,7 @@ class AsyncApiClient(ClientBase):
         """``GET /api/stream``: passes the request's log to ``write`` in text chunks.
 
         As in the sync client, NUL heartbeats are dropped and a stream broken midway
-        resumes from the last byte received (a few times).
+        resumes from the last byte received, for as long as the server can be reached.
         """
         if self._nothing_logged(request_id):
             return
@@ -194,9 +195,11 @@ class AsyncApiClient(ClientBase):
                     if rest := cursor.rest():
                         write(rest)
                     return
-                except (httpx.RemoteProtocolError, httpx.ReadError):
-                    if not cursor.may_retry():
+                except STREAM_BROKEN as exc:
+                    delay = cursor.retry_delay(exc)
+                    if delay is None:
                         raise
+                    await anyio.sleep(delay)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
 

@@ -17,7 +17,17 @@ from typing import Any
 
 import click
 
-from skyhop.cli import api, clusters, gpus, jobs, managed_jobs, serve, storage, volumes
+from skyhop.cli import (
+    api,
+    clusters,
+    gpus,
+    jobs,
+    managed_jobs,
+    serve,
+    status,
+    storage,
+    volumes,
+)
 
 #: Exit code after Ctrl+C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -63,18 +73,31 @@ def error_line(exc: BaseException) -> str:
 
 @click.group(cls=SkyhopGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="skyhop", prog_name="skyhop")
-def cli() -> None:
+@click.option(
+    "--config",
+    "config_overrides",
+    multiple=True,
+    metavar="FILE|KEY=VALUE",
+    help="Override the config file for this command: a YAML file, or nested.key=value "
+    "pairs (comma-separated, repeatable).",
+)
+def cli(config_overrides: tuple[str, ...]) -> None:
     """Run AI and batch workloads on any infrastructure through one API server.
 
     Every command is a request to the API server (started locally on first use). Ctrl+C
     leaves a request running in the background; see 'skyhop api --help'.
     """
+    if config_overrides:
+        from skyhop.cli.configopt import apply_overrides
+
+        apply_overrides(config_overrides)
 
 
 for command in (
     clusters.launch,
     clusters.exec_,
-    clusters.status,
+    status.status,
+    status.cost_report,
     clusters.stop,
     clusters.start,
     clusters.down,

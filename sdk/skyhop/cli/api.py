@@ -1,5 +1,5 @@
 """``skyhop api``: the API server and its requests (start, stop, status, logs, cancel,
-login, info) and, for a deployed server, its service-account tokens (``api tokens``)."""
+login, logout, info) and, for a deployed server, its service-account tokens (``api tokens``)."""
 
 from __future__ import annotations
 
@@ -85,24 +85,49 @@ def stop() -> None:
         click.echo(f"No API server is running at {endpoint}.")
 
 
+#: How many finished requests ``api status`` shows when nothing is running.
+RECENT_FINISHED = 10
+
+
+def _limit(value: str | None) -> int | None:
+    """``-l N`` or ``-l all`` (no limit)."""
+    if value is None or value.lower() == "all":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.BadParameter(f"{value!r}: expected a positive number or 'all'.", param_hint="-l/--limit")
+    return number
+
+
 @api.command()
 @click.argument("request_ids", nargs=-1)
 @click.option("-a", "--all-status", is_flag=True, help="Include finished requests.")
 @click.option("-u", "--all-users", is_flag=True, help="Include other users' requests (an admin token on a deployed server).")
-@click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most N requests.")
+@click.option("-l", "--limit", metavar="N|all", help="Show at most N requests ('all': no limit).")
 def status(
-    request_ids: tuple[str, ...], all_status: bool, all_users: bool, limit: int | None
+    request_ids: tuple[str, ...], all_status: bool, all_users: bool, limit: str | None
 ) -> None:
-    """List requests: your unfinished ones, or those named."""
+    """List requests: your unfinished ones (or, when none is, the recent finished
+    ones), or those named."""
     from skyhop import sdk
     from skyhop.cli import render
 
+    most = _limit(limit)
     records = sdk.api_status(
-        list(request_ids) or None, all_status=all_status, all_users=all_users, limit=limit
+        list(request_ids) or None, all_status=all_status, all_users=all_users, limit=most
     )
     if not records and not all_status and not request_ids:
-        click.echo("No unfinished requests. Run `skyhop api status -a` to list finished ones too.")
-        return
+        recent = sdk.api_status(
+            None, all_status=True, all_users=all_users, limit=most or RECENT_FINISHED
+        )
+        if not recent:
+            click.echo("No unfinished requests. Run `skyhop api status -a` to list finished ones too.")
+            return
+        click.echo("No unfinished requests. Recent finished ones (skyhop api status -a for all):")
+        records = recent
     click.echo(render.requests(records))
 
 
@@ -158,7 +183,9 @@ def cancel(request_ids: tuple[str, ...], all_requests: bool, all_users: bool) ->
         raise click.UsageError(
             "Name the request IDs to cancel, or pass -a/--all or -u/--all-users."
         )
-    cancelled = sdk.api_cancel(list(request_ids) or None, all_users=all_users, all=all_requests)
+    cancelled = sdk.get(
+        sdk.api_cancel(list(request_ids) or None, all_users=all_users, all=all_requests)
+    )
     if cancelled:
         click.echo(f"Cancelled {len(cancelled)} request(s): {', '.join(cancelled)}")
     else:
@@ -180,7 +207,9 @@ def info() -> None:
         if isinstance(user, dict)
         else f"not authenticated (run: skyhop api login -e {data['endpoint']} --token <TOKEN>)"
     )
-    click.echo(f"Using the API server at {data['endpoint']}")
+    from skyhop.client import endpoint_source
+
+    click.echo(f"Using the API server at {data['endpoint']} (from {endpoint_source()})")
     click.echo(
         f"├── Status: {data.get('status', '?')}, version {data.get('version', '?')}, "
         f"API version {data.get('api_version', '?')}"
@@ -202,6 +231,13 @@ def login(endpoint: str, token: str | None) -> None:
     from skyhop import login as login_mod
     from skyhop.client import ApiClient
 
+    env_endpoint = os.environ.get("SKYHOP_API_SERVER_ENDPOINT")
+    if env_endpoint:
+        raise click.UsageError(
+            f"SKYHOP_API_SERVER_ENDPOINT={env_endpoint} is set in this shell and would "
+            "override a login (which is saved in the config file). Unset it first "
+            "(unset SKYHOP_API_SERVER_ENDPOINT), or keep using it and set SKYHOP_API_TOKEN."
+        )
     endpoint = endpoint.rstrip("/")
     if "://" not in endpoint:
         endpoint = f"http://{endpoint}"
@@ -216,9 +252,22 @@ def login(endpoint: str, token: str | None) -> None:
     info, path = login_mod.login(endpoint, token)
     user = info.get("user") or {}
     click.echo(f"Logged in to {endpoint} as {user.get('name', '?')}; saved to {path}.")
+
+
+@api.command()
+def logout() -> None:
+    """Forget the saved API server endpoint and token (back to the local server)."""
+    from skyhop import login as login_mod
+
+    path, endpoint = login_mod.logout()
+    if endpoint is None:
+        click.echo(f"Not logged in to any API server (nothing saved in {path}).")
+    else:
+        click.echo(f"Logged out of {endpoint}; removed it and its token from {path}.")
     env_endpoint = os.environ.get("SKYHOP_API_SERVER_ENDPOINT")
-    if env_endpoint and env_endpoint.rstrip("/") != endpoint:
+    if env_endpoint:
         click.echo(
-            f"Note: SKYHOP_API_SERVER_ENDPOINT={env_endpoint} is set and overrides the config.",
+            f"Note: SKYHOP_API_SERVER_ENDPOINT={env_endpoint} is still set in this shell "
+            "and still chooses the server.",
             err=True,
         )

@@ -32,7 +32,10 @@ def _run_job(ctx: click.Context, result: Any, cluster_name: str, detach_run: boo
     if detach_run:
         click.echo(job_hints(cluster_name, job_id))
         return
-    ctx.exit(follow_job(cluster_name, job_id))
+    code = follow_job(cluster_name, job_id)
+    click.echo()
+    click.echo(job_hints(cluster_name, job_id))
+    ctx.exit(code)
 
 
 def _launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,10 +44,12 @@ def _launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--async", "async_", is_flag=True, help="Submit the request and return at once."
         ),
         click.option(
+            "-d",
             "--detach-run",
             is_flag=True,
             help="Do not stream the job's log; return once it is submitted.",
         ),
+        click.option("-n", "--name", help="The task's name (shown in the job queue)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -68,6 +73,12 @@ def _launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--down", is_flag=True, help="Tear the cluster down (not stop) when idle, by default at once."
+)
+@click.option(
+    "--ports",
+    multiple=True,
+    metavar="PORT[-PORT]",
+    help="Ports to expose (repeatable, e.g. --ports 8080 --ports 9000-9010).",
 )
 @click.option("--retry-until-up", is_flag=True, help="Keep retrying until the cluster is up.")
 @click.option("--dryrun", is_flag=True, help="Plan only; launch nothing.")
@@ -127,20 +138,29 @@ def launch(
 
 
 @click.command("exec")
-@click.argument("cluster_name")
+@click.option(
+    "-c", "--cluster", "cluster_option", help="The cluster (instead of the first argument)."
+)
 @task_options
 @_launch_options
-@click.argument("entrypoint", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, metavar="[CLUSTER] ENTRYPOINT...")
 @click.pass_context
 def exec_(
-    ctx: click.Context, cluster_name: str, entrypoint: tuple[str, ...], **params: Any
+    ctx: click.Context, cluster_option: str | None, args: tuple[str, ...], **params: Any
 ) -> None:
     """Run a task as a new job on an existing cluster (no provisioning, no setup).
 
-    ENTRYPOINT is a task YAML file, or a command to run (its words are joined).
+    The cluster is the first argument, or -c CLUSTER. ENTRYPOINT is a task YAML file, or
+    a command to run (its words are joined).
     """
     from skyhop import sdk
 
+    if cluster_option is not None:
+        cluster_name, entrypoint = cluster_option, args
+    else:
+        cluster_name, entrypoint = args[0], args[1:]
+    if not entrypoint:
+        raise click.UsageError("Name the task YAML or the command to run after the cluster.")
     task = build_task(entrypoint, **task_kwargs(params))
     request_id = sdk.exec(task, cluster_name=cluster_name)
     result = submit_or_follow(
@@ -150,21 +170,24 @@ def exec_(
         _run_job(ctx, result, cluster_name, params["detach_run"])
 
 
-@click.command()
-@click.argument("cluster_names", nargs=-1)
-@click.option(
-    "-r", "--refresh", is_flag=True, help="Ask the backends for the clusters' real state."
-)
-@click.option("-u", "--all-users", is_flag=True, help="Include other users' clusters (an admin token on a deployed server).")
-def status(cluster_names: tuple[str, ...], refresh: bool, all_users: bool) -> None:
-    """Show clusters: all of yours, or the named ones."""
+def _own_cluster_names(what: str) -> list[str]:
+    """Every cluster of the caller, for ``stop -a`` / ``down -a``."""
     from skyhop import sdk
-    from skyhop.cli import render
-    from skyhop_core.models.status import StatusRefreshMode
 
-    mode = StatusRefreshMode.FORCE if refresh else StatusRefreshMode.NONE
-    records = sdk.get(sdk.status(list(cluster_names) or None, refresh=mode, all_users=all_users))
-    click.echo(render.clusters(records, show_user=all_users))
+    names = [r["name"] for r in sdk.get(sdk.status(None))]
+    if not names:
+        click.echo(f"No existing clusters to {what}.")
+    return names
+
+
+def _resolve_names(names: tuple[str, ...], all_clusters: bool, what: str) -> list[str]:
+    if all_clusters and names:
+        raise click.UsageError("Pass either cluster names or -a/--all, not both.")
+    if all_clusters:
+        return _own_cluster_names(what)
+    if not names:
+        raise click.UsageError("Name the clusters, or pass -a/--all for all of yours.")
+    return list(names)
 
 
 def _on_each(
@@ -200,6 +223,8 @@ def _confirm(yes: bool, verb: str, names: Sequence[str]) -> None:
 
 
 _names = click.argument("cluster_names", nargs=-1, required=True)
+_any_names = click.argument("cluster_names", nargs=-1)
+_all = click.option("-a", "--all", "all_clusters", is_flag=True, help="All of your clusters.")
 _yes = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 _async = click.option(
     "--async", "async_", is_flag=True, help="Submit the request(s) and return at once."
@@ -210,19 +235,28 @@ _purge = click.option(
 
 
 @click.command()
-@_names
+@_any_names
+@_all
 @_yes
 @_purge
 @_async
 @click.pass_context
 def stop(
-    ctx: click.Context, cluster_names: tuple[str, ...], yes: bool, purge: bool, async_: bool
+    ctx: click.Context,
+    cluster_names: tuple[str, ...],
+    all_clusters: bool,
+    yes: bool,
+    purge: bool,
+    async_: bool,
 ) -> None:
     """Stop clusters; their disks are kept and 'skyhop start' resumes them."""
     from skyhop import sdk
 
-    _confirm(yes, "Stopping", cluster_names)
-    _on_each(ctx, cluster_names, "stop", lambda n: sdk.stop(n, purge=purge), async_, "Stopping")
+    names = _resolve_names(cluster_names, all_clusters, "stop")
+    if not names:
+        return
+    _confirm(yes, "Stopping", names)
+    _on_each(ctx, names, "stop", lambda n: sdk.stop(n, purge=purge), async_, "Stopping")
 
 
 @click.command()
@@ -268,19 +302,28 @@ def start(
 
 
 @click.command()
-@_names
+@_any_names
+@_all
 @_yes
 @_purge
 @_async
 @click.pass_context
 def down(
-    ctx: click.Context, cluster_names: tuple[str, ...], yes: bool, purge: bool, async_: bool
+    ctx: click.Context,
+    cluster_names: tuple[str, ...],
+    all_clusters: bool,
+    yes: bool,
+    purge: bool,
+    async_: bool,
 ) -> None:
     """Tear clusters down; everything on them is deleted."""
     from skyhop import sdk
 
-    _confirm(yes, "Terminating", cluster_names)
-    _on_each(ctx, cluster_names, "down", lambda n: sdk.down(n, purge=purge), async_, "Terminating")
+    names = _resolve_names(cluster_names, all_clusters, "tear down")
+    if not names:
+        return
+    _confirm(yes, "Terminating", names)
+    _on_each(ctx, names, "down", lambda n: sdk.down(n, purge=purge), async_, "Terminating")
 
 
 @click.command()
@@ -290,6 +333,13 @@ def down(
 )
 @click.option("--down", is_flag=True, help="Tear down instead of stopping.")
 @click.option("--cancel", is_flag=True, help="Cancel any autostop/autodown.")
+@click.option(
+    "--wait-for",
+    type=click.Choice(["jobs_and_ssh", "jobs", "none"]),
+    help="What counts as activity: jobs (jobs_and_ssh, the default, is the same here), "
+    "or none: stop N minutes from now whatever runs.",
+)
+@_yes
 @_async
 @click.pass_context
 def autostop(
@@ -298,9 +348,17 @@ def autostop(
     idle_minutes: int | None,
     down: bool,
     cancel: bool,
+    wait_for: str | None,
+    yes: bool,
     async_: bool,
 ) -> None:
-    """Stop (or, with --down, tear down) clusters after some idle minutes."""
+    """Stop (or, with --down, tear down) clusters after some idle minutes.
+
+    While an autostop stops a cluster its status is AUTOSTOPPING (its autostop hook, set
+    in the task's resources.autostop, runs first). -y is accepted for SkyPilot's scripts;
+    this command never asks.
+    """
+    del yes
     from skyhop import sdk
 
     if cancel and idle_minutes is not None:
@@ -314,7 +372,7 @@ def autostop(
         ctx,
         cluster_names,
         "autostop",
-        lambda n: sdk.autostop(n, minutes, down=down),
+        lambda n: sdk.autostop(n, minutes, down=down, wait_for=wait_for),
         async_,
         "Setting autostop on",
     )
@@ -336,7 +394,6 @@ __all__ = [
     "exec_",
     "launch",
     "start",
-    "status",
     "stop",
     "follow_request",
 ]

@@ -135,34 +135,81 @@ def _status_reason(record: dict[str, Any]) -> str:
 
 
 def clusters(
-    records: Sequence[dict[str, Any]], *, show_user: bool = False, now: float | None = None
+    records: Sequence[dict[str, Any]],
+    *,
+    show_user: bool = False,
+    verbose: bool = False,
+    now: float | None = None,
 ) -> str:
-    """The ``skyhop status`` table (records as the SDK returns them: dicts)."""
+    """The ``skyhop status`` table (records as the SDK returns them: dicts).
+
+    ``verbose`` (``status -a``) adds the node count, head IP and hourly price.
+    """
     if not records:
         return "No existing clusters."
     header = (
         ["NAME"]
         + (["USER"] if show_user else [])
         + ["INFRA", "RESOURCES", "STATUS", "AUTOSTOP", "LAUNCHED"]
+        + (["NODES", "HEAD_IP", "$/HR"] if verbose else [])
     )
-    rows = [
-        [r["name"]]
-        + ([r.get("user_name") or "-"] if show_user else [])
-        + [
-            _infra(r),
-            r.get("resources_str") or "-",
-            _value(r["status"]),
-            _autostop(r),
-            ago(r.get("launched_at"), now),
-        ]
-        for r in records
-    ]
+    rows = []
+    for r in records:
+        row = (
+            [r["name"]]
+            + ([r.get("user_name") or "-"] if show_user else [])
+            + [
+                _infra(r),
+                r.get("resources_str") or "-",
+                _value(r["status"]),
+                _autostop(r),
+                ago(r.get("launched_at"), now),
+            ]
+        )
+        if verbose:
+            handle = r.get("handle")
+            price = (r.get("metadata") or {}).get("price_per_hour")
+            row += [
+                handle.launched_nodes if handle is not None else "-",
+                (handle.head_ip if handle is not None else None) or "-",
+                cost(float(price)) if price is not None else "-",
+            ]
+        rows.append(row)
     notes = [
         f"{r['name']}: {_value(r['status'])}, {why}"
         for r in records
         if _value(r["status"]) != "UP" and (why := _status_reason(r))
     ]
     return table(header, rows) + "".join("\n" + note for note in notes)
+
+
+def cost_report(records: Sequence[dict[str, Any]], *, now: float | None = None) -> str:
+    """``skyhop cost-report``: each cluster's cost so far from its price and time UP."""
+    if not records:
+        return "No existing clusters."
+    now = now if now is not None else time.time()
+    header = ["NAME", "LAUNCHED", "DURATION", "RESOURCES", "STATUS", "$/HR", "COST ($)"]
+    rows = []
+    total = 0.0
+    for r in records:
+        meta = r.get("metadata") or {}
+        seconds = float(meta.get("uptime_s") or 0.0)
+        if meta.get("up_since"):
+            seconds += max(0.0, now - float(meta["up_since"]))
+        spent = float(r.get("cost") or 0.0)
+        total += spent
+        rows.append(
+            [
+                r["name"],
+                ago(r.get("launched_at"), now),
+                duration(seconds),
+                r.get("resources_str") or "-",
+                _value(r["status"]),
+                cost(float(meta.get("price_per_hour") or 0.0)),
+                cost(spent),
+            ]
+        )
+    return table(header, rows) + f"\nTotal: $ {cost(total)}"
 
 
 def jobs(records: Sequence[dict[str, Any]], *, now: float | None = None) -> str:
@@ -249,9 +296,9 @@ def checks(results: Sequence[Any]) -> str:
             lines.append(f"    {part}: {message}")
     enabled = [r.backend for r in results if r.enabled]
     lines.append("")
-    lines.append(
-        f"Enabled: {', '.join(enabled)}"
-        if enabled
-        else "No backend is enabled; see the fixes above."
-    )
+    if enabled:  # SkyPilot's heading, which scripts look for (docs/cli-output.md)
+        lines.append("🎉 Enabled infra 🎉")
+        lines.extend(f"  {name}" for name in enabled)
+    else:
+        lines.append("No infra is enabled; see the fixes above.")
     return "\n".join(lines)

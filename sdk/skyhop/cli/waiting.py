@@ -172,11 +172,18 @@ def follow_job(cluster_name: str, job_id: int | None, *, follow: bool = True, ta
 
 
 def job_hints(cluster_name: str, job_id: int) -> str:
+    """The ``Useful Commands`` block printed after a launch or exec (docs/cli-output.md)."""
     return "\n".join(
         [
+            "📋 Useful Commands",
             f"Job ID: {job_id}",
-            f"├── To stream its logs: skyhop logs {cluster_name} {job_id}",
-            f"└── To cancel it: skyhop cancel {cluster_name} {job_id}",
+            f"├── To cancel the job:\t\tskyhop cancel {cluster_name} {job_id}",
+            f"├── To stream job logs:\t\tskyhop logs {cluster_name} {job_id}",
+            f"└── To view job queue:\t\tskyhop queue {cluster_name}",
+            f"Cluster name: {cluster_name}",
+            f"├── To submit a job:\t\tskyhop exec {cluster_name} YAML_FILE",
+            f"├── To stop the cluster:\t\tskyhop stop {cluster_name}",
+            f"└── To tear down the cluster:\tskyhop down {cluster_name}",
         ]
     )
 

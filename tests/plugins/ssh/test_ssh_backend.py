@@ -102,7 +102,7 @@ async def test_multi_node_job_setup_ranks_and_prefixed_logs(ssh: BackendHarness)
         assert status is JobStatus.SUCCEEDED, text
         ips = " ".join(handle.node_ips)
         for rank in (0, 1):
-            assert f"(rank {rank}) setup-on-{rank}" in text
+            assert f"(setup, rank {rank}) setup-on-{rank}" in text
             assert f"(rank {rank}) rank={rank} n=2 ips={ips}" in text
 
 

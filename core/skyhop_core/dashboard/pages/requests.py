@@ -85,7 +85,7 @@ def routes(dash: Dashboard) -> list[Route]:
         )
 
     async def cancel(request: Request, user: User) -> Response:
-        from skyhop_core.server.app import _check_cancel_allowed
+        from skyhop_core.ops.requests_cancel import check_foreign
 
         engine = dash.engine
         try:
@@ -93,7 +93,7 @@ def routes(dash: Dashboard) -> list[Route]:
                 request.path_params["request_id"], dash.owner_scope(user)
             )
             if not dash.deploy:
-                await _check_cancel_allowed(engine, [request_id], user, all_users=False)
+                await check_foreign(engine, [request_id], user)
             cancelled, _ = await engine.cancel([request_id])
         except Exception as exc:
             return flash(wire.encode_error(exc)["message"], "bad")
