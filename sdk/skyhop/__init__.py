@@ -50,6 +50,7 @@ _SDK_FUNCTIONS = (
 _LAZY: dict[str, tuple[str, str | None]] = {
     **{name: ("skyhop.sdk", name) for name in _SDK_FUNCTIONS},
     "Task": ("skyhop_core.models", "Task"),
+    "Dag": ("skyhop.dag", "Dag"),
     "Resources": ("skyhop_core.models", "Resources"),
     "ClusterStatus": ("skyhop_core.models.status", "ClusterStatus"),
     "JobStatus": ("skyhop_core.models.status", "JobStatus"),
@@ -66,6 +67,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 #: Literal, so linters and type checkers see the public names (the same as ``_LAZY``).
 __all__ = [
     "ClusterStatus",
+    "Dag",
     "JobExitCode",
     "JobStatus",
     "ManagedJobStatus",
@@ -104,6 +106,7 @@ __all__ = [
 if _TYPE_CHECKING:
     from skyhop import aio as aio
     from skyhop import jobs as jobs
+    from skyhop.dag import Dag
     from skyhop.sdk import (
         api_cancel,
         api_info,

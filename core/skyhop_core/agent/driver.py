@@ -170,6 +170,13 @@ class JobDriver:
                 with contextlib.suppress(OSError):
                     os.unlink(script)
 
+    def _save_exit_code(self, code: int) -> None:
+        """Keep the failing exit code for ``queue`` (managed jobs recover on chosen
+        codes: ``job_recovery.recover_on_exit_codes``)."""
+        path = self.runtime.exit_codes_path(self.job_id)
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            json.dump([code], f)
+
     def _wait(self, procs: dict[int, subprocess.Popen[bytes]], what: str) -> bool:
         running = dict(procs)
         while running:
@@ -181,6 +188,7 @@ class JobDriver:
                 if code != 0:
                     if self._status() not in db.TERMINAL:
                         self.log.message(f"{what} failed with exit code {code}", rank)
+                        self._save_exit_code(code)
                     return False
             if running:
                 time.sleep(POLL_SECONDS)

@@ -156,14 +156,24 @@ def exec_(
     "-r", "--refresh", is_flag=True, help="Ask the backends for the clusters' real state."
 )
 @click.option("-u", "--all-users", is_flag=True, help="Include other users' clusters (an admin token on a deployed server).")
-def status(cluster_names: tuple[str, ...], refresh: bool, all_users: bool) -> None:
-    """Show clusters: all of yours, or the named ones."""
+@click.option(
+    "--include-managed-jobs", is_flag=True,
+    help="Also show the clusters of running managed jobs (see `skyhop jobs queue`).",
+)
+def status(
+    cluster_names: tuple[str, ...], refresh: bool, all_users: bool, include_managed_jobs: bool
+) -> None:
+    """Show clusters: all of yours, or the named ones (running managed jobs' clusters
+    only when named or with --include-managed-jobs)."""
     from skyhop import sdk
     from skyhop.cli import render
     from skyhop_core.models.status import StatusRefreshMode
 
     mode = StatusRefreshMode.FORCE if refresh else StatusRefreshMode.NONE
-    records = sdk.get(sdk.status(list(cluster_names) or None, refresh=mode, all_users=all_users))
+    records = sdk.get(sdk.status(
+        list(cluster_names) or None, refresh=mode, all_users=all_users,
+        include_managed_jobs=include_managed_jobs,
+    ))  # fmt: skip
     click.echo(render.clusters(records, show_user=all_users))
 
 
