@@ -135,12 +135,11 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
     if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
         return
+    import contextlib
     import ctypes
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl: no mallopt)
         ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
