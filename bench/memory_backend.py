@@ -139,3 +139,27 @@ async def skyhop_cancel_jobs(
 @hookimpl
 async def skyhop_idle_seconds(ctx: BackendContext, handle: ClusterHandle) -> float:
     return 0.0
+
+
+def _trace_allocations(path: str) -> None:
+    """Profiling aid (``MEMORY_TRACEMALLOC=<file>``): trace allocations; when
+    ``<file>.go`` appears, write the top allocation sites to ``<file>``."""
+    import threading
+    import tracemalloc
+
+    tracemalloc.start(8)
+
+    def wait() -> None:
+        while not os.path.exists(path + ".go"):
+            time.sleep(0.5)
+        snapshot = tracemalloc.take_snapshot()
+        with open(path, "w") as f:
+            for stat in snapshot.statistics("traceback")[:25]:
+                f.write(f"{stat.size / 1e6:.1f} MB in {stat.count} blocks\n")
+                f.write("\n".join(stat.traceback.format()) + "\n\n")
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
+if os.environ.get("MEMORY_TRACEMALLOC"):
+    _trace_allocations(os.environ["MEMORY_TRACEMALLOC"])

@@ -55,6 +55,7 @@ _SDK_FUNCTIONS = (
 _LAZY: dict[str, tuple[str, str | None]] = {
     **{name: ("skyhop.sdk", name) for name in _SDK_FUNCTIONS},
     "Task": ("skyhop_core.models", "Task"),
+    "Dag": ("skyhop.dag", "Dag"),
     "Resources": ("skyhop_core.models", "Resources"),
     "Storage": ("skyhop_core.models.storage", "Storage"),
     **{name: ("skyhop_core.models.clouds", name) for name in (
@@ -98,6 +99,7 @@ __all__ = [
     "SSH",
     "Vast",
     "ClusterStatus",
+    "Dag",
     "JobExitCode",
     "JobStatus",
     "ManagedJobStatus",
@@ -147,6 +149,7 @@ if _TYPE_CHECKING:
     from skyhop import aio as aio
     from skyhop import jobs as jobs
     from skyhop import serve as serve
+    from skyhop.dag import Dag
     from skyhop.sdk import (
         api_cancel,
         api_info,

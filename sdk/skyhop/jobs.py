@@ -25,17 +25,21 @@ from skyhop import sdk as _sdk
 from skyhop_core import exceptions
 
 if TYPE_CHECKING:
+    from skyhop.dag import Dag
     from skyhop_core.models import Task
 
 
-def launch(task: Task | dict[str, Any], name: str | None = None) -> str:
+def launch(task: Task | Dag | dict[str, Any], name: str | None = None) -> str:
     """Submit a managed job.
 
     Args:
-        task: the :class:`~skyhop.Task` (or its task-YAML mapping); ``resources.priority``
+        task: the :class:`~skyhop.Task` (or its task-YAML mapping), or a
+            :class:`~skyhop.Dag`: a pipeline whose tasks run in order, each on its own
+            cluster (a failure stops it; the rest are CANCELLED). ``resources.priority``
             (-1000…1000) orders waiting jobs, ``resources.job_recovery`` chooses the
-            recovery strategy (``EAGER_NEXT_REGION`` by default, or ``FAILOVER``).
-        name: the job's name (default: the task's name, else ``sky-cmd``).
+            recovery strategy (``EAGER_NEXT_REGION`` by default, or ``FAILOVER``),
+            ``max_restarts_on_errors`` and ``recover_on_exit_codes``.
+        name: the job's name (default: the Dag's or the task's name, else ``sky-cmd``).
 
     Returns:
         The request ID. Its result is SkyPilot's ``(job_id, controller_handle)`` — the
@@ -45,13 +49,24 @@ def launch(task: Task | dict[str, Any], name: str | None = None) -> str:
     Request raises:
         TaskValidationError / ValueError: the task or the name is invalid.
     """
-    if _sdk._has_callable_run(task):
-        raise exceptions.TaskValidationError(
-            "A managed job's run must be a command string: a callable run needs the "
-            "cluster's node IPs before the cluster exists.",
-            source="<task>", field="run", value=repr(getattr(task, "run", None)),
-        )
-    return _sdk._submit("jobs_launch", {"task": _sdk._task_mapping(task), "name": name})
+    from skyhop.dag import Dag
+
+    tasks = list(task.tasks) if isinstance(task, Dag) else [task]
+    if not tasks:
+        raise ValueError("The Dag has no tasks: add at least one before launching it.")
+    for one in tasks:
+        if _sdk._has_callable_run(one):
+            raise exceptions.TaskValidationError(
+                "A managed job's run must be a command string: a callable run needs the "
+                "cluster's node IPs before the cluster exists.",
+                source="<task>", field="run", value=repr(getattr(one, "run", None)),
+            )
+    if isinstance(task, Dag) and len(tasks) > 1:
+        body = {"tasks": [_sdk._task_mapping(t) for t in tasks], "name": name or task.name}
+        return _sdk._submit("jobs_launch", body)
+    if isinstance(task, Dag):
+        name = name or task.name
+    return _sdk._submit("jobs_launch", {"task": _sdk._task_mapping(tasks[0]), "name": name})
 
 
 def queue(

@@ -290,14 +290,21 @@ def status(
     cluster_names: Iterable[str] | None = None,
     refresh: StatusRefreshMode = StatusRefreshMode.NONE,
     all_users: bool = False,
+    include_managed_jobs: bool = False,
 ) -> str:
     """List clusters (all of yours, or the named ones).
+
+    The clusters of running managed jobs are left out (as SkyPilot's live on its jobs
+    controller) unless named or ``include_managed_jobs``; ``skyhop jobs queue`` lists
+    the jobs.
 
     Returns the request ID; its result is a list of dicts with the ``ClusterRecord``
     fields (name, status, backend, launched_at, autostop, to_down, handle, ...).
     """
     names = list(cluster_names) if cluster_names is not None else None
     body = {"cluster_names": names, "refresh": _enum_value(refresh), "all_users": all_users}
+    if include_managed_jobs:
+        body["include_managed_jobs"] = True
     return _submit("status", body)
 
 

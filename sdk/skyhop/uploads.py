@@ -347,16 +347,26 @@ def _is_local(source: Any) -> bool:
     return isinstance(source, str) and "://" not in source
 
 
+def _tasks_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The task mappings of a body: ``task``, or a pipeline's ``tasks``."""
+    if isinstance(body.get("task"), dict):
+        return [body["task"]]
+    tasks = body.get("tasks")
+    return [t for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else []
+
+
 def needs_upload(operation: str, body: dict[str, Any]) -> bool:
     """Whether :func:`prepare_body` has anything to upload for this request."""
-    task = body.get("task")
-    if operation not in UPLOAD_OPERATIONS or not isinstance(task, dict):
+    if operation not in UPLOAD_OPERATIONS:
         return False
-    mounts = task.get("file_mounts")
-    sources: list[Any] = []
-    for value in mounts.values() if isinstance(mounts, dict) else []:
-        sources.extend(_storage_sources(value) if isinstance(value, dict) else [value])
-    return any(_is_local(s) for s in [task.get("workdir"), *sources])
+    for task in _tasks_of(body):
+        mounts = task.get("file_mounts")
+        sources: list[Any] = []
+        for value in mounts.values() if isinstance(mounts, dict) else []:
+            sources.extend(_storage_sources(value) if isinstance(value, dict) else [value])
+        if any(_is_local(s) for s in [task.get("workdir"), *sources]):
+            return True
+    return False
 
 
 def _storage_sources(storage: dict[str, Any]) -> list[Any]:
@@ -370,11 +380,11 @@ def prepare_body(
     operation: str,
     body: dict[str, Any],
 ) -> dict[str, Any]:
-    """``body`` with the task's local workdir and file-mount sources uploaded and
-    replaced by ``skyhop-upload://<id>`` (other operations are returned unchanged)."""
+    """``body`` with the task's (each pipeline task's) local workdir and file-mount
+    sources uploaded and replaced by ``skyhop-upload://<id>`` (other operations are
+    returned unchanged). A source named by several tasks is uploaded once."""
     if not needs_upload(operation, body):
         return body
-    task = dict(body["task"])
     done: dict[str, str] = {}
     cache = HashCache()
 
@@ -391,7 +401,8 @@ def prepare_body(
             done[resolved] = mf.upload_ref(result.upload_id)
         return done[resolved]
 
-    try:
+    def prepare(original: dict[str, Any]) -> dict[str, Any]:
+        task = dict(original)
         if _is_local(task.get("workdir")):
             task["workdir"] = upload(task["workdir"], "workdir")
         mounts = task.get("file_mounts")
@@ -399,6 +410,11 @@ def prepare_body(
             task["file_mounts"] = {
                 remote: _upload_mount(upload, remote, src) for remote, src in mounts.items()
             }
+        return task
+
+    try:
+        if isinstance(body.get("task"), dict):
+            return {**body, "task": prepare(body["task"])}
+        return {**body, "tasks": [prepare(t) for t in _tasks_of(body)]}
     finally:
         cache.save()
-    return {**body, "task": task}

@@ -4,6 +4,7 @@ scheduled in fractions: task files written for SkyPilot run unchanged."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,11 @@ def _dump(prefix: str, phase: str) -> str:
 def _records(text: str) -> list[tuple[int, dict]]:
     out = []
     for line in text.splitlines():
-        rank, _, body = line.partition(") ")
-        out.append((int(rank.removeprefix("(rank ")), json.loads(body)))
+        # "(rank R) {...}" from run, "(setup, rank R) {...}" from setup; the step and
+        # summary lines around them carry no JSON.
+        found = re.match(r"\((?:setup, )?rank (\d+)\) (\{.*\})$", line)
+        if found:
+            out.append((int(found.group(1)), json.loads(found.group(2))))
     return out
 
 

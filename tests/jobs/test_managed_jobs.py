@@ -232,6 +232,14 @@ def test_cancel_a_running_job_tears_its_cluster_down(client: ServerProcess) -> N
     wait_status(job_id, "RUNNING")
     where = cluster_dir(client, f"sleeper-{job_id}")
     assert where.exists()
+    # A running job's cluster is left out of `status` unless named or asked for.
+    assert f"sleeper-{job_id}" not in clusters()
+    assert f"sleeper-{job_id}" in [
+        c["name"] for c in sky.get(sky.status(include_managed_jobs=True))
+    ]
+    assert [c["name"] for c in sky.get(sky.status([f"sleeper-{job_id}"]))] == [
+        f"sleeper-{job_id}"
+    ]
     assert sky.get(sky.jobs.cancel(job_ids=[job_id])) == [job_id]
     assert record(job_id)["status"] is sky.ManagedJobStatus.CANCELLED
     assert f"sleeper-{job_id}" not in clusters()

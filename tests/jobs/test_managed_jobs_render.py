@@ -42,3 +42,25 @@ def test_verbose_and_all_users_add_columns() -> None:
 
 def test_no_jobs() -> None:
     assert render_queue([]) == "No managed jobs."
+
+
+def test_a_pipeline_is_its_row_then_one_row_per_task() -> None:
+    tasks = [
+        rec(job_name="pipe", task_id=0, task_name="prep", status=ManagedJobStatus.SUCCEEDED,
+            job_duration=60.0, recovery_count=1),
+        rec(job_name="pipe", task_id=1, task_name="train", status=ManagedJobStatus.FAILED,
+            job_duration=30.0, recovery_count=0, failure_reason="The job's run failed"),
+        rec(job_name="pipe", task_id=2, task_name="eval", status=ManagedJobStatus.CANCELLED,
+            start_at=None, job_duration=0.0, recovery_count=0),
+    ]
+    text = render_queue([rec(job_id=9), *tasks], now=1300.0)
+    header, single, head, prep, train, evaluate = text.splitlines()
+    assert single.split()[0] == "9"
+    assert head.split()[:3] == ["7", "-", "pipe"]
+    assert "FAILED" in head  # the first task that did not succeed
+    at = header.index("JOB DURATION")
+    assert head[at:].split()[:2] == ["1m", "30s"]  # the tasks' job durations added up
+    assert "↳ prep" in prep and "SUCCEEDED" in prep
+    assert "↳ train" in train and "FAILED" in train
+    assert "↳ eval" in evaluate and "CANCELLED" in evaluate
+    assert prep.split()[0] == "0"  # task rows show the task's index, not the job ID

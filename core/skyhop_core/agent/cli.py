@@ -64,6 +64,7 @@ def _job_json(runtime: Runtime, row: Any) -> dict[str, Any]:
         ),
         "status": row["status"],
         "log_path": runtime.log_path(int(row["id"])),
+        "exit_codes": _exit_codes(runtime, int(row["id"]), row["status"]),
     }
 
 
@@ -74,6 +75,16 @@ def valid_env_name(name: str) -> bool:
         and name.replace("_", "a").isalnum()
         and not name[0].isdigit()
     )
+
+
+def _exit_codes(runtime: Runtime, job_id: int, status: str) -> list[int] | None:
+    if status not in (db.FAILED, db.FAILED_SETUP):
+        return None
+    try:
+        with open(runtime.exit_codes_path(job_id)) as f:
+            return [int(c) for c in json.load(f)]
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _check_spec(spec: Any) -> dict[str, Any]:

@@ -196,6 +196,13 @@ class JobDriver:
                 with contextlib.suppress(OSError):
                     os.unlink(script)
 
+    def _save_exit_codes(self, codes: list[int]) -> None:
+        """Keep the failed ranks' exit codes for ``queue`` (managed jobs recover on chosen
+        codes: ``job_recovery.recover_on_exit_codes``)."""
+        path = self.runtime.exit_codes_path(self.job_id)
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            json.dump(codes, f)
+
     def _wait(self, procs: dict[int, subprocess.Popen[bytes]], what: str) -> bool:
         running = dict(procs)
         while running:
@@ -210,6 +217,7 @@ class JobDriver:
             if failed:
                 if self._status() not in db.TERMINAL:
                     self._report_failed(failed, what)
+                    self._save_exit_codes([code for _, code in sorted(failed.items())])
                 return False
             if running:
                 time.sleep(POLL_SECONDS)

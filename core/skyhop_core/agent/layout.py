@@ -47,6 +47,10 @@ class Runtime:
     def log_path(self, job_id: int) -> str:
         return os.path.join(self.job_dir(job_id), "run.log")
 
+    def exit_codes_path(self, job_id: int) -> str:
+        """The failing exit code(s) of a FAILED / FAILED_SETUP job (JSON list)."""
+        return os.path.join(self.job_dir(job_id), "exit_codes.json")
+
     def exists(self) -> bool:
         return os.path.isdir(self.root)
 

@@ -32,12 +32,12 @@ from skyhop_core.exceptions import (
     ClusterDoesNotExist,
     SkyhopError,
 )
-from skyhop_core.jobs import launching
+from skyhop_core.jobs import launching, pipeline
 from skyhop_core.jobs import state as js
+from skyhop_core.jobs.output import ControllerLogWriter
 from skyhop_core.models.records import NodeState
 from skyhop_core.models.status import JobStatus, ManagedJobStatus
 from skyhop_core.requests.context import RequestContext, User
-from skyhop_core.requests.logs import RequestLogWriter
 
 if TYPE_CHECKING:
     from skyhop_core.jobs.service import JobsService
@@ -84,8 +84,10 @@ class Controller:
         self.cancelled = False
         #: Set by the scheduler when this job may use a launch slot to recover.
         self.slot_granted = trio.Event()
+        #: The exit codes of the watched job's failed ranks, as its agent last said.
+        self.exit_codes: list[int] = []
         services = service.services
-        self.writer = RequestLogWriter(service.hub, f"{self.job_id}.controller")
+        self.writer = ControllerLogWriter(service.hub, f"{self.job_id}.controller")
         self.ctx = RequestContext(
             request_id=row.task_id,
             name="jobs_controller",
@@ -159,13 +161,14 @@ class Controller:
         self.service.forget(self.job_id)
         self.service.wake()
 
-    async def _teardown(self) -> None:
+    async def _teardown(self, cluster_name: str | None = None) -> None:
         from skyhop_core.ops import clusters as ops_clusters
         from skyhop_core.ops import params as P
 
+        name = cluster_name or self.cluster_name
         with contextlib.suppress(ClusterDoesNotExist):
-            await ops_clusters.down(self.ctx, P.ClusterParams(self.cluster_name, purge=True))
-            self.log(f"Cluster {self.cluster_name!r} is torn down.")
+            await ops_clusters.down(self.ctx, P.ClusterParams(name, purge=True))
+            self.log(f"Cluster {name!r} is torn down.")
 
     async def _main(self) -> None:
         row = await self.row()
@@ -174,6 +177,12 @@ class Controller:
         if status is S.CANCELLING or row.cancel_requested:
             self.cancelled = True
             raise Finished(S.CANCELLED)
+        previous = pipeline.previous_cluster(row)
+        if previous is not None:
+            # The pipeline's last task may have ended just before a restart, its
+            # cluster not yet gone (idempotent: usually there is nothing to do).
+            with trio.CancelScope(shield=True):
+                await self._teardown(previous)
         need_launch = True
         handle = None
         if status is S.RUNNING and row.agent_job_id is not None:
@@ -190,7 +199,10 @@ class Controller:
         while True:
             row = await self.row()
             if need_launch:
-                if S(row.status) is S.RECOVERING:
+                # A recovery, or a pipeline's next task, asks for a launch slot first.
+                if S(row.status) is S.RECOVERING or row.schedule_state in (
+                    js.ALIVE, js.ALIVE_WAITING
+                ):
                     await self._wait_for_launch_slot()
                 handle = await launching.launch(self, task, row)
                 need_launch = False
@@ -203,11 +215,26 @@ class Controller:
                 need_launch = True
                 continue
             if outcome is JobStatus.SUCCEEDED:
+                if row.tasks is not None and row.current_task + 1 < len(row.tasks):
+                    task = await self._next_task(row)
+                    need_launch = True
+                    continue
                 raise Finished(S.SUCCEEDED)
             if outcome is JobStatus.CANCELLED:
                 raise Finished(S.CANCELLED, "The job was cancelled on its cluster.")
             failed = S.FAILED_SETUP if outcome is JobStatus.FAILED_SETUP else S.FAILED
             what = "setup" if failed is S.FAILED_SETUP else "run"
+            matched = sorted(set(self.exit_codes) & set(row.recover_on_exit_codes or []))
+            if matched:
+                # SkyPilot's rule: a listed exit code always recovers, and does not
+                # count against max_restarts_on_errors.
+                await self._start_recovery(
+                    restart=False,
+                    reason=f"the job's {what} exited with code {matched[0]}, which is in "
+                    "recover_on_exit_codes",
+                )
+                need_launch = True
+                continue
             if row.restart_count < row.max_restarts_on_errors:
                 await self._start_recovery(
                     restart=True,
@@ -217,6 +244,23 @@ class Controller:
                 need_launch = True
                 continue
             raise Finished(failed, f"The job's {what} failed ({outcome.value}).")
+
+    async def _next_task(self, row: Any) -> tuple[Any, Any]:
+        """The pipeline's current task succeeded: make the next one current (one
+        statement), tear the finished task's cluster down, and return the next task."""
+        finished = self.cluster_name
+        new = await self.service.services.store.run(pipeline.advance, self.job_id)
+        if new is None:  # cancelled meanwhile: the cancel scope ends the job
+            raise Finished(S.CANCELLED)
+        self.log(
+            f"Task {row.current_task} ({row.tasks[row.current_task]['name']}) SUCCEEDED; "
+            f"next: task {new.current_task} ({new.tasks[new.current_task]['name']})."
+        )
+        with trio.CancelScope(shield=True):
+            await self._teardown(finished)
+        self.cluster_name = new.cluster_name
+        self.ctx.request_id = new.task_id  # the task's SKYHOP_TASK_ID
+        return self.service.load_task(new)
 
     async def _start_recovery(self, *, restart: bool, reason: str) -> None:
         self.log(f"Recovering: {reason}.")
@@ -241,6 +285,8 @@ class Controller:
         """Watch until the job ends (its status) or the cluster is lost (None)."""
         poll = self.service.settings.poll_seconds
         tail_done = trio.Event()
+        # One backend context per attempt, not one per poll (10,000 jobs poll).
+        bctx = self.service.services.backend_ctx(handle.backend, self.ctx)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._copy_output, handle, agent_job_id, output_offset, tail_done)
             failures = 0
@@ -254,11 +300,11 @@ class Controller:
                         await tail_done.wait()
                 # No row read per poll: a cancel arrives through the cancel scope (from
                 # this replica, or from another one through the lease loop).
-                if not await self._healthy(handle):
+                if not await self._healthy(handle, bctx):
                     self.log(f"Cluster {self.cluster_name!r} is not UP (preempted?).")
                     break
                 try:
-                    status = await self._agent_status(handle, agent_job_id)
+                    status = await self._agent_status(handle, agent_job_id, bctx)
                 except Exception as exc:
                     failures += 1
                     self.log(f"The cluster's agent did not answer ({exc}).")
@@ -274,11 +320,10 @@ class Controller:
             nursery.cancel_scope.cancel()
         return outcome
 
-    async def _healthy(self, handle: Any) -> bool:
+    async def _healthy(self, handle: Any, bctx: Any) -> bool:
         # Only the backend is asked (no database read per poll): a cluster torn down
         # behind the controller's back has no nodes left either.
         services = self.service.services
-        bctx = services.backend_ctx(handle.backend, self.ctx)
         try:
             nodes = await services.backends.call(
                 handle.backend, "skyhop_query", ctx=bctx, handle=handle
@@ -287,15 +332,15 @@ class Controller:
             return True  # a backend that cannot tell: trust the agent's answers
         return len(nodes) == len(handle.nodes) and all(n.state is NodeState.RUNNING for n in nodes)
 
-    async def _agent_status(self, handle: Any, agent_job_id: int) -> JobStatus | None:
+    async def _agent_status(self, handle: Any, agent_job_id: int, bctx: Any) -> JobStatus | None:
         services = self.service.services
-        bctx = services.backend_ctx(handle.backend, self.ctx)
         with trio.fail_after(max(30.0, 5 * self.service.settings.poll_seconds)):
             jobs = await services.backends.call(
                 handle.backend, "skyhop_queue", ctx=bctx, handle=handle, skip_finished=False
             )
         for job in jobs:
             if job.job_id == agent_job_id:
+                self.exit_codes = list(getattr(job, "exit_codes", None) or [])
                 return job.status  # type: ignore[no-any-return]
         return None
 

@@ -18,6 +18,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from skyhop_core.exceptions import (
@@ -31,6 +32,7 @@ from skyhop_core.exceptions import (
     UnknownBackendError,
 )
 from skyhop_core.failover import Failover
+from skyhop_core.jobs import pipeline
 from skyhop_core.jobs import state as js
 from skyhop_core.models.records import ClusterHandle
 from skyhop_core.models.status import ManagedJobStatus, OptimizeTarget
@@ -182,6 +184,7 @@ async def _submit(ctl: Controller, parsed: tuple[Any, Any], handle: ClusterHandl
     await apply_storage_mounts(ctx, bctx, handle, task, handle.cluster_name)
     resources = matching_resources(task, handle)
     spec = build_job_spec(ctx, task, per_rank, resources, with_setup=True)
+    spec = attrs.evolve(spec, envs={**_task_id_envs(await ctl.row()), **spec.envs})
     agent_job_id = await services.backends.call(
         handle.backend, "skyhop_submit_job", ctx=bctx, handle=handle, job=spec
     )
@@ -189,11 +192,16 @@ async def _submit(ctl: Controller, parsed: tuple[Any, Any], handle: ClusterHandl
     offset = os.path.getsize(path) if path.exists() else 0
     infra = handle.backend + (f"/{handle.region}" if handle.region else "")
     row = await ctl.row()
+    now = time.time()
     await services.store.run(lambda c: js.stop_recovering(c, ctl.job_id))
+    if row.tasks is not None:
+        await services.store.run(
+            lambda c: pipeline.mark_started(c, ctl.job_id, row.current_task, now)
+        )
     await ctl.set_status(
         S.RUNNING,
         agent_job_id=int(agent_job_id),
-        start_at=row.start_at or time.time(),
+        start_at=row.start_at or now,
         region=handle.region,
         infra=infra,
         output_offset=offset,
@@ -201,6 +209,16 @@ async def _submit(ctl: Controller, parsed: tuple[Any, Any], handle: ClusterHandl
     )
     ctl.service.wake()  # the launch slot is free
     ctl.log(f"Job submitted to {ctl.cluster_name!r} ({infra}) as job {agent_job_id}: RUNNING.")
+
+
+def _task_id_envs(row: Any) -> dict[str, str]:
+    """SkyPilot's names for the task's ID, which stays the same across recoveries (the
+    agent sets SKYHOP_TASK_ID), and a pipeline's list of its tasks' IDs."""
+    envs = {"SKYPILOT_TASK_ID": row.task_id}
+    if row.tasks is not None:
+        ids = "\n".join(str(e["task_id"]) for e in row.tasks)
+        envs.update(SKYHOP_TASK_IDS=ids, SKYPILOT_TASK_IDS=ids)
+    return envs
 
 
 __all__ = ["SkyhopError", "current_handle", "launch"]

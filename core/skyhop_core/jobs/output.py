@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
-from skyhop_core.requests.logs import LogHub
+from skyhop_core.paths import open_private
+from skyhop_core.requests.logs import LogHub, RequestLogWriter
 
 
 class OutputWriter:
@@ -41,3 +42,16 @@ class OutputWriter:
         if self._file is not None:
             self._file.close()
         self._hub.notify(self._name)
+
+
+class ControllerLogWriter(RequestLogWriter):
+    """A controller's log: opened for each write and closed again. A controller writes
+    a few lines per launch or recovery and then watches for hours; ten thousand of them
+    must not hold ten thousand open files."""
+
+    def _write_file(self, data: bytes) -> None:
+        if not data:
+            return
+        with open_private(self._hub.path(self._request_id), "ab", buffering=0) as f:
+            f.write(data)
+        self._hub.notify(self._request_id)

@@ -43,8 +43,9 @@ class JobsSettings:
     """Tunables; tests shrink the intervals through the environment."""
 
     max_launching: int = 8
-    max_running: int = 2000
-    poll_seconds: float = 5.0
+    max_running: int = 10_000
+    #: How often a controller looks at its cluster and job (SkyPilot: every 20 s).
+    poll_seconds: float = 20.0
     launch_retries: int = 5
     retry_base: float = 10.0
     retry_factor: float = 2.0
@@ -54,8 +55,8 @@ class JobsSettings:
     def from_env(cls) -> JobsSettings:
         return cls(
             max_launching=int(_env_float("SKYHOP_JOBS_MAX_LAUNCHES", 8)),
-            max_running=int(_env_float("SKYHOP_JOBS_MAX_RUNNING", 2000)),
-            poll_seconds=_env_float("SKYHOP_JOBS_POLL_SECONDS", 5.0),
+            max_running=int(_env_float("SKYHOP_JOBS_MAX_RUNNING", 10_000)),
+            poll_seconds=_env_float("SKYHOP_JOBS_POLL_SECONDS", 20.0),
             launch_retries=int(_env_float("SKYHOP_JOBS_LAUNCH_RETRIES", 5)),
             retry_base=_env_float("SKYHOP_JOBS_RETRY_BASE", 10.0),
             retry_factor=_env_float("SKYHOP_JOBS_RETRY_FACTOR", 2.0),
@@ -90,9 +91,10 @@ class JobsService:
     def secrets_path(self, job_id: int) -> Path:
         return self.directory / f"{job_id}.secrets.json"
 
-    def save_secrets(self, job_id: int, secrets: dict[str, str]) -> None:
-        """Secret values live in a 0600 file, never in the job's row or its logs."""
-        if not secrets:
+    def save_secrets(self, job_id: int, secrets: dict[str, str] | list[dict[str, str]]) -> None:
+        """Secret values live in a 0600 file, never in the job's row or its logs (a
+        pipeline's: a list, one mapping per task)."""
+        if not secrets or (isinstance(secrets, list) and not any(secrets)):
             return
         path = self.secrets_path(job_id)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -100,12 +102,17 @@ class JobsService:
             json.dump(secrets, f)
 
     def load_task(self, row: Any) -> tuple[Any, Any]:
+        """The current task (of a pipeline: the one at ``current_task``), parsed, with
+        its secret values."""
         from skyhop_core.ops.common import parse_task
 
         config = dict(row.task)
         path = self.secrets_path(row.job_id)
         if path.exists():
-            config["secrets"] = {**(config.get("secrets") or {}), **json.loads(path.read_text())}
+            saved = json.loads(path.read_text())
+            if isinstance(saved, list):
+                saved = saved[row.current_task] if row.current_task < len(saved) else {}
+            config["secrets"] = {**(config.get("secrets") or {}), **saved}
         return parse_task(config)
 
     def output_writer(self, job_id: int) -> OutputWriter:

@@ -42,14 +42,20 @@ def insert(conn: sa.Connection, **values: Any) -> int:
     )
     job_id = int(res.inserted_primary_key[0])  # type: ignore[index]
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
-    conn.execute(
-        mj.update()
-        .where(mj.c.job_id == job_id)
-        .values(
-            cluster_name=f"{values['name']}-{job_id}",
-            task_id=f"sky-managed-{stamp}_{values['name']}_{job_id}",
-        )
-    )
+    name = values["name"]
+    names: dict[str, Any] = {
+        "cluster_name": f"{name}-{job_id}",
+        "task_id": f"sky-managed-{stamp}_{name}_{job_id}",
+    }
+    if values.get("tasks") is not None:
+        # SkyPilot's pipeline task IDs: <timestamp>_<pipeline>_<task>_<job_id>-<index>.
+        entries = [
+            {**e, "cluster_name": f"{name}-{job_id}-{i}",
+             "task_id": f"sky-managed-{stamp}_{name}_{e['name']}_{job_id}-{i}"}
+            for i, e in enumerate(values["tasks"])
+        ]  # fmt: skip
+        names = {"tasks": entries, **{k: entries[0][k] for k in names}}
+    conn.execute(mj.update().where(mj.c.job_id == job_id).values(**names))
     return job_id
 
 

@@ -223,6 +223,8 @@ class JobRecord:
     resources: str
     status: JobStatus
     log_path: str
+    #: The failing exit code(s) of a FAILED / FAILED_SETUP job, when the agent knows them.
+    exit_codes: list[int] | None = None
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ Secret values never appear in ``repr``/``str``.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,11 @@ from skyhop_core.models.validate import FieldError, env_mapping
 
 #: A per-node command generator: ``(node_rank, node_ips) -> command or None``.
 CommandGen = Callable[[int, list[str]], str | None]
+#: Called with every new Task; ``with skyhop.Dag():`` sets it so the Tasks made inside
+#: join that Dag (SkyPilot's ``with sky.Dag() as dag:``).
+on_task_created: contextvars.ContextVar[Callable[[Task], None] | None] = contextvars.ContextVar(
+    "skyhop_on_task_created", default=None
+)
 _SOURCE = "<task>"
 
 
@@ -121,6 +127,9 @@ class Task:
         self.set_service(service)
         if resources is not None:
             self.set_resources(resources)
+        hook = on_task_created.get()
+        if hook is not None:
+            hook(self)
 
     # --- Fields with validation -------------------------------------------------------
 

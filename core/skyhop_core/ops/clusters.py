@@ -291,18 +291,21 @@ async def autostop(ctx: RequestContext, p: P.AutostopParams) -> None:
 
 async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
     """List clusters (the caller's unless all_users), optionally refreshed from backends.
+    Live managed jobs' clusters are listed only when named or with include_managed_jobs.
 
     On a deployed server only an admin may pass all_users (PermissionDeniedError
     otherwise), and a user naming someone else's cluster simply does not get it back.
     """
     if p.all_users:
         require_all_users_allowed(ctx, "list clusters of")
-    records = await ctx.services.store.write(cl.list_all)  # grouped: one hop per batch
-    if p.cluster_names:
-        wanted = set(p.cluster_names)
-        records = [r for r in records if r.name in wanted]
-    if not p.all_users:
-        records = [r for r in records if r.user_hash == ctx.user.hash]
+    records = await ctx.services.store.write(  # grouped: one hop per batch
+        lambda c: cl.list_visible(
+            c,
+            names=list(p.cluster_names) if p.cluster_names else None,
+            user_hash=None if p.all_users else ctx.user.hash,
+            include_managed_jobs=p.include_managed_jobs,
+        )
+    )
     records = await settle_interrupted(ctx.services, records)
     if p.refresh is StatusRefreshMode.NONE:
         return records

@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from skyhop_core.exceptions import JobNotFoundError
+from skyhop_core.jobs import pipeline
 from skyhop_core.jobs import state as js
 from skyhop_core.models.status import ManagedJobStatus
 from skyhop_core.models.task_schema import check_wire_task
@@ -52,51 +53,67 @@ def _cluster_safe(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+$", "", safe)
 
 
-def _prepare(p: P.JobsLaunchParams) -> dict[str, Any]:
-    """Validate the task; the row's values (and the secrets, apart)."""
-    config = dict(p.task)
+def _task_values(config: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """One task's parsed form, its row values and its secret values (apart)."""
+    config = dict(config)
     task, _ = parse_task(config)
-    name = p.name or _cluster_safe(task.name or "") or DEFAULT_NAME
-    if len(name) > MAX_JOB_NAME:
-        raise ValueError(f"Managed job name {name!r} is too long: use up to {MAX_JOB_NAME} "
-                         "characters (the job's cluster is named <name>-<job_id>).")
-    validate_cluster_name(f"{name}-1")
     priority = next((r.priority for r in task.resources if r.priority is not None), 0)
-    recovery: Any = None
-    for r in task.resources:
-        if r.job_recovery is not None:
-            recovery = r.job_recovery
-            break
+    recovery: Any = next(
+        (r.job_recovery for r in task.resources if r.job_recovery is not None), None
+    )
     strategy, max_restarts, codes = DEFAULT_STRATEGY, 0, []
     if isinstance(recovery, str):
         strategy = recovery
     elif isinstance(recovery, dict):
         strategy = recovery.get("strategy") or DEFAULT_STRATEGY
         max_restarts = int(recovery.get("max_restarts_on_errors") or 0)
-        codes = list(recovery.get("recover_on_exit_codes") or [])
+        raw = recovery.get("recover_on_exit_codes")
+        codes = [int(c) for c in ([raw] if isinstance(raw, int) else raw or [])]
     secrets = {k: str(v) for k, v in (task.secrets or {}).items()}
     if "secrets" in config:
         config["secrets"] = {k: None for k in secrets}
     nodes = task.num_nodes or 1
+    values = dict(
+        task=config,
+        resources_str=f"{nodes}x[{', '.join(str(r) for r in task.resources)}]",
+        priority=priority,
+        strategy=strategy,
+        max_restarts_on_errors=max_restarts,
+        recover_on_exit_codes=codes,
+    )
+    return task, values, secrets
+
+
+def _prepare(p: P.JobsLaunchParams) -> dict[str, Any]:
+    """Validate the task (or every task of a pipeline); the row's values (and the
+    secrets, apart: a dict, or a list of them for a pipeline)."""
+    configs = p.tasks if p.tasks is not None else [p.task or {}]
+    parsed = [_task_values(c) for c in configs]
+    first_task, first_values, _ = parsed[0]
+    name = p.name or _cluster_safe(first_task.name or "") or DEFAULT_NAME
+    room = MAX_JOB_NAME - (3 if p.tasks is not None else 0)  # "-<index>" for a pipeline
+    if len(name) > room:
+        raise ValueError(f"Managed job name {name!r} is too long: use up to {room} "
+                         "characters (the job's cluster is named <name>-<job_id>).")
+    validate_cluster_name(f"{name}-1")
+    if p.tasks is None:
+        return {"row": dict(name=name, **first_values), "secrets": parsed[0][2]}
+    entries = [
+        pipeline.new_entry(task.name or f"task-{i}", values)
+        for i, (task, values, _) in enumerate(parsed)
+    ]
     return {
-        "row": dict(
-            name=name,
-            task=config,
-            resources_str=f"{nodes}x[{', '.join(str(r) for r in task.resources)}]",
-            priority=priority,
-            strategy=strategy,
-            max_restarts_on_errors=max_restarts,
-            recover_on_exit_codes=codes,
-        ),
-        "secrets": secrets,
+        "row": dict(name=name, tasks=entries, **first_values),
+        "secrets": [secrets for _, _, secrets in parsed],
     }
 
 
 def validate_jobs_launch(p: P.JobsLaunchParams) -> None:
     """At submission: the task matches its wire schema, names its files by upload (the
     client uploaded them, as for launch), and makes a valid job."""
-    check_no_client_paths(parse_task(dict(p.task))[0])
-    check_wire_task(p.task, uploads=True)
+    for config in p.tasks if p.tasks is not None else [p.task or {}]:
+        check_no_client_paths(parse_task(dict(config))[0])
+        check_wire_task(config, uploads=True)
     _prepare(p)
 
 
@@ -104,7 +121,8 @@ async def jobs_launch(ctx: RequestContext, p: P.JobsLaunchParams) -> dict[str, A
     """Queue a managed job; returns ``{"job_id": N}`` at once (the scheduler starts it)."""
     from skyhop_core.ops.taskcheck import check_runnable
 
-    check_runnable(parse_task(dict(p.task))[0])  # what cannot run here fails before queueing
+    for config in p.tasks if p.tasks is not None else [p.task or {}]:
+        check_runnable(parse_task(dict(config))[0])  # what cannot run fails before queueing
     prepared = _prepare(p)
     service = _service(ctx)
 
@@ -177,7 +195,12 @@ async def jobs_queue(ctx: RequestContext, p: P.JobsQueueParams) -> list[dict[str
         )
     )
     now = time.time()
-    return [_record(r, now) for r in rows]
+    records: list[dict[str, Any]] = []
+    for row in rows:
+        record = _record(row, now)
+        # A pipeline: one record per task (SkyPilot's), the CLI groups them under the job.
+        records.extend(pipeline.task_records(row, now, record) if row.tasks else [record])
+    return records
 
 
 async def _targets(ctx: RequestContext, p: P.JobsCancelParams) -> list[int]:

@@ -177,6 +177,8 @@ class StatusParams:
     cluster_names: list[str] | None = names_list(default=None)
     refresh: StatusRefreshMode = StatusRefreshMode.NONE
     all_users: bool = False
+    #: Also list the clusters of running managed jobs (left out by default).
+    include_managed_jobs: bool = False
 
 
 @attrs.frozen
@@ -275,17 +277,46 @@ class CancelRequestsParams:
 # --- managed jobs (``skyhop jobs``) -----------------------------------------------------
 
 
+#: At most this many tasks in a pipeline (each runs on its own cluster, in order).
+MAX_PIPELINE_TASKS = 32
+
+
 @attrs.frozen
 class JobsLaunchParams:
-    """``task`` is the task-YAML mapping; ``name`` overrides the task's name."""
+    """``task`` is the task-YAML mapping, or ``tasks`` a pipeline's (run in order, each
+    on its own cluster); ``name`` overrides the task's (the pipeline's) name."""
 
-    task: dict[str, Any] = attrs.field(metadata={"schema": TASK_WITH_UPLOADS})
+    task: dict[str, Any] | None = attrs.field(
+        default=None, metadata={"schema": {"anyOf": [TASK_WITH_UPLOADS, {"type": "null"}]}}
+    )
     #: The job's cluster is ``<name>-<job_id>``, so the name follows cluster-name rules.
     name: str | None = attrs.field(
         default=None,
         validator=_cluster_name,
         metadata={**_NAME_META, "maxLength": MAX_CLUSTER_NAME - 10},
     )
+    tasks: list[dict[str, Any]] | None = attrs.field(
+        default=None,
+        metadata={"schema": {"anyOf": [
+            {"type": "array", "items": TASK_WITH_UPLOADS, "minItems": 1,
+             "maxItems": MAX_PIPELINE_TASKS},
+            {"type": "null"},
+        ]}},
+    )  # fmt: skip
+
+    #: Exactly one of task and tasks.
+    schema_extra: ClassVar[dict[str, Any]] = {"oneOf": [
+        {"required": ["task"], "properties": {"task": {"type": "object"}}},
+        {"required": ["tasks"], "properties": {"tasks": {"type": "array"}}},
+    ]}  # fmt: skip
+
+    def __attrs_post_init__(self) -> None:
+        if (self.task is None) == (self.tasks is None):
+            raise ValueError("jobs_launch takes a task or a pipeline's tasks: exactly one.")
+        if self.tasks is not None and not 1 <= len(self.tasks) <= MAX_PIPELINE_TASKS:
+            raise ValueError(
+                f"tasks: a pipeline has 1 to {MAX_PIPELINE_TASKS} tasks, got {len(self.tasks)}."
+            )
 
 
 @attrs.frozen

@@ -48,6 +48,8 @@ REMOTE_CANCEL_WAIT_SECONDS = 10.0
 
 #: Finished requests whose outcome is kept in memory for clients waiting on them.
 FINISHED_CACHE_SIZE = 20_000
+#: Results that are lists longer than this are not kept in that cache.
+CACHED_RESULT_MAX_ITEMS = 100
 
 
 def slot_limits(spec: str | None = None) -> dict[str, int]:
@@ -355,7 +357,13 @@ class Engine:
         error: Any,
         user_hash: str,
     ) -> None:
-        """Keep recent outcomes in memory so waiting clients need no database read."""
+        """Keep recent outcomes in memory so waiting clients need no database read.
+
+        Not long listings (a ``jobs queue`` of thousands of jobs is megabytes): kept by
+        the thousand they were most of the server's memory; those are read back from
+        the database, once, by the client that waits for them."""
+        if isinstance(result, list) and len(result) > CACHED_RESULT_MAX_ITEMS:
+            return
         self._finished[request_id] = types.SimpleNamespace(
             request_id=request_id,
             name=name,

@@ -75,6 +75,36 @@ def list_all(conn: sa.Connection) -> list[ClusterRecord]:
     return [_to_record(r) for r in rows]
 
 
+def list_visible(
+    conn: sa.Connection,
+    *,
+    names: list[str] | None = None,
+    user_hash: str | None = None,
+    include_managed_jobs: bool = False,
+) -> list[ClusterRecord]:
+    """Clusters as ``status`` lists them, filtered in the query: the named ones, one
+    user's. Unless named or ``include_managed_jobs``, the clusters of live managed jobs
+    are left out (SkyPilot keeps those on its jobs controller): with thousands of jobs
+    running, ``status`` stays a short read (``managed_jobs.cluster_name`` is indexed).
+    """
+    from skyhop_core.models.status import ManagedJobStatus
+    from skyhop_core.state.db import managed_jobs
+
+    query = sa.select(clusters).order_by(clusters.c.launched_at)
+    if names is not None:
+        query = query.where(clusters.c.name.in_(names))
+    if user_hash is not None:
+        query = query.where(clusters.c.user_hash == user_hash)
+    if names is None and not include_managed_jobs:
+        # PENDING jobs have made nothing yet: a cluster with such a name is a user's.
+        settled = [*ManagedJobStatus.terminal_values(), ManagedJobStatus.PENDING.value]
+        live = sa.select(managed_jobs.c.cluster_name).where(
+            managed_jobs.c.status.not_in(settled)
+        )
+        query = query.where(clusters.c.name.not_in(live))
+    return [_to_record(r) for r in conn.execute(query).all()]
+
+
 def autostop_fields(conn: sa.Connection, name: str) -> tuple[int, bool, float | None] | None:
     row = conn.execute(
         sa.select(clusters.c.autostop, clusters.c.to_down, clusters.c.autostop_set_at).where(

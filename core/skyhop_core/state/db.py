@@ -121,7 +121,8 @@ managed_jobs = sa.Table(
     # WAITING (to launch), LAUNCHING (holds a launch slot), ALIVE, ALIVE_WAITING (a
     # running job that waits for a launch slot to recover), DONE.
     sa.Column("schedule_state", sa.String(16), nullable=False, index=True),
-    sa.Column("cluster_name", sa.String(128), nullable=False),
+    # The current task's cluster (indexed: ``status`` leaves live job clusters out).
+    sa.Column("cluster_name", sa.String(128), nullable=False, index=True),
     sa.Column("task_id", sa.String(255), nullable=False),
     sa.Column("strategy", sa.String(32), nullable=False),
     sa.Column("max_restarts_on_errors", sa.Integer, nullable=False, default=0),
@@ -142,6 +143,11 @@ managed_jobs = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("owner", sa.String(64), nullable=True, index=True),
     sa.Column("lease_until", sa.Float, nullable=True),
+    # A pipeline's tasks (None for a one-task job), see skyhop_core.jobs.pipeline; the
+    # columns above (task, cluster_name, task_id, strategy, counters) are the current
+    # task's, ``current_task`` its index.
+    sa.Column("tasks", sa.JSON, nullable=True),
+    sa.Column("current_task", sa.Integer, nullable=False, server_default="0"),
 )
 
 

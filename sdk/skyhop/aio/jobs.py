@@ -14,12 +14,13 @@ import skyhop.jobs as _jobs
 from skyhop.aio.sdk import _run
 
 if TYPE_CHECKING:
+    from skyhop.dag import Dag
     from skyhop_core.models import Task
     from skyhop_core.models.records import JobSubmission
 
 
 async def launch(
-    task: Task | dict[str, Any],
+    task: Task | Dag | dict[str, Any],
     name: str | None = None,
     *,
     stream_logs: bool = True,

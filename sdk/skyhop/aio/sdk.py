@@ -172,17 +172,19 @@ async def status(
     cluster_names: Iterable[str] | None = None,
     refresh: StatusRefreshMode = StatusRefreshMode.NONE,
     all_users: bool = False,
+    include_managed_jobs: bool = False,
     *,
     stream_logs: bool = True,
     output_stream: TextIO | None = None,
 ) -> list[dict[str, Any]]:
-    """Clusters as dicts with the ``ClusterRecord`` fields."""
+    """Clusters as dicts with the ``ClusterRecord`` fields (see :func:`skyhop.status`)."""
     return list(
         await _run(
             _sdk.status,
             cluster_names,
             refresh,
             all_users,
+            include_managed_jobs,
             stream_logs=stream_logs,
             output_stream=output_stream,
         )

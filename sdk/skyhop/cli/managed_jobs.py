@@ -29,7 +29,7 @@ def render_queue(
     now: float | None = None,
 ) -> str:
     """The ``skyhop jobs queue`` table (SkyPilot's columns; ``-v`` adds four)."""
-    from skyhop.cli.render import ago, duration, table
+    from skyhop.cli.render import table
 
     if not records:
         return "No managed jobs."
@@ -40,30 +40,69 @@ def render_queue(
     if verbose:
         header += VERBOSE_COLUMNS
     rows = []
+    tasks_of: dict[Any, list[dict[str, Any]]] = {}
     for r in records:
-        status = getattr(r["status"], "value", r["status"])
-        row = [
-            r["job_id"],
-            "-",
-            r.get("job_name") or "-",
-            r.get("resources") or "-",
-            ago(r.get("submitted_at"), now),
-            duration(r.get("duration")),
-            duration(r.get("job_duration")) if r.get("start_at") else "-",
-            r.get("recovery_count", 0),
-            status,
-        ]
-        if show_user:
-            row.insert(3, r.get("user_name") or "-")
-        if verbose:
-            row += [
-                r.get("infra") or "-",
-                r.get("cluster_name") or "-",
-                r.get("details") or "-",
-                " ".join(str(r.get("failure_reason") or "-").split()),
-            ]
-        rows.append(row)
+        tasks_of.setdefault(r["job_id"], []).append(r)
+    seen: set[Any] = set()
+    for r in records:
+        pipeline = len(tasks_of[r["job_id"]]) > 1
+        if pipeline and r["job_id"] not in seen:
+            seen.add(r["job_id"])
+            rows.append(
+                _pipeline_row(tasks_of[r["job_id"]], now, verbose=verbose, show_user=show_user)
+            )
+        rows.append(_row(r, now, verbose=verbose, show_user=show_user, task_row=pipeline))
     return table(header, rows)
+
+
+def _row(
+    r: dict[str, Any], now: float, *, verbose: bool, show_user: bool, task_row: bool
+) -> list[Any]:
+    from skyhop.cli.render import ago, duration
+
+    status = getattr(r["status"], "value", r["status"])
+    row = [
+        "" if task_row else r["job_id"],
+        r.get("task_id", 0) if task_row else "-",
+        f"↳ {r.get('task_name') or '-'}" if task_row else r.get("job_name") or "-",
+        r.get("resources") or "-",
+        "" if task_row else ago(r.get("submitted_at"), now),
+        duration(r.get("duration")),
+        duration(r.get("job_duration")) if r.get("start_at") else "-",
+        r.get("recovery_count", 0),
+        status,
+    ]
+    if show_user:
+        row.insert(3, "" if task_row else r.get("user_name") or "-")
+    if verbose:
+        row += [
+            r.get("infra") or "-",
+            r.get("cluster_name") or "-",
+            r.get("details") or "-",
+            " ".join(str(r.get("failure_reason") or "-").split()),
+        ]
+    return row
+
+
+def _pipeline_row(
+    tasks: list[dict[str, Any]], now: float, *, verbose: bool, show_user: bool
+) -> list[Any]:
+    """A pipeline's own row: its status is its first task that did not succeed (as
+    SkyPilot shows it), its job duration and recoveries the sum over its tasks."""
+    status = tasks[-1]["status"]
+    for t in tasks:
+        if getattr(t["status"], "value", t["status"]) != "SUCCEEDED":
+            status = t["status"]
+            break
+    head = dict(
+        tasks[0], status=status,
+        job_duration=sum(t.get("job_duration") or 0.0 for t in tasks),
+        recovery_count=sum(t.get("recovery_count") or 0 for t in tasks),
+        resources="-", infra=None, cluster_name=None, details=None,
+        failure_reason=next((t.get("failure_reason") for t in tasks
+                             if t.get("failure_reason")), None),
+    )  # fmt: skip
+    return _row(head, now, verbose=verbose, show_user=show_user, task_row=False)
 
 
 @click.group()
@@ -91,7 +130,8 @@ def launch(
     from skyhop import jobs as sdk_jobs
     from skyhop.cli.waiting import submit_or_follow
 
-    task = build_task(entrypoint, **task_kwargs(params))
+    options = task_kwargs(params)
+    task = _build_dag(entrypoint, options) or build_task(entrypoint, **options)
     shown = name or getattr(task, "name", None) or "sky-cmd"
     if not yes:
         click.confirm(f"Launching a managed job '{shown}'. Proceed?", default=True, abort=True)
@@ -106,6 +146,34 @@ def launch(
         click.echo(_hints(job_id))
         return
     ctx.exit(_follow(None, job_id, follow=True, controller=False))
+
+
+def _build_dag(entrypoint: tuple[str, ...], options: dict[str, Any]) -> Any:
+    """A pipeline from a multi-document YAML (the task options apply to every task);
+    None for anything else (one task)."""
+    from skyhop.cli.taskopts import parse_pairs, yaml_entrypoint
+    from skyhop.dag import Dag
+
+    path = yaml_entrypoint(entrypoint)
+    if path is None:
+        return None
+    dag = Dag.from_yaml(
+        str(path),
+        env_overrides=parse_pairs(options["envs"], "env"),
+        secrets_overrides=parse_pairs(options["secrets"], "secret"),
+    )
+    if len(dag.tasks) < 2:
+        return None
+    for task in dag.tasks:
+        if options["num_nodes"] is not None:
+            task.num_nodes = options["num_nodes"]
+        if options["workdir"] is not None:
+            task.workdir = options["workdir"]
+        task.set_resources_override({
+            "infra": options["infra"], "cpus": options["cpus"], "memory": options["memory"],
+            "accelerators": options["gpus"],
+        })  # fmt: skip
+    return dag
 
 
 def _hints(job_id: int) -> str:

@@ -27,6 +27,10 @@ import click
     "--endpoints", is_flag=True, help="Print where each exposed port of one cluster is reachable."
 )
 @click.option("--endpoint", type=int, metavar="PORT", help="Print where PORT of one cluster is.")
+@click.option(
+    "--include-managed-jobs", is_flag=True,
+    help="Also show the clusters of running managed jobs (see `skyhop jobs queue`).",
+)  # fmt: skip
 def status(
     cluster_names: tuple[str, ...],
     refresh: bool,
@@ -35,8 +39,10 @@ def status(
     ip: bool,
     endpoints: bool,
     endpoint: int | None,
+    include_managed_jobs: bool,
 ) -> None:
-    """Show clusters: all of yours, or the named ones."""
+    """Show clusters: all of yours, or the named ones (running managed jobs' clusters
+    only when named or with --include-managed-jobs)."""
     from skyhop import sdk
     from skyhop.cli import render
     from skyhop_core.models.status import StatusRefreshMode
@@ -45,7 +51,10 @@ def status(
     one_value = ip or endpoints or endpoint is not None
     if one_value and len(cluster_names) != 1:
         raise click.UsageError("--ip, --endpoints and --endpoint take exactly one cluster name.")
-    records = sdk.get(sdk.status(list(cluster_names) or None, refresh=mode, all_users=all_users))
+    records = sdk.get(sdk.status(
+        list(cluster_names) or None, refresh=mode, all_users=all_users,
+        include_managed_jobs=include_managed_jobs,
+    ))  # fmt: skip
     if one_value:
         click.echo(_one_value(cluster_names[0], records, ip=ip, port=endpoint))
         return
