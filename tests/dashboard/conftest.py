@@ -1,6 +1,6 @@
 """A real browser for the dashboard tests: Debian's chromium driven by Playwright.
 
-One headless chromium for the session; each test gets a fresh context (its own cookies,
+One headless chromium for these tests; each test gets a fresh context (its own cookies,
 so its own dashboard session) and page. Tests skip, saying why, only where chromium or
 Playwright is missing. Screenshots go to the test's tmp dir (``shot``).
 """
@@ -28,7 +28,9 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open its asyncio loop counts
+# as running in this thread, and every later asyncio.run() (the async SDK's tests) fails.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     problem = _missing()
     if problem:

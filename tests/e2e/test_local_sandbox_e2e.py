@@ -39,7 +39,8 @@ def test_file_mounts_and_writes_stay_in_the_node(server, tmp_path: Path) -> None
     assert "mounted config" in _output("box", job_id)
     assert not os.path.exists(f"/etc/{tag}") and not os.path.exists(f"/data/{tag}")
     later = sky.get(sky.exec(sky.Task(run=f"cat /data/{tag}/out /etc/{tag}"), cluster_name="box"))
-    assert _output("box", later["job_id"]).splitlines()[-2:] == ["written", "mounted config"]
+    lines = _output("box", later["job_id"]).splitlines()
+    assert lines[-3:-1] == ["written", "mounted config"], lines
     sky.get(sky.down("box"))
     assert not os.path.exists(f"/etc/{tag}") and not os.path.exists(f"/data/{tag}")
 

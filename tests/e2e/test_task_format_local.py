@@ -33,7 +33,7 @@ def test_a_skypilot_multi_node_file_reads_its_variables(server, tmp_path: Path) 
     assert sky.tail_logs("sp", job_id, follow=True, output_stream=logs) == 0
     text = logs.getvalue()
     for rank in (0, 1):
-        assert f"(rank {rank}) setup-rank={rank}" in text
+        assert f"(setup, rank {rank}) setup-rank={rank}" in text
         assert f"(rank {rank}) rank={rank} of 2 gpus=0" in text
         assert f"(rank {rank}) info-nodes=2" in text
     assert text.count("same=yes") == 2 and "head=" in text

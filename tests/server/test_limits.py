@@ -214,12 +214,12 @@ def test_a_three_megabyte_run_command_runs_and_prints(srv, cluster):
     job_id = exec_job(srv, cluster, run)
     output, request = job_log(srv, cluster, job_id)
     assert request["result"] == 0, output[-2000:]
-    assert output == b"first-line\nlast-line\n"
+    assert output == b"first-line\nlast-line\n" + b"\xe2\x9c\x93 Job finished (status: SUCCEEDED).\n"
 
 
 def test_reading_a_50_mb_job_log_twice_stores_no_copy_and_delivers_every_byte(srv, cluster):
     job_id = exec_job(srv, cluster, "seq -f '%09.0f' 1 5000000")  # 50,000,000 bytes
-    expected = b"".join(b"%09d\n" % i for i in range(1, 5_000_001))
+    expected = b"".join(b"%09d\n" % i for i in range(1, 5_000_001)) + b"\xe2\x9c\x93 Job finished (status: SUCCEEDED).\n"
     requests_dir = srv.root / "requests"
     before = disk_usage(requests_dir)
     for _ in range(2):

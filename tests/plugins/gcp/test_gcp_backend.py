@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from skyhop_core.exceptions import CredentialsError, ResourcesUnavailableError
+from skyhop_core.exceptions import CapacityError, CredentialsError, ResourcesUnavailableError
 from skyhop_core.models.records import NodeState, ProvisionRequest
 from skyhop_core.models.resources import Resources
 from skyhop_core.models.status import ClusterStatus, OptimizeTarget
@@ -200,5 +200,6 @@ def test_every_zone_stocked_out_gives_the_history(gcp_env: Any, tmp_path: Path) 
         failover(tmp_path, "gcp/us-central1", "full")
     history = info.value.failover_history
     assert [h.split(":")[0] for h in history] == [
-        f"GCP (us-central1-{z})" for z in "abcf"]  # fmt: skip
+        f"gcp/us-central1/us-central1-{z} e2-standard-2" for z in "abcf"]  # fmt: skip
+    assert isinstance(info.value, CapacityError)  # every zone said so: the type says it too
     assert gcp_env.instances() == [] and gcp_env.control("firewalls")["firewalls"] == []
