@@ -43,6 +43,7 @@ from skyhop_core.ops.taskcheck import check_runnable
 from skyhop_core.optimizer import table_rows
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.state import clusters as cl
+from skyhop_core.state import requests as rq
 from skyhop_core.storage.mounting import apply_storage_mounts, delete_cluster_buckets
 
 
@@ -179,7 +180,8 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
     """Stop a cluster, keeping its disks; cancels the cluster's other requests first."""
     record = await get_cluster(ctx, p.cluster_name)
     require_feature(ctx, record.backend, Feature.STOP, "stopping clusters (use `skyhop down`)")
-    await _cancel_others(ctx, p.cluster_name)
+    if not await _clear_others(ctx, record, p):
+        return
     async with cluster_lock(ctx, p.cluster_name):
         record = await get_cluster(ctx, p.cluster_name)
         if record.status is ClusterStatus.STOPPED:
@@ -197,8 +199,8 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
 
 async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
     """Tear a cluster down; cancels the cluster's other requests first."""
-    await get_cluster(ctx, p.cluster_name)
-    await _cancel_others(ctx, p.cluster_name)
+    if not await _clear_others(ctx, await get_cluster(ctx, p.cluster_name), p):
+        return
     async with cluster_lock(ctx, p.cluster_name):
         record = await get_cluster(ctx, p.cluster_name)
         if p.from_autostop and not await autostopping(ctx, record):
@@ -210,6 +212,24 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
         await ctx.services.store.run(cl.delete, p.cluster_name)
         ctx.log(f"Cluster {p.cluster_name!r} is terminated.")
     await delete_cluster_buckets(ctx, p.cluster_name)  # its `persistent: false` buckets
+
+
+async def _clear_others(ctx: RequestContext, record: ClusterRecord, p: P.ClusterParams) -> bool:
+    """Before a stop or down: cancel the cluster's other requests — unless the autostop
+    loop asks and the cluster became busy since it looked (a request started, e.g. a
+    ``launch --down`` still streaming its job's end): then autostop waits for its next
+    pass, and this returns False. With ``--wait-for none`` it stops regardless."""
+    if p.from_autostop:
+        wait_for = (record.metadata.get("autostop_options") or {}).get("wait_for")
+        if wait_for != "none":
+            busy = await ctx.services.store.run(
+                lambda c: rq.unfinished_ids(c, cluster_name=p.cluster_name)
+            )
+            if [i for i in busy if i != ctx.request_id]:
+                ctx.log(f"Cluster {p.cluster_name!r} is busy again; autostop waits.")
+                return False
+    await _cancel_others(ctx, p.cluster_name)
+    return True
 
 
 async def _cancel_others(ctx: RequestContext, name: str) -> None:
