@@ -23,8 +23,8 @@ from skyhop.client import (
     RequestInterrupted,
     current_client,
     is_loopback,
-    start_local_server,
 )
+from skyhop.localserver import start_local_server
 from skyhop_core import exceptions
 from skyhop_core.models.records import RequestRecord
 

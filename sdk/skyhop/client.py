@@ -9,14 +9,13 @@ when a token is configured (``SKYHOP_API_TOKEN``, else ``api_server.token`` in t
 file; a deployed server accepts only that) — and on its first call makes sure a
 compatible server answers:
 
-- a loopback endpoint where nothing answers gets a local server started, detached, with
-  its output in ``<persistent path>/server/<hostname>-<port>/server.log``;
+- a loopback endpoint where nothing answers gets a local server started
+  (:mod:`skyhop.localserver`);
 - a server whose API version differs in the major part raises
   :class:`~skyhop_core.exceptions.ApiVersionMismatchError`;
 - an unreachable remote server raises :class:`~skyhop_core.exceptions.ApiServerError`.
 
-Error bodies (``{"error": {...}}``) are decoded with :func:`skyhop_core.wire.decode_error`
-and raised, so callers see the exception type the server raised.
+Error bodies (``{"error": {...}}``) are raised as the exception type the server raised.
 
 The SDK functions use :func:`current_client`: the client installed by :func:`using`
 (tests, embedding applications), else one cached client per endpoint.
@@ -33,8 +32,6 @@ import hashlib
 import ipaddress
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -364,6 +361,8 @@ class ApiClient(ClientBase):
         except httpx.TransportError as exc:
             if not (is_loopback(self.endpoint) and self.auto_start):
                 raise self._unreachable(exc) from None
+            from skyhop.localserver import start_local_server
+
             start_local_server(self.endpoint, timeout=self.start_timeout)
             info = self.health()
         self.check_version(info)
@@ -463,59 +462,6 @@ class ApiClient(ClientBase):
         with contextlib.suppress(httpx.TransportError):
             response = self._http.post("/api/shutdown", timeout=5.0)
             self._raise_for_error(response)
-
-
-def start_local_server(
-    endpoint: str,
-    *,
-    host: str = "127.0.0.1",
-    timeout: float = SERVER_START_TIMEOUT,
-    deploy: bool = False,
-) -> None:
-    """Start ``python -m skyhop_core.server`` detached on the endpoint's port; wait for it.
-
-    ``host`` is the address it binds; ``deploy`` starts a team server that requires
-    bearer tokens (``--deploy``). Raises ApiServerError naming the server log if the
-    server does not answer ``endpoint`` within ``timeout`` seconds.
-    """
-    port = urlparse(endpoint).port or DEFAULT_PORT
-    log_path = paths.replica_dir(port) / "server.log"
-    command = [sys.executable, "-m", "skyhop_core.server", "--host", host, "--port", str(port)]
-    if deploy:
-        command.append("--deploy")
-    # A command's --config overrides are this client's; the server outlives the command.
-    env = {k: v for k, v in os.environ.items() if k != paths.CONFIG_OVERRIDES_ENV}
-    with paths.open_private(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    probe = httpx.Client(base_url=endpoint, timeout=1.0, verify=_tls_verify(endpoint))
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            exited = proc.poll() is not None
-            try:
-                if probe.get("/api/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if exited:  # another client may have won the race; it answered above if so
-                raise exceptions.ApiServerError(
-                    f"The local API server exited with code {proc.returncode} while starting "
-                    f"on port {port}; see its log: {log_path}"
-                )
-            time.sleep(0.1)
-    finally:
-        probe.close()
-    raise exceptions.ApiServerError(
-        f"The local API server did not answer at {endpoint} within {timeout:.0f} s; "
-        f"see its log: {log_path}"
-    )
 
 
 # --- the client the SDK functions use ------------------------------------------------

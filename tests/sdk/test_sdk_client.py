@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from skyhop import client as client_mod
+from skyhop import localserver
 from skyhop.client import ApiClient, RequestInterrupted, is_loopback, resolve_endpoint
 from skyhop_core import exceptions
 
@@ -171,7 +171,7 @@ def test_a_server_that_cannot_start_points_at_its_log(tmp_path, monkeypatch):
         port = taken.getsockname()[1]
         start = time.monotonic()
         with pytest.raises(exceptions.ApiServerError) as info:
-            client_mod.start_local_server(f"http://127.0.0.1:{port}", timeout=15)
+            localserver.start_local_server(f"http://127.0.0.1:{port}", timeout=15)
     replica = tmp_path / "server" / f"{socket.gethostname()}-{port}"
     assert str(replica / "server.log") in str(info.value)
     assert time.monotonic() - start < 15

@@ -34,8 +34,8 @@ from skyhop.client import (
     LogCursor,
     _tls_verify,
     is_loopback,
-    start_local_server,
 )
+from skyhop.localserver import start_local_server
 
 #: Endpoints whose version was checked by a client of this process (per-call clients).
 _verified: set[str] = set()

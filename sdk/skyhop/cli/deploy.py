@@ -19,8 +19,8 @@ from skyhop.client import (
     ApiClient,
     is_loopback,
     resolve_endpoint,
-    start_local_server,
 )
+from skyhop.localserver import start_local_server
 from skyhop_core import exceptions, paths
 
 
