@@ -127,6 +127,12 @@ def test_running_requests_fail_and_pending_ones_run_after_a_sigkill(make_server,
     slow = {"task": {"resources": {"infra": "slow"}}, "cluster_name": "rs"}
     running = submit(first, "launch", slow)
     wait_status(first, running, "RUNNING")
+    # Killed once it provisions (RUNNING comes earlier; a launch killed before it
+    # provisions leaves no cluster behind).
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "rs" / "backends" / "slow" / "rs").exists():
+        assert time.monotonic() < deadline, "the launch never started provisioning"
+        time.sleep(0.05)
     pending = submit(first, "launch", {**slow, "cluster_name": "rs2"})
     time.sleep(0.3)
     assert request_status(first, pending) == "PENDING"  # the one long slot is taken

@@ -26,6 +26,9 @@ from skyhop_core.models.records import NodeInfo
 from skyhop_core.runner import CommandRunner, CompletedCommand, OutputCallback
 
 CONNECT_TIMEOUT = 10
+#: A connection with no answer to ``ServerAliveCountMax`` (3) keep-alives this many seconds
+#: apart is dead: a job on a host that died fails after about 15 s.
+ALIVE_INTERVAL = 5
 CONTROL_PERSIST = "300"
 KILL_TIMEOUT = 10.0
 
@@ -93,16 +96,23 @@ def ssh_options(
     *,
     control: str | None = None,
     identity_file: str | None = None,
-    connect_timeout: int = CONNECT_TIMEOUT,
+    connect_timeout: int | None = None,
 ) -> list[str]:
-    """``ssh`` options (without the destination); ``control`` is the ControlPath."""
+    """``ssh`` options (without the destination); ``control`` is the ControlPath.
+
+    ``SKYHOP_SSH_CONNECT_TIMEOUT`` and ``SKYHOP_SSH_ALIVE_INTERVAL`` (seconds) override the
+    connect timeout and the keep-alive interval, e.g. to notice dead hosts sooner on a
+    fast private network."""
+    if connect_timeout is None:
+        connect_timeout = _seconds("SKYHOP_SSH_CONNECT_TIMEOUT", CONNECT_TIMEOUT)
+    alive = _seconds("SKYHOP_SSH_ALIVE_INTERVAL", ALIVE_INTERVAL)
     opts = [
         "-p", str(target.port),
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=accept-new",
         "-o", f"UserKnownHostsFile={known_hosts}",
         "-o", f"ConnectTimeout={connect_timeout}",
-        "-o", "ServerAliveInterval=5",
+        "-o", f"ServerAliveInterval={alive}",
         "-o", "ServerAliveCountMax=3",
         "-o", "LogLevel=ERROR",
     ]  # fmt: skip
@@ -115,6 +125,14 @@ def ssh_options(
         opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}"]
         opts += ["-o", f"ControlPersist={CONTROL_PERSIST}"]
     return opts
+
+
+def _seconds(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return max(1, int(value)) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number of seconds") from None
 
 
 def remote_line(

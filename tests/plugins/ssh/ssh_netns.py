@@ -47,6 +47,14 @@ def unavailable() -> str | None:
     return None
 
 
+def _free_subnet() -> int:
+    """A ``10.213.N.0/24`` that no route on this host uses yet (two sets of fake hosts
+    alive at once must not share a subnet)."""
+    routes = _ip("-4", "route", "show", "table", "all", check=False).stdout
+    free = [n for n in range(10, 250) if f"10.213.{n}." not in routes]
+    return free[secrets.randbelow(len(free))]
+
+
 @contextlib.contextmanager
 def fake_hosts_or_skip(count: int, purpose: str = "ssh backend tests") -> Iterator[FakeHosts]:
     """``count`` fake hosts for a fixture, removed afterwards even on failure; skips the
@@ -69,7 +77,7 @@ class FakeHosts:
 
     def __init__(self, count: int) -> None:
         self.tag = secrets.token_hex(2)
-        self.subnet = 10 + secrets.randbelow(240)
+        self.subnet = _free_subnet()
         self.root = Path(f"/tmp/skyhop-ssh-test-{self.tag}")
         self.bridge = f"shbr{self.tag}"
         self.namespaces: list[str] = []
@@ -94,8 +102,8 @@ class FakeHosts:
         _ip("link", "set", self.bridge, "up")
         for i in range(count):
             self._add_host(i)
-        for ip in self.ips:
-            self._wait_for_port(ip)
+        for i in range(len(self.ips)):
+            self._wait_for_sshd(i)
 
     def _add_host(self, i: int) -> None:
         ns, veth, ip = (
@@ -123,21 +131,44 @@ class FakeHosts:
             "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
             "MaxSessions 200\nMaxStartups 200\n"
         )
-        log = open(self.root / f"sshd-{i}.log", "ab")  # noqa: SIM115
-        self.sshd.append(
-            subprocess.Popen(
-                ["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", str(config)],
+        self.sshd.append(self._start_sshd(i))
+
+    def _start_sshd(self, i: int) -> subprocess.Popen[bytes]:
+        config = self.root / f"sshd-{i}.conf"
+        with open(self.root / f"sshd-{i}.log", "ab") as log:
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.namespaces[i], SSHD, "-D", "-e", "-f", str(config)],
                 stdout=log, stderr=subprocess.STDOUT,
-            )
-        )  # fmt: skip
+            )  # fmt: skip
+
+    def _wait_for_sshd(self, i: int, timeout: float = 15) -> None:
+        """Wait for host ``i``'s sshd to accept connections; an sshd that exited (seen
+        once in CI, cause unknown) is started again once, and a failure says why."""
+        for attempt in range(2):
+            if self._port_open(self.ips[i], timeout, self.sshd[i]):
+                return
+            if attempt == 0 and self.sshd[i].poll() is not None:
+                self.sshd[i] = self._start_sshd(i)
+                continue
+            break
+        log = (self.root / f"sshd-{i}.log").read_text(errors="replace")[-2000:]
+        state = "running" if self.sshd[i].poll() is None else f"exited {self.sshd[i].returncode}"
+        raise RuntimeError(f"sshd on {self.ips[i]} did not start ({state}); its log:\n{log}")
+
+    @staticmethod
+    def _port_open(ip: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+        """Whether ``ip:22`` accepts a connection within ``timeout`` (False at once when
+        ``proc``, the sshd, has exited)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+            with contextlib.suppress(OSError), socket.create_connection((ip, 22), timeout=1):
+                return True
+            time.sleep(0.05)
+        return False
 
     def _wait_for_port(self, ip: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection((ip, 22), timeout=1):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"sshd on {ip} did not start; see {self.root}/sshd-*.log")
+        if not self._port_open(ip, timeout):
+            raise RuntimeError(f"sshd on {ip} did not start; see {self.root}/*sshd-*.log")
 
     def home(self, i: int) -> Path:
         return self.root / f"h{i}" / "home"
