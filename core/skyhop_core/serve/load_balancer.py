@@ -11,7 +11,11 @@
   the controller, which probes it at once, and the request goes to another ready
   replica; any later failure is a 502 (the request may have had effects). With no ready
   replica the answer is a 503 saying so.
-- Each request's arrival time is kept for a sliding window: the autoscaler's QPS.
+- Each request's arrival time is kept for a sliding window: the autoscaler's QPS. The
+  controller saves the window in the service's row each round as counts per
+  1/:data:`WINDOW_STEPS` of it (:meth:`LoadBalancer.saved_window`), and a restarted or new
+  owner starts from it (:meth:`LoadBalancer.restore_window`): a loaded service is not
+  scaled down because its server restarted.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ HOP_BY_HOP = frozenset({
 })
 #: How long connecting to a replica may take before another one is tried.
 CONNECT_TIMEOUT = 5.0
+#: The saved QPS window is this many counts.
+WINDOW_STEPS = 30
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -84,6 +90,37 @@ class LoadBalancer:
         while self.arrivals and self.arrivals[0] < cutoff:
             self.arrivals.popleft()
         return len(self.arrivals) / self.qps_window
+
+    def saved_window(self) -> dict[str, Any]:
+        """The window as ``{"at": wall time, "step": s, "counts": [...]}``, where
+        ``counts[i]`` requests arrived between ``i`` and ``i + 1`` steps before ``at``."""
+        now = time.monotonic()
+        self.qps(now)  # drops what left the window
+        step = self.qps_window / WINDOW_STEPS
+        counts = [0] * WINDOW_STEPS
+        for arrival in self.arrivals:
+            counts[min(WINDOW_STEPS - 1, int((now - arrival) / step))] += 1
+        while counts and not counts[-1]:
+            counts.pop()
+        return {"at": time.time(), "step": step, "counts": counts}
+
+    def restore_window(self, saved: Any) -> None:
+        """Start from a window :meth:`saved_window` returned (perhaps in another process:
+        wall-clock ages); what has left the window since is dropped."""
+        if not isinstance(saved, dict) or not isinstance(saved.get("counts"), list):
+            return
+        try:
+            now, age0, step = time.monotonic(), time.time() - float(saved["at"]), \
+                float(saved["step"])
+        except (KeyError, TypeError, ValueError):
+            return
+        restored: list[float] = []
+        for i in range(len(saved["counts"]) - 1, -1, -1):  # oldest first
+            age = age0 + (i + 0.5) * step
+            count = saved["counts"][i]
+            if 0 <= age < self.qps_window and isinstance(count, int) and count > 0:
+                restored.extend([now - age] * count)
+        self.arrivals = collections.deque(restored + list(self.arrivals))
 
     def in_flight(self, replica_id: int) -> int:
         return self.policy.load(replica_id)

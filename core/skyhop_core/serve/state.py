@@ -81,7 +81,7 @@ def begin_update(conn: sa.Connection, name: str, task: Any, mode: str,
     if mode == "blue_green":
         traffic = row.traffic_version if row.traffic_version is not None else row.version
     update(conn, name, version=number, traffic_version=traffic, failed_version=None,
-           failure_reason=None)
+           failure_reason=None, controller_restarts=0)
     return number
 
 
@@ -97,6 +97,16 @@ def take_replica_id(conn: sa.Connection, name: str) -> int:
         )
         if res.rowcount == 1:
             return int(current)
+
+
+def controller_failed(conn: sa.Connection, name: str, reason: str) -> int:
+    """Mark the service CONTROLLER_FAILED; returns how many restarts in a row it had
+    before this failure."""
+    restarts = conn.execute(
+        sa.select(svc.c.controller_restarts).where(svc.c.name == name)
+    ).scalar_one_or_none()
+    update(conn, name, status=ServiceStatus.CONTROLLER_FAILED.value, failure_reason=reason)
+    return int(restarts or 0)
 
 
 def delete(conn: sa.Connection, name: str) -> None:
