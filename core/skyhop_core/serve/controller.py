@@ -150,7 +150,12 @@ class ServiceController:
             on_connect_failure=self._connect_failed, log=self.lb_log,
         )
         self.lb.restore_window((row.autoscaler or {}).get("window"))
-        async with httpx.AsyncClient(trust_env=False) as client, trio.open_nursery() as nursery:
+        # Probes open a new connection each (no keep-alive): a probe checks that the
+        # replica accepts one, and a pooled connection to a replica that is gone could hang
+        # the probe of a new replica at the same address for its whole timeout.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(trust_env=False, limits=no_reuse) as client, \
+                trio.open_nursery() as nursery:
             self.nursery = nursery
             self.http = client
             await self._start_lb(nursery, row, latest)
@@ -268,7 +273,9 @@ class ServiceController:
             self, row, latest, rows, int(state["target"]),
             autoscaler.launch_target(policy, state), failed_version == row.version)
         values["status"] = reconcile.service_status(self, row, failed_version).value
-        await self.store_run(lambda c: ss.update(c, self.name, **values))
+        if not await self.store_run(lambda c: ss.finish_round(c, self.name, row.version,
+                                                              **values)):
+            self.wake()  # updated meanwhile: go again from the new row
         return False
 
     def publish(self) -> None:

@@ -68,12 +68,9 @@ class LoadBalancer:
         self.ready: dict[int, str] = {}
         self._ready_ids: list[int] = []
         self.arrivals: collections.deque[float] = collections.deque()
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
-            trust_env=False,
-            follow_redirects=False,
-        )
+        # One connection pool per replica: a pooled connection never outlives its
+        # replica, so a new replica at a reused address gets fresh connections.
+        self._clients: dict[int, httpx.AsyncClient] = {}
 
     # --- what the controller sees and sets ---------------------------------------------
 
@@ -125,9 +122,30 @@ class LoadBalancer:
     def in_flight(self, replica_id: int) -> int:
         return self.policy.load(replica_id)
 
+    def _client(self, replica_id: int) -> httpx.AsyncClient:
+        client = self._clients.get(replica_id)
+        if client is None:
+            client = self._clients[replica_id] = httpx.AsyncClient(
+                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+                trust_env=False,
+                follow_redirects=False,
+            )
+        return client
+
+    async def _close_gone(self) -> None:
+        """Close the pools of replicas that left the ready set and have no request left."""
+        for replica_id in [r for r in self._clients
+                           if r not in self.ready and not self.policy.load(r)]:
+            client = self._clients.pop(replica_id)
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
-            await self.client.aclose()
+            for client in self._clients.values():
+                await client.aclose()
+            self._clients.clear()
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -192,13 +210,14 @@ class LoadBalancer:
             if endpoint is None:
                 continue
             self.policy.acquire(replica_id)
+            client = self._client(replica_id)
             try:
-                request = self.client.build_request(
+                request = client.build_request(
                     scope["method"], f"http://{endpoint}{target.decode('latin-1')}",
                     headers=headers, content=content,
                 )
                 try:
-                    response = await self.client.send(request, stream=True)
+                    response = await client.send(request, stream=True)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     # Nothing reached the replica: another one may take the request.
                     self.log(f"Replica {replica_id} ({endpoint}) refused a connection: {exc}.")
@@ -216,6 +235,8 @@ class LoadBalancer:
                 return
             finally:
                 self.policy.release(replica_id)
+                if len(self._clients) > len(self.ready):
+                    await self._close_gone()
 
     async def _relay(self, response: httpx.Response, send: Any) -> None:
         raw = [(k.lower(), v) for k, v in response.headers.raw]

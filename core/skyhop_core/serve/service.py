@@ -213,8 +213,9 @@ class ServeService:
                     return
                 restarts = await store.run(lambda c: ss.get(c, name).controller_restarts)
                 if restarts >= self.settings.max_restarts:
-                    final = (f"{reason} (the controller failed {restarts + 1} times in a row "
-                             f"and is not restarted again; see `skyhop serve logs {name} "
+                    final = (f"{reason} (the controller failed {restarts + 1} times, never "
+                             f"running {STABLE_SECONDS / 60:g} minutes in between, and is not "
+                             f"restarted again; see `skyhop serve logs {name} "
                              f"--controller`, then `skyhop serve update` or `skyhop serve "
                              f"down {name}`)")
                     controller.log(f"Giving up: {final}")

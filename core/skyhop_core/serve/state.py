@@ -60,6 +60,15 @@ def update(conn: sa.Connection, name: str, **values: Any) -> None:
     conn.execute(svc.update().where(svc.c.name == name).values(**values))
 
 
+def finish_round(conn: sa.Connection, name: str, version: int, **values: Any) -> bool:
+    """Write a controller round's outcome unless ``serve update`` moved the service past
+    ``version`` meanwhile (the round's traffic switch and failed version would undo the
+    update's); the next round then starts from the new row."""
+    res = conn.execute(svc.update().where(svc.c.name == name, svc.c.version == version)
+                       .values(**values))
+    return res.rowcount == 1
+
+
 def used_ports(conn: sa.Connection) -> set[int]:
     return {r.lb_port for r in conn.execute(sa.select(svc.c.lb_port))}
 
