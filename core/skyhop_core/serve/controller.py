@@ -11,14 +11,15 @@ A round (every ``SKYHOP_SERVE_PROBE_SECONDS``, or at once when woken):
    its limits is FAILED_* (see :func:`~skyhop_core.serve.prober.next_status`). Failed
    and preempted replicas are torn down; failed rows stay visible until purged.
 2. The autoscaler's target (persisted in the row) for the latest version.
-3. Launch what is missing of the latest version — unless the version failed (a replica
-   never became ready within its initial delay, or 3 launches failed): then nothing
-   more of it is launched until ``serve update``. Extra replicas are drained and torn
-   down. Older versions go by the update mode: rolling keeps as many old replicas as the
-   target still lacks READY new ones (traffic mixes meanwhile); blue-green sends
-   traffic only to the old version until the new one has ``min_replicas`` READY, then
-   switches and tears the old ones down. When only ``service:`` changed, the running
-   replicas are relabelled to the new version instead.
+3. Launch what is missing of the latest version (a spot version splits its count into
+   spot and on-demand replicas, see :func:`~skyhop_core.serve.reconcile.spot_split`) —
+   unless the version failed (a replica never became ready within its initial delay, or
+   3 launches failed): then nothing more of it is launched until ``serve update``. Extra
+   replicas are drained and torn down. Older versions go by the update mode: rolling
+   keeps as many old replicas as the target still lacks READY new ones (traffic mixes
+   meanwhile); blue-green sends traffic only to the old version until the new one has
+   ``min_replicas`` READY, then switches and tears the old ones down. When only
+   ``service:`` changed, the running replicas are relabelled to the new version instead.
 
 The steps live in :mod:`.prober` (1), :mod:`.autoscaler` (2), :mod:`.reconcile` (3 and
 ``serve down``) and :mod:`.versions` (what a new version changes).
@@ -32,6 +33,7 @@ with ``down_requested`` is taken down.
 
 from __future__ import annotations
 
+import errno
 import time
 from typing import Any
 
@@ -178,6 +180,8 @@ class ServiceController:
             await nursery.start(lambda task_status: serve_load_balancer(
                 self.lb, host, port, tls=tls, task_status=task_status))
         except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise  # e.g. the TLS files are gone: the controller fails, saying so
             # The port was taken meanwhile (e.g. a takeover on another host's range).
             used = await self.store_run(ss.used_ports)
             port = self.service.free_port(used)
