@@ -259,12 +259,13 @@ def test_cli_up_status_down_over_tls(client: ServerProcess, tmp_path: Path) -> N
     (tmp_path / "other").mkdir()
     _, other_key, _ = make_tls(tmp_path / "other")
     (tmp_path / "nothing.pem").write_text("not a certificate\n")
-    for tls, why in [({"keyfile": other_key, "certfile": cert}, "KEY_VALUES_MISMATCH"),
-                     ({"keyfile": key, "certfile": tmp_path / "nothing.pem"}, "")]:
+    for tls, name, why in [
+            ({"keyfile": other_key, "certfile": cert}, "cert.pem", "KEY_VALUES_MISMATCH"),
+            ({"keyfile": key, "certfile": tmp_path / "nothing.pem"}, "nothing.pem", "")]:
         task = service_task(replicas=1, tls={k: str(v) for k, v in tls.items()})
         with pytest.raises(sky.exceptions.TaskValidationError,
-                           match="service.tls: the certificate and key cannot be used "
-                                 f"together .*{why}"):
+                           match=f"service.tls: the certificate {name!r} and key "
+                                 f"'key.pem' cannot be used together .*{why}"):
             sky.get(sky.serve.up(task, "cli"))
     assert sky.get(sky.serve.status()) == []
     out = cli("up", "-y", "-n", "cli", str(write("svc.yaml", {"keyfile": "key.pem",

@@ -68,9 +68,12 @@ def load(resolve: Any, tls: TlsConfig) -> TlsFiles:
             raise _error(f"service.tls.{field}: the upload is a directory; name the "
                          "PEM file itself.", getattr(tls, field))
         paths[field] = path
+    # Messages name the files as the user named them (an upload keeps the file's name).
+    key_name, cert_name = paths["keyfile"].name, paths["certfile"].name
+
     def encrypted() -> bytes:  # never OpenSSL's prompt on the server's terminal
-        raise _error(f"service.tls.keyfile: {tls.keyfile!r} is an encrypted key; give the "
-                     "unencrypted PEM private key.", tls.keyfile)
+        raise _error(f"service.tls.keyfile: {key_name!r} is an encrypted key; give the "
+                     "unencrypted PEM private key.", key_name)
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
@@ -79,8 +82,8 @@ def load(resolve: Any, tls: TlsConfig) -> TlsFiles:
     except (ssl.SSLError, ValueError) as exc:
         why = getattr(exc, "reason", None) or exc
         raise _error(
-            f"service.tls: the certificate and key cannot be used together ({why}). "
-            "certfile must be a PEM certificate (chain) and keyfile its unencrypted PEM "
-            "private key.", f"{tls.certfile}, {tls.keyfile}",
+            f"service.tls: the certificate {cert_name!r} and key {key_name!r} cannot be used "
+            f"together ({why}). certfile must be a PEM certificate (chain) and keyfile its "
+            "unencrypted PEM private key.", f"{cert_name}, {key_name}",
         ) from None
     return TlsFiles(key=paths["keyfile"].read_bytes(), cert=paths["certfile"].read_bytes())
