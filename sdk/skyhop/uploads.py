@@ -40,6 +40,8 @@ from skyhop_core.storage import manifest as mf
 
 #: Operations whose ``task`` names local files to upload.
 UPLOAD_OPERATIONS = frozenset({"launch", "exec", "jobs_launch", "serve_up", "serve_update"})
+#: Operations whose task's ``service.tls`` key and certificate are uploaded too.
+SERVE_OPERATIONS = frozenset({"serve_up", "serve_update"})
 #: Show progress when more than this many bytes are sent.
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 #: Files up to this size go many to a body (``POST /api/uploads/pack``), bigger ones in
@@ -364,7 +366,9 @@ def needs_upload(operation: str, body: dict[str, Any]) -> bool:
         sources: list[Any] = []
         for value in mounts.values() if isinstance(mounts, dict) else []:
             sources.extend(_storage_sources(value) if isinstance(value, dict) else [value])
-        if any(_is_local(s) for s in [task.get("workdir"), *sources, *_tls_sources(task)]):
+        if operation in SERVE_OPERATIONS:
+            sources.extend(_tls_sources(task))
+        if any(_is_local(s) for s in [task.get("workdir"), *sources]):
             return True
     return False
 
@@ -423,7 +427,8 @@ def prepare_body(
                 remote: _upload_mount(upload, remote, src) for remote, src in mounts.items()
             }
         service = task.get("service")
-        if isinstance(service, dict) and isinstance(service.get("tls"), dict):
+        if operation in SERVE_OPERATIONS and isinstance(service, dict) \
+                and isinstance(service.get("tls"), dict):
             tls = dict(service["tls"])
             for key in ("keyfile", "certfile"):
                 if _is_local(tls.get(key)):

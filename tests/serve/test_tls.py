@@ -45,3 +45,12 @@ def test_an_encrypted_key_or_a_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(TaskValidationError, match="service.tls.keyfile: the upload is a "
                                                   "directory"):
         tls.load(_resolver({"k": tmp_path, "c": cert}), pair)
+
+
+def test_the_sdk_uploads_tls_files_for_serve_requests_only() -> None:
+    from skyhop.uploads import needs_upload
+
+    body = {"task": {"run": "x", "service": {"readiness_probe": "/",
+                                             "tls": {"keyfile": "k.pem", "certfile": "c.pem"}}}}
+    assert needs_upload("serve_up", body) and needs_upload("serve_update", body)
+    assert not needs_upload("launch", body)  # a launch ignores service:, and its files
