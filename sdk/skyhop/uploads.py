@@ -40,6 +40,8 @@ from skyhop_core.storage import manifest as mf
 
 #: Operations whose ``task`` names local files to upload.
 UPLOAD_OPERATIONS = frozenset({"launch", "exec", "jobs_launch", "serve_up", "serve_update"})
+#: Operations whose task's ``service.tls`` key and certificate are uploaded too.
+SERVE_OPERATIONS = frozenset({"serve_up", "serve_update"})
 #: Show progress when more than this many bytes are sent.
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 #: Files up to this size go many to a body (``POST /api/uploads/pack``), bigger ones in
@@ -364,9 +366,18 @@ def needs_upload(operation: str, body: dict[str, Any]) -> bool:
         sources: list[Any] = []
         for value in mounts.values() if isinstance(mounts, dict) else []:
             sources.extend(_storage_sources(value) if isinstance(value, dict) else [value])
+        if operation in SERVE_OPERATIONS:
+            sources.extend(_tls_sources(task))
         if any(_is_local(s) for s in [task.get("workdir"), *sources]):
             return True
     return False
+
+
+def _tls_sources(task: dict[str, Any]) -> list[Any]:
+    """A service's ``service.tls`` key and certificate files (uploaded like mounts)."""
+    service = task.get("service")
+    tls = service.get("tls") if isinstance(service, dict) else None
+    return [tls.get(k) for k in ("keyfile", "certfile")] if isinstance(tls, dict) else []
 
 
 def _storage_sources(storage: dict[str, Any]) -> list[Any]:
@@ -390,6 +401,11 @@ def prepare_body(
 
     def upload(value: str, field: str) -> str:
         resolved = resolve_source(value, field)
+        if field.startswith("service.tls.") and not os.path.isfile(resolved):
+            raise exceptions.TaskValidationError(
+                f"{field}: {value!r} ({resolved}) is not a file; name the PEM file.",
+                source="<task>", field=field, value=value,
+            )  # fmt: skip
         if field == "workdir" and not os.path.isdir(resolved):
             raise exceptions.TaskValidationError(
                 f"workdir: {value!r} ({resolved}) is a file; the workdir must be a "
@@ -410,6 +426,14 @@ def prepare_body(
             task["file_mounts"] = {
                 remote: _upload_mount(upload, remote, src) for remote, src in mounts.items()
             }
+        service = task.get("service")
+        if operation in SERVE_OPERATIONS and isinstance(service, dict) \
+                and isinstance(service.get("tls"), dict):
+            tls = dict(service["tls"])
+            for key in ("keyfile", "certfile"):
+                if _is_local(tls.get(key)):
+                    tls[key] = upload(tls[key], f"service.tls.{key}")
+            task["service"] = {**service, "tls": tls}
         return task
 
     try:

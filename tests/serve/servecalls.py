@@ -25,6 +25,8 @@ FAST = {
     "SKYHOP_SERVE_DRAIN_SECONDS": "20",
     "SKYHOP_SERVE_QPS_WINDOW_SECONDS": "4",
     "SKYHOP_SERVER_LEASE_SECONDS": "3",
+    "SKYHOP_SERVE_RESTART_BACKOFF_SECONDS": "1",
+    "SKYHOP_SERVE_MAX_CONTROLLER_RESTARTS": "2",
 }
 
 
@@ -130,3 +132,51 @@ def websocket_echo(endpoint: str, text: str) -> str:
                     raise AssertionError(f"closed: {event.code} (accepted={accepted})")
         sock.sendall(ws.send(CloseConnection(code=1000)))
         return reply
+
+
+def make_tls(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate it signed for 127.0.0.1: (ca.pem, key.pem, cert.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                signer.public_key()), critical=False)
+        )
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        else:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = build("skyhop test CA", ca_key, "skyhop test CA", ca_key, True)
+    cert = build("127.0.0.1", key, "skyhop test CA", ca_key, False)
+    paths = directory / "ca.pem", directory / "key.pem", directory / "cert.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[2].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return paths

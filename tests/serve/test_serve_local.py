@@ -10,12 +10,15 @@ answers, terminate-replica drains, down removes everything.
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ import yaml
 from servecalls import (
     FAST,
     get,
+    make_tls,
     node_network_config,
     port_range,
     record,
@@ -47,9 +51,14 @@ def serve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     root = tmp_path_factory.mktemp("serve")
     with node_network_config() as local:
         root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(yaml.safe_dump({"backends": {"local": local}}))
+        # spotlocal (tests/serve/spotlocal.py): the same nodes, sold as spot too.
+        (root / "config.yaml").write_text(yaml.safe_dump(
+            {"backends": {"local": local, "spotlocal": local}}))
+        path = os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                             os.environ.get("PYTHONPATH")]))
         server = ServerProcess(root, env={**FAST, "SKYHOP_LOCAL_NETWORK": "",
-                                          "SKYHOP_SERVE_PORTS": port_range()})
+                                          "SKYHOP_SERVE_PORTS": port_range(),
+                                          "SKYHOP_PLUGINS": "spotlocal", "PYTHONPATH": path})
         server.start()
         yield server
         server.stop()
@@ -131,7 +140,7 @@ def test_a_version_that_never_gets_ready_stops_launching(client: ServerProcess) 
     task = service_task(replicas=1, probe={"path": "/missing", "initial_delay_seconds": 2})
     _, endpoint = sky.get(sky.serve.up(task, service_name="never"))
     wait_for(lambda: record("never")["status"].value == "FAILED", 60, "service FAILED")
-    time.sleep(3)  # no launch/fail loop: still the one replica
+    time.sleep(1.5)  # no launch/fail loop (rounds are 0.3 s apart): still the one replica
     assert replicas("never") == {1: ("FAILED_INITIAL_DELAY", 1)}
     assert get(endpoint).status_code == 503
     # An update brings a fixed version up.
@@ -212,14 +221,27 @@ def test_terminate_replica_drains_then_down_removes_everything(client: ServerPro
         httpx.get(endpoint, trust_env=False, timeout=5)
 
 
-def test_cli_up_status_down(client: ServerProcess, tmp_path: Path) -> None:
-    spec = tmp_path / "svc.yaml"
-    spec.write_text(yaml.safe_dump(service_task(replicas=1)))
+def test_cli_up_status_down_over_tls(client: ServerProcess, tmp_path: Path) -> None:
+    """service.tls: the CLI uploads the user's key and certificate, the load balancer
+    serves HTTPS with them (the CA pinned, nothing else trusted), bad files fail
+    `serve up` precisely and leave nothing behind."""
+    import ssl
+
+    pytest.importorskip("cryptography")
+    ca, key, cert = make_tls(tmp_path)
     env = client.env
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "skyhop.cli", "serve", *args],
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=env, timeout=120,
+                              cwd=tmp_path)
+
+    def write(name: str, tls: dict[str, str], **service: Any) -> Path:
+        spec = tmp_path / name
+        task = service_task(replicas=1, tls=tls)
+        task["service"].update(service)
+        spec.write_text(yaml.safe_dump(task))
+        return spec
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**service_task(), "service": {"readiness_probe": "/",
@@ -227,14 +249,44 @@ def test_cli_up_status_down(client: ServerProcess, tmp_path: Path) -> None:
     out = cli("up", "-y", str(bad))
     assert out.returncode == 1
     assert f"{bad}: invalid value for 'service.replicas': 'two'" in out.stderr
-    out = cli("up", "-y", "-n", "cli", str(spec))
+    # A key file that is not there: said before anything is sent.
+    with pytest.raises(sky.exceptions.TaskValidationError,
+                       match="service.tls.keyfile: '/nowhere/key.pem' does not exist on this"):
+        sky.serve.up(service_task(replicas=1, tls={"keyfile": "/nowhere/key.pem",
+                                                   "certfile": str(cert)}), "cli")
+    # A key that is not the certificate's, and a certificate that is no PEM: the server
+    # says so; no service is left.
+    (tmp_path / "other").mkdir()
+    _, other_key, _ = make_tls(tmp_path / "other")
+    (tmp_path / "nothing.pem").write_text("not a certificate\n")
+    for tls, name, why in [
+            ({"keyfile": other_key, "certfile": cert}, "cert.pem", "KEY_VALUES_MISMATCH"),
+            ({"keyfile": key, "certfile": tmp_path / "nothing.pem"}, "nothing.pem", "")]:
+        task = service_task(replicas=1, tls={k: str(v) for k, v in tls.items()})
+        with pytest.raises(sky.exceptions.TaskValidationError,
+                           match=f"service.tls: the certificate {name!r} and key "
+                                 f"'key.pem' cannot be used together .*{why}"):
+            sky.get(sky.serve.up(task, "cli"))
+    assert sky.get(sky.serve.status()) == []
+    out = cli("up", "-y", "-n", "cli", str(write("svc.yaml", {"keyfile": "key.pem",
+                                                              "certfile": "cert.pem"})))
     assert out.returncode == 0, out.stderr
-    assert "Endpoint: http://127.0.0.1:" in out.stdout
+    assert "Endpoint: https://127.0.0.1:" in out.stdout
     wait_ready("cli", 1)
     out = cli("status", "cli")
     assert "READY" in out.stdout and "cli" in out.stdout and "Service Replicas" in out.stdout
+    assert "PRIVATE KEY" not in out.stdout
     endpoint = cli("status", "cli", "--endpoint").stdout.strip()
-    assert get(endpoint).text == "v1 r1"
+    assert endpoint.startswith("https://127.0.0.1:") and record("cli")["endpoint"] == endpoint
+    pinned = ssl.create_default_context(cafile=str(ca))
+    assert get(endpoint, verify=pinned).text == "v1 r1"
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(endpoint, verify=ssl.create_default_context())  # not a public CA's
+    with pytest.raises(httpx.HTTPError):
+        get(endpoint.replace("https://", "http://"))  # no plain HTTP on that port
+    # The scheme stays: an update cannot drop tls.
+    with pytest.raises(ValueError, match="cannot add or remove service.tls"):
+        sky.get(sky.serve.update(service_task(replicas=1), "cli"))
     out = cli("down", "-y", "cli")
     assert out.returncode == 0, out.stderr
     assert sky.get(sky.serve.status()) == []
@@ -269,3 +321,105 @@ def test_the_async_sdk_runs_a_service(client: ServerProcess) -> None:
         endpoint, after, lb_log = trio.run(main)
     assert endpoint.startswith("http://") and after == []
     assert "Ready replicas: [1]." in lb_log
+
+
+def test_a_failed_controller_is_restarted_then_given_up_on(client: ServerProcess) -> None:
+    """A controller that fails (here: its row's autoscaler state is corrupted under it)
+    leaves the service CONTROLLER_FAILED with the reason, and its own server starts it
+    again after a backoff: same endpoint, same replica. Failing every time, it is given
+    up on after SKYHOP_SERVE_MAX_CONTROLLER_RESTARTS (2 here) and stays failed."""
+    import sqlalchemy as sa
+
+    policy = {"min_replicas": 1, "max_replicas": 2, "target_qps_per_replica": 1000}
+    _, endpoint = sky.get(sky.serve.up(service_task(policy=policy), service_name="crash"))
+    wait_ready("crash", 1)
+    db = sa.create_engine(f"sqlite:///{client.root / 'skyhop.db'}")
+
+    def corrupt_until_failed() -> None:
+        def failed() -> bool:
+            with db.begin() as conn:
+                conn.execute(sa.text("UPDATE services SET autoscaler = :bad WHERE name = 'crash'"
+                                     " AND status != 'CONTROLLER_FAILED'"),
+                             {"bad": '{"target": "broken"}'})
+            return record("crash")["status"].value == "CONTROLLER_FAILED"
+        wait_for(failed, 30, "CONTROLLER_FAILED", poll=0.05)
+
+    def repair() -> None:
+        with db.begin() as conn:
+            conn.execute(sa.text("UPDATE services SET autoscaler = '{}' WHERE name = 'crash'"))
+
+    try:
+        corrupt_until_failed()
+        assert "TypeError" in record("crash")["failure_reason"]
+        repair()
+        # Restarted after the backoff (1 s): the same replica serves at the same endpoint.
+        wait_for(lambda: record("crash")["status"].value == "READY", 30, "READY again")
+        assert get(endpoint).text == "v1 r1" and set(replicas("crash")) == {1}
+        assert record("crash")["failure_reason"] is None
+        log = io.StringIO()
+        sky.serve.tail_logs("crash", "controller", follow=False, output_stream=log)
+        assert "Restarting the controller in 1.0 s (restart 1 of at most 2)" in log.getvalue()
+        assert "The controller is running again." in log.getvalue()
+        # Broken for good: the second restart fails too, and then no more.
+        corrupt_until_failed()
+        wait_for(lambda: "not restarted again" in (record("crash")["failure_reason"] or ""),
+                 30, "given up")
+        reason = record("crash")["failure_reason"]
+        assert reason.startswith("TypeError") and "failed 3 times" in reason
+        time.sleep(2.5)  # longer than the next backoff would be (4 s from the last: no)
+        assert record("crash")["status"].value == "CONTROLLER_FAILED"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(endpoint, trust_env=False, timeout=5)
+    finally:
+        repair()
+        db.dispose()
+    # `serve down` starts it again to take the service down.
+    sky.get(sky.serve.down("crash"))
+    assert sky.get(sky.serve.status("crash")) == []
+
+
+def test_spot_replicas_with_on_demand_fallback(client: ServerProcess) -> None:
+    """SkyPilot's fallbacks: base_ondemand_fallback_replicas on-demand replicas always
+    run next to the spot ones; dynamic_ondemand_fallback adds one on-demand replica for
+    each wanted spot replica that is not READY, and takes it away once the spot one is.
+    A preempted spot replica (its node gone) is covered meanwhile. The backend is
+    tests/serve/spotlocal.py: local nodes with a spot offer."""
+    task = service_task(policy={"min_replicas": 2, "base_ondemand_fallback_replicas": 1,
+                                "dynamic_ondemand_fallback": True})
+    task["resources"] = {"infra": "spotlocal", "use_spot": True}
+    sky.get(sky.serve.up(task, service_name="spot"))
+
+    def kinds(ready_only: bool = False) -> dict[int, bool]:
+        """replica ID -> launched as spot (what its cluster's handle says)."""
+        return {i["replica_id"]: i["is_spot"] for i in record("spot")["replica_info"]
+                if (i["status"].value == "READY" or not ready_only)
+                and i["status"].value not in ("SHUTTING_DOWN", "PREEMPTED")}
+
+    # One spot replica (2 - 1 base); on-demand: the base one and a cover for the spot one
+    # until it is READY.
+    def when(check: Any) -> Any:
+        """``kinds()`` when ``check`` holds for it, else None (for wait_for)."""
+        return lambda: (lambda k: k if check(k) else None)(kinds())
+
+    seen = wait_for(when(lambda k: len(k) == 3), 30, "3 replicas")
+    assert sorted(seen.values()) == [False, False, True], seen
+    # The spot one READY: the cover goes; one spot, one on-demand remain.
+    wait_for(lambda: sorted(kinds(ready_only=True).values()) == [False, True]
+             and len(kinds()) == 2, 90, "1 spot + 1 on-demand READY")
+    for info in record("spot")["replica_info"]:
+        if info["status"].value == "READY":  # its cluster says the same
+            assert info["handle"]["use_spot"] is info["is_spot"], info
+    (spot_id,) = [i for i, spot in kinds().items() if spot]
+    # Preemption: the spot node goes away under the replica.
+    cluster_dir = client.root / "backends" / "spotlocal" / "clusters" / f"spot-{spot_id}"
+    assert cluster_dir.is_dir()
+    kill_processes_under(cluster_dir)
+    wait_for(lambda: spot_id not in kinds(), 30, "the spot replica out")
+    # Covered: a new spot replica and an on-demand one for it while it comes up...
+    covered = wait_for(when(lambda k: sorted(k.values()) == [False, False, True]
+                            and spot_id not in k), 30, "an on-demand cover")
+    # ...which goes again once the new spot replica is READY.
+    wait_for(lambda: sorted(kinds(ready_only=True).values()) == [False, True]
+             and len(kinds()) == 2, 90, "back to 1 spot + 1 on-demand")
+    assert max(covered) > spot_id
+    sky.get(sky.serve.down("spot"))

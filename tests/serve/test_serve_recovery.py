@@ -4,7 +4,8 @@
   max_replicas while the load lasts, back to min_replicas after it; the autoscaler's
   target is in the service's row.
 - SIGKILL of the API server mid-service, then a restart on the same path: the same
-  endpoint answers again from the same replicas (no new cluster, none leaked).
+  endpoint answers again from the same replicas (no new cluster, none leaked), and the
+  QPS window from before the kill still counts.
 - Two API servers on one PostgreSQL: one owner per service (a lease); killing the owner
   hands the service to the other, which binds the same endpoint and keeps the replicas.
 """
@@ -105,11 +106,19 @@ def test_a_killed_server_resumes_its_service_on_restart(
     make_server: Callable[..., ServerProcess], tmp_path: Path, local_network: dict[str, Any]
 ) -> None:
     root = _root(tmp_path, local_network)
-    env = _env()
+    env = _env(SKYHOP_SERVE_QPS_WINDOW_SECONDS="60")
     server = make_server(root, env=env)
+
+    def window() -> int:
+        """Requests in the QPS window the controller last saved in the row."""
+        return sum((record("phoenix")["autoscaler"].get("window") or {}).get("counts", []))
+
     with using(ApiClient(server.endpoint, auto_start=False)):
         _, endpoint = sky.get(sky.serve.up(service_task(), service_name="phoenix"))
         wait_ready("phoenix", 2)
+        for _ in range(30):
+            assert get(endpoint).status_code == 200
+        wait_for(lambda: window() >= 30, 30, "the window saved")
         before = (set(replicas("phoenix")), clusters())
     server.kill(signal.SIGKILL)
     with pytest.raises(httpx.ConnectError):
@@ -120,6 +129,9 @@ def test_a_killed_server_resumes_its_service_on_restart(
         assert {get(endpoint).text for _ in range(10)} == {"v1 r1", "v1 r2"}
         assert (set(replicas("phoenix")), clusters()) == before  # no new or leaked replica
         assert record("phoenix")["status"].value == "READY"
+        # The QPS window survived: the requests before the kill still count (the autoscaler
+        # of a loaded service does not start from zero).
+        wait_for(lambda: window() >= 40, 30, "the old and new requests in the window")
         sky.get(sky.serve.down("phoenix"))
         assert not clusters()
 

@@ -57,6 +57,25 @@ def validate_serve_task(p: P.ServeUpParams | P.ServeUpdateParams) -> None:
     say all of its rules.)"""
     check_wire_task(p.task, uploads=True)
     check_no_client_paths(parse_task(dict(p.task))[0])
+    service = p.task.get("service")
+    tls = service.get("tls") if isinstance(service, dict) else None
+    if isinstance(tls, dict) and all(isinstance(tls.get(k), str) for k in ("keyfile", "certfile")):
+        from skyhop_core.models.service_spec import TlsConfig
+        from skyhop_core.serve.tls import check_refs
+
+        check_refs(TlsConfig(keyfile=tls["keyfile"], certfile=tls["certfile"]))
+
+
+async def _tls_files(ctx: RequestContext, spec: ServiceSpec) -> Any:
+    """The version's uploaded TLS pair, checked (None without ``service.tls``)."""
+    if spec.tls is None:
+        return None
+    from skyhop_core.serve import tls
+    from skyhop_core.storage.uploads import UploadStore
+
+    store = UploadStore(ctx.services.persistent_path)
+    return await store.run(tls.load, lambda upload_id: store.resolve(ctx.user.hash, upload_id),
+                           spec.tls)
 
 
 def _split_secrets(task: Any, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -97,6 +116,7 @@ async def serve_up(ctx: RequestContext, p: P.ServeUpParams) -> list[Any]:
     name = p.service_name or _default_name(task)
     validate_cluster_name(f"{name}-1")
     config, secrets = _split_secrets(task, p.task)
+    tls_files = await _tls_files(ctx, spec)
 
     def insert(conn: Any) -> str:
         if ss.get(conn, name) is not None:
@@ -105,12 +125,14 @@ async def serve_up(ctx: RequestContext, p: P.ServeUpParams) -> list[Any]:
                 f"{name} YAML`, or pick another name (-n)."
             )
         port = service.free_port(ss.used_ports(conn))
-        endpoint = service.endpoint(port)
+        endpoint = service.endpoint(port, tls=tls_files is not None)
         ss.insert(conn, name=name, user_name=ctx.user.name, user_hash=ctx.user.hash,
                   task=config, resources_str=_resources_str(task), lb_port=port,
                   endpoint=endpoint, owner=service.owner, lease=service.lease)
         # Before the commit, so no controller can see the version without its secrets.
         service.save_secrets(name, 1, secrets)
+        if tls_files is not None:
+            service.save_tls(name, 1, tls_files)
         return endpoint
 
     for stale in (f"{name}.controller", f"{name}.load_balancer"):
@@ -129,22 +151,31 @@ async def serve_up(ctx: RequestContext, p: P.ServeUpParams) -> list[Any]:
 async def serve_update(ctx: RequestContext, p: P.ServeUpdateParams) -> None:
     """Add a version of the service's task; its controller replaces the replicas by
     ``mode``."""
-    task, _ = _check(p.task)
+    task, spec = _check(p.task)
     await check_uploads(ctx, task)
     service = _service(ctx)
     row = await _owned_row(ctx, p.service_name)
     if row.down_requested or row.status in (ServiceStatus.SHUTTING_DOWN.value,
                                             ServiceStatus.FAILED_CLEANUP.value):
         raise ValueError(f"Service {p.service_name!r} is shutting down; it cannot be updated.")
+    if (spec.tls is None) != row.endpoint.startswith("http://"):
+        raise ValueError(
+            f"Service {p.service_name!r} serves {row.endpoint.partition(':')[0].upper()}: an "
+            "update cannot add or remove service.tls. Take the service down and up again "
+            "to change its scheme.")
     config, secrets = _split_secrets(task, p.task)
+    tls_files = await _tls_files(ctx, spec)
 
     def add(conn: Any) -> int:
         number = ss.get(conn, p.service_name).version + 1
         service.save_secrets(p.service_name, number, secrets)
+        if tls_files is not None:
+            service.save_tls(p.service_name, number, tls_files)
         return ss.begin_update(conn, p.service_name, config, p.mode.value, _resources_str(task))
 
     number = await ctx.services.store.run(add)
-    service.wake(p.service_name)
+    if row.owner == service.owner and not service.wake(p.service_name):
+        service.start(p.service_name)  # a controller that failed too often: a new try
     ctx.log(f"Service {p.service_name!r} is updating to version {number} ({p.mode.value}).")
 
 
@@ -163,7 +194,8 @@ async def serve_down(ctx: RequestContext, p: P.ServeDownParams) -> None:
         for name in names:
             await _owned_row(ctx, name)
     for name in names:
-        await store.run(lambda c, n=name: ss.update(c, n, down_requested=True, purge=p.purge))
+        await store.run(lambda c, n=name: ss.update(c, n, down_requested=True, purge=p.purge,
+                                                     controller_restarts=0))
         row = await store.run(ss.get, name)
         if row is not None and row.owner == service.owner and not service.wake(name):
             service.start(name)

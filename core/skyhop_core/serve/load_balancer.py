@@ -11,7 +11,11 @@
   the controller, which probes it at once, and the request goes to another ready
   replica; any later failure is a 502 (the request may have had effects). With no ready
   replica the answer is a 503 saying so.
-- Each request's arrival time is kept for a sliding window: the autoscaler's QPS.
+- Each request's arrival time is kept for a sliding window: the autoscaler's QPS. The
+  controller saves the window in the service's row each round as counts per
+  1/:data:`WINDOW_STEPS` of it (:meth:`LoadBalancer.saved_window`), and a restarted or new
+  owner starts from it (:meth:`LoadBalancer.restore_window`): a loaded service is not
+  scaled down because its server restarted.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ HOP_BY_HOP = frozenset({
 })
 #: How long connecting to a replica may take before another one is tried.
 CONNECT_TIMEOUT = 5.0
+#: The saved QPS window is this many counts.
+WINDOW_STEPS = 30
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -62,12 +68,9 @@ class LoadBalancer:
         self.ready: dict[int, str] = {}
         self._ready_ids: list[int] = []
         self.arrivals: collections.deque[float] = collections.deque()
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
-            trust_env=False,
-            follow_redirects=False,
-        )
+        # One connection pool per replica: a pooled connection never outlives its
+        # replica, so a new replica at a reused address gets fresh connections.
+        self._clients: dict[int, httpx.AsyncClient] = {}
 
     # --- what the controller sees and sets ---------------------------------------------
 
@@ -85,12 +88,64 @@ class LoadBalancer:
             self.arrivals.popleft()
         return len(self.arrivals) / self.qps_window
 
+    def saved_window(self) -> dict[str, Any]:
+        """The window as ``{"at": wall time, "step": s, "counts": [...]}``, where
+        ``counts[i]`` requests arrived between ``i`` and ``i + 1`` steps before ``at``."""
+        now = time.monotonic()
+        self.qps(now)  # drops what left the window
+        step = self.qps_window / WINDOW_STEPS
+        counts = [0] * WINDOW_STEPS
+        for arrival in self.arrivals:
+            counts[min(WINDOW_STEPS - 1, int((now - arrival) / step))] += 1
+        while counts and not counts[-1]:
+            counts.pop()
+        return {"at": time.time(), "step": step, "counts": counts}
+
+    def restore_window(self, saved: Any) -> None:
+        """Start from a window :meth:`saved_window` returned (perhaps in another process:
+        wall-clock ages); what has left the window since is dropped."""
+        if not isinstance(saved, dict) or not isinstance(saved.get("counts"), list):
+            return
+        try:
+            now, age0, step = time.monotonic(), time.time() - float(saved["at"]), \
+                float(saved["step"])
+        except (KeyError, TypeError, ValueError):
+            return
+        restored: list[float] = []
+        for i in range(len(saved["counts"]) - 1, -1, -1):  # oldest first
+            age = age0 + (i + 0.5) * step
+            count = saved["counts"][i]
+            if 0 <= age < self.qps_window and isinstance(count, int) and count > 0:
+                restored.extend([now - age] * count)
+        self.arrivals = collections.deque(restored + list(self.arrivals))
+
     def in_flight(self, replica_id: int) -> int:
         return self.policy.load(replica_id)
 
+    def _client(self, replica_id: int) -> httpx.AsyncClient:
+        client = self._clients.get(replica_id)
+        if client is None:
+            client = self._clients[replica_id] = httpx.AsyncClient(
+                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+                trust_env=False,
+                follow_redirects=False,
+            )
+        return client
+
+    async def _close_gone(self) -> None:
+        """Close the pools of replicas that left the ready set and have no request left."""
+        for replica_id in [r for r in self._clients
+                           if r not in self.ready and not self.policy.load(r)]:
+            client = self._clients.pop(replica_id)
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
-            await self.client.aclose()
+            for client in self._clients.values():
+                await client.aclose()
+            self._clients.clear()
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -155,13 +210,14 @@ class LoadBalancer:
             if endpoint is None:
                 continue
             self.policy.acquire(replica_id)
+            client = self._client(replica_id)
             try:
-                request = self.client.build_request(
+                request = client.build_request(
                     scope["method"], f"http://{endpoint}{target.decode('latin-1')}",
                     headers=headers, content=content,
                 )
                 try:
-                    response = await self.client.send(request, stream=True)
+                    response = await client.send(request, stream=True)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     # Nothing reached the replica: another one may take the request.
                     self.log(f"Replica {replica_id} ({endpoint}) refused a connection: {exc}.")
@@ -179,6 +235,8 @@ class LoadBalancer:
                 return
             finally:
                 self.policy.release(replica_id)
+                if len(self._clients) > len(self.ready):
+                    await self._close_gone()
 
     async def _relay(self, response: httpx.Response, send: Any) -> None:
         raw = [(k.lower(), v) for k, v in response.headers.raw]

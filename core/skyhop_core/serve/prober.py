@@ -4,18 +4,25 @@ A probe is a GET of the probe's path (a POST of ``post_data`` as JSON when given
 its headers, answered 200 within ``timeout_seconds``. The controller probes every
 replica that has an endpoint each ``SKYHOP_SERVE_PROBE_SECONDS`` (and at once when the
 load balancer could not connect to one), and applies the result to the ready set
-before the next probe — see :func:`next_status` for the rules.
+before the next probe — see :func:`next_status` for the rules. :func:`probe_all` is the
+controller's side: it applies each outcome to the row and the ready set, and a replica
+whose probe fails while its cluster is gone is PREEMPTED.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
 
 from skyhop_core.models.service_spec import ReadinessProbe
 from skyhop_core.models.status import ReplicaStatus
+from skyhop_core.serve import state as ss
+
+if TYPE_CHECKING:
+    from skyhop_core.serve.controller import ServiceController
 
 R = ReplicaStatus
 
@@ -67,3 +74,66 @@ def next_status(
             }
         return status, {} if not_ready_since is not None else {"not_ready_since": now}
     return status, {}
+
+
+async def probe_all(ctl: ServiceController) -> None:
+    """Probe every replica that has an endpoint (and is not busy launching or going)."""
+    probed = [r for r in ctl.rows.values()
+              if r.status in (R.STARTING.value, R.READY.value, R.NOT_READY.value)
+              and not r.terminate_requested and r.replica_id not in ctl.busy]
+    async with trio.open_nursery() as nursery:
+        for r in probed:
+            nursery.start_soon(_probe_one, ctl, r)
+
+
+async def _probe_one(ctl: ServiceController, r: Any) -> None:
+    version = await ctl.version(r.version)
+    ok = await probe(ctl.http, r.endpoint, version.spec.readiness_probe)
+    status, values = next_status(
+        R(r.status), ok, now=time.time(), starting_since=r.starting_since,
+        not_ready_since=r.not_ready_since,
+        initial_delay=version.spec.readiness_probe.initial_delay_seconds,
+        not_ready_timeout=ctl.service.settings.not_ready_seconds,
+    )
+    if not ok and r.status != R.STARTING.value and await cluster_gone(ctl, r):
+        status, values = R.PREEMPTED, {"failure_reason": "Its cluster is not UP."}
+    if status.value == r.status and not values:
+        return
+    applied = await ctl.store_run(lambda c: ss.probed(c, ctl.name, r.replica_id, r.status,
+                                                      status=status.value, **values))
+    current = await ctl.store_run(ss.replica, ctl.name, r.replica_id)
+    if current is None:
+        return
+    ctl.rows[r.replica_id] = current
+    ctl.publish()  # before anything else: the ready set follows the probe at once
+    if not applied:
+        return
+    if status.value != r.status:
+        ctl.log(f"Replica {r.replica_id}: {r.status} -> {status.value}"
+                + (f" ({values['failure_reason']})" if "failure_reason" in values else ""))
+    if status is R.PREEMPTED:
+        ctl.spawn_teardown(current)
+    elif status.is_failed():
+        ctl.spawn_teardown(current, keep=status)
+
+
+async def cluster_gone(ctl: ServiceController, r: Any) -> bool:
+    """Whether the replica's cluster is gone or not fully running (its backend says)."""
+    from skyhop_core.models.records import NodeState
+    from skyhop_core.models.status import ClusterStatus
+    from skyhop_core.state import clusters as cl
+
+    record = await ctl.store_run(cl.get, r.cluster_name)
+    if record is None or record.status is not ClusterStatus.UP or record.handle is None:
+        return True
+    services = ctl.service.services
+    handle = record.handle
+    try:
+        nodes = await services.backends.call(
+            handle.backend, "skyhop_query", ctx=services.backend_ctx(handle.backend, ctl.ctx),
+            handle=handle,
+        )
+    except Exception:
+        return False  # a backend that cannot tell: trust the probes
+    return len(nodes) != len(handle.nodes) or any(n.state is not NodeState.RUNNING
+                                                  for n in nodes)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from skyhop_core.serve.controller import ServiceController
 
 R = ReplicaStatus
+#: The endpoint of a failed replica whose cluster is gone (its row stays until purged).
+TORN_DOWN = "-"
 
 
 def service_port(spec: ServiceSpec, task: Any) -> int:

@@ -12,7 +12,14 @@ Tunables (tests shrink them): ``SKYHOP_SERVE_PORTS`` (the load balancers' port r
 default ``30001-30999``), ``SKYHOP_SERVE_HOST`` (the address they bind and advertise;
 default the API server's), ``SKYHOP_SERVE_PROBE_SECONDS`` (10), ``SKYHOP_SERVE_NOT_READY_SECONDS``
 (how long a replica that was ready may fail probes before it is replaced; 180),
-``SKYHOP_SERVE_QPS_WINDOW_SECONDS`` (60), ``SKYHOP_SERVE_DRAIN_SECONDS`` (120).
+``SKYHOP_SERVE_QPS_WINDOW_SECONDS`` (60), ``SKYHOP_SERVE_DRAIN_SECONDS`` (120),
+``SKYHOP_SERVE_RESTART_BACKOFF_SECONDS`` (5) and ``SKYHOP_SERVE_MAX_CONTROLLER_RESTARTS`` (5).
+
+A controller that fails (the service is CONTROLLER_FAILED, with the reason) is restarted
+by this server after a backoff that doubles with every failure in a row (capped at
+:data:`MAX_BACKOFF_SECONDS`); after ``SKYHOP_SERVE_MAX_CONTROLLER_RESTARTS`` restarts in a row
+it stays CONTROLLER_FAILED, its reason saying so, until ``serve update`` or ``serve down``
+starts it again. A controller that has run :data:`STABLE_SECONDS` resets the count.
 """
 
 from __future__ import annotations
@@ -33,6 +40,12 @@ if TYPE_CHECKING:
     from skyhop_core.requests.engine import Engine
     from skyhop_core.serve.controller import ServiceController
     from skyhop_core.services import Services
+
+
+#: The longest wait before restarting a failed controller.
+MAX_BACKOFF_SECONDS = 300.0
+#: A controller that has run this long without failing starts its count again.
+STABLE_SECONDS = 600.0
 
 
 def _env_float(name: str, default: float) -> float:
@@ -58,6 +71,8 @@ class ServeSettings:
     not_ready_seconds: float = 180.0
     qps_window: float = 60.0
     drain_seconds: float = 120.0
+    restart_backoff: float = 5.0
+    max_restarts: int = 5
 
     @classmethod
     def from_env(cls, host: str = "127.0.0.1") -> ServeSettings:
@@ -68,6 +83,8 @@ class ServeSettings:
             not_ready_seconds=_env_float("SKYHOP_SERVE_NOT_READY_SECONDS", 180.0),
             qps_window=_env_float("SKYHOP_SERVE_QPS_WINDOW_SECONDS", 60.0),
             drain_seconds=_env_float("SKYHOP_SERVE_DRAIN_SECONDS", 120.0),
+            restart_backoff=_env_float("SKYHOP_SERVE_RESTART_BACKOFF_SECONDS", 5.0),
+            max_restarts=int(_env_float("SKYHOP_SERVE_MAX_CONTROLLER_RESTARTS", 5)),
         )
 
     @property
@@ -126,9 +143,24 @@ class ServeService:
         path = self.secrets_path(name, version)
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def tls_paths(self, name: str, version: int) -> tuple[Path, Path]:
+        """(keyfile, certfile) of a version with ``service.tls`` (see :mod:`.tls`)."""
+        return (self.directory / f"{name}.v{version}.tls-key.pem",
+                self.directory / f"{name}.v{version}.tls-cert.pem")
+
+    def save_tls(self, name: str, version: int, files: Any) -> None:
+        """A version's TLS key and certificate, 0600 like its secrets."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for path, data in zip(self.tls_paths(name, version), (files.key, files.cert),
+                              strict=True):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+
     def remove_files(self, name: str) -> None:
-        for path in self.directory.glob(f"{name}.v*.secrets.json"):
-            path.unlink(missing_ok=True)
+        for pattern in (f"{name}.v*.secrets.json", f"{name}.v*.tls-*.pem"):
+            for path in self.directory.glob(pattern):
+                path.unlink(missing_ok=True)
 
     def free_port(self, used: set[int]) -> int:
         lo, hi = self.settings.ports
@@ -140,8 +172,8 @@ class ServeService:
             "down or widen the range."
         )
 
-    def endpoint(self, port: int) -> str:
-        return f"http://{self.settings.advertised_host}:{port}"
+    def endpoint(self, port: int, *, tls: bool = False) -> str:
+        return f"{'https' if tls else 'http'}://{self.settings.advertised_host}:{port}"
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -157,17 +189,54 @@ class ServeService:
             await trio.sleep_forever()
 
     def start(self, name: str) -> None:
-        from skyhop_core.serve.controller import ServiceController
-
+        """Run the service's controller here (unless it runs already)."""
         assert self._nursery is not None, "serve service not started"
         if name in self.controllers:
             return
-        controller = ServiceController(self, name)
-        self.controllers[name] = controller
-        self._nursery.start_soon(controller.run)
+        self._nursery.start_soon(self._supervise, name)
+        self._new_controller(name)
 
-    def forget(self, name: str) -> None:
-        self.controllers.pop(name, None)
+    def _new_controller(self, name: str) -> ServiceController:
+        from skyhop_core.serve.controller import ServiceController
+
+        controller = self.controllers[name] = ServiceController(self, name)
+        return controller
+
+    async def _supervise(self, name: str) -> None:
+        """The service's controller, restarted after a failure (see the module)."""
+        store = self.services.store
+        controller = self.controllers[name]
+        try:
+            while True:
+                reason = await controller.run()
+                if reason is None:
+                    return
+                restarts = await store.run(lambda c: ss.get(c, name).controller_restarts)
+                if restarts >= self.settings.max_restarts:
+                    final = (f"{reason} (the controller failed {restarts + 1} times, never "
+                             f"running {STABLE_SECONDS / 60:g} minutes in between, and is not "
+                             f"restarted again; see `skyhop serve logs {name} "
+                             f"--controller`, then `skyhop serve update` or `skyhop serve "
+                             f"down {name}`)")
+                    controller.log(f"Giving up: {final}")
+                    await store.run(lambda c, why=final: ss.update(c, name, failure_reason=why))
+                    return
+                delay = min(MAX_BACKOFF_SECONDS, self.settings.restart_backoff * 2 ** restarts)
+                controller.log(f"Restarting the controller in {delay:.1f} s (restart "
+                               f"{restarts + 1} of at most {self.settings.max_restarts}).")
+                with trio.move_on_after(delay):
+                    await controller.woken()  # `serve down` meanwhile: at once
+                controller.close()
+                row = await store.run(ss.get, name)
+                if row is None or row.owner != self.owner:
+                    return
+                await store.run(lambda c, n=restarts + 1: ss.update(c, name,
+                                                                   controller_restarts=n))
+                controller = self._new_controller(name)
+        finally:
+            controller.close()
+            if self.controllers.get(name) is controller:
+                del self.controllers[name]
 
     def wake(self, name: str) -> bool:
         controller = self.controllers.get(name)

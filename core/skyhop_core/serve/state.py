@@ -60,6 +60,15 @@ def update(conn: sa.Connection, name: str, **values: Any) -> None:
     conn.execute(svc.update().where(svc.c.name == name).values(**values))
 
 
+def finish_round(conn: sa.Connection, name: str, version: int, **values: Any) -> bool:
+    """Write a controller round's outcome unless ``serve update`` moved the service past
+    ``version`` meanwhile (the round's traffic switch and failed version would undo the
+    update's); the next round then starts from the new row."""
+    res = conn.execute(svc.update().where(svc.c.name == name, svc.c.version == version)
+                       .values(**values))
+    return res.rowcount == 1
+
+
 def used_ports(conn: sa.Connection) -> set[int]:
     return {r.lb_port for r in conn.execute(sa.select(svc.c.lb_port))}
 
@@ -81,7 +90,7 @@ def begin_update(conn: sa.Connection, name: str, task: Any, mode: str,
     if mode == "blue_green":
         traffic = row.traffic_version if row.traffic_version is not None else row.version
     update(conn, name, version=number, traffic_version=traffic, failed_version=None,
-           failure_reason=None)
+           failure_reason=None, controller_restarts=0)
     return number
 
 
@@ -97,6 +106,16 @@ def take_replica_id(conn: sa.Connection, name: str) -> int:
         )
         if res.rowcount == 1:
             return int(current)
+
+
+def controller_failed(conn: sa.Connection, name: str, reason: str) -> int:
+    """Mark the service CONTROLLER_FAILED; returns how many restarts in a row it had
+    before this failure."""
+    restarts = conn.execute(
+        sa.select(svc.c.controller_restarts).where(svc.c.name == name)
+    ).scalar_one_or_none()
+    update(conn, name, status=ServiceStatus.CONTROLLER_FAILED.value, failure_reason=reason)
+    return int(restarts or 0)
 
 
 def delete(conn: sa.Connection, name: str) -> None:

@@ -199,6 +199,8 @@ services = sa.Table(
     sa.Column("purge", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("owner", sa.String(64), nullable=True, index=True),
     sa.Column("lease_until", sa.Float, nullable=True),
+    # Failed controllers its server restarted in a row (reset once one runs stably).
+    sa.Column("controller_restarts", sa.Integer, nullable=False, server_default="0"),
 )
 
 service_versions = sa.Table(

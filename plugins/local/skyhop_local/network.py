@@ -217,6 +217,9 @@ class NodeNetwork:
         _ip("addr", "add", f"{address}/{prefix}", "dev", "eth0", netns_pid=pid)
         _ip("link", "set", "eth0", "up", netns_pid=pid)
         _ip("link", "set", "lo", "up", netns_pid=pid)
+        # The address may have been a node's that is gone: forget its hardware address,
+        # or connections from this host go to the old one until the entry goes stale.
+        _ip("neigh", "flush", "to", address, "dev", self.config.bridge, check=False)
         slirp = self.config.egress_tool()
         if slirp:
             self._start_egress(slirp, pid)
