@@ -44,8 +44,17 @@ def _accept(submit: Any, total: int) -> tuple[float, float, list[Any]]:
 
 
 def _until(predicate: Any, timeout: float, poll: float = 0.5) -> None:
+    """Poll ``predicate`` until true. A poll the server did not answer in time (a shared
+    machine under a ramp of thousands of launches) is retried, not fatal."""
+    from skyhop_core.exceptions import ApiServerError
+
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        try:
+            if predicate():
+                return
+        except ApiServerError as exc:
+            print(f"bench: a poll failed ({exc}); retrying", flush=True)
         if time.monotonic() > deadline:
             raise TimeoutError("the jobs did not finish in time")
         time.sleep(poll)
