@@ -72,6 +72,8 @@ async def skyhop_setup_runtime(ctx: BackendContext, handle: ClusterHandle) -> No
 
 @hookimpl
 async def skyhop_query(ctx: BackendContext, handle: ClusterHandle) -> list[NodeStatus]:
+    if _PROFILE:
+        _profile_step()
     state = NodeState.RUNNING if handle.cluster_name in _CLUSTERS else NodeState.TERMINATED
     return [NodeStatus(n.rank, state) for n in handle.nodes]
 
@@ -159,6 +161,28 @@ def _trace_allocations(path: str) -> None:
                 f.write("\n".join(stat.traceback.format()) + "\n\n")
 
     threading.Thread(target=wait, daemon=True).start()
+
+
+_PROFILE = os.environ.get("MEMORY_PROFILE", "")
+_profiler: list[object] = []
+
+
+def _profile_step() -> None:
+    """Profiling aid (``MEMORY_PROFILE=<file>``): cProfile the event loop's thread from
+    when ``<file>.start`` appears until ``<file>.stop`` does, then write the stats to
+    ``<file>`` (checked at each ``skyhop_query``, which runs on the event loop)."""
+    import cProfile
+
+    if not _profiler and os.path.exists(_PROFILE + ".start"):
+        prof = cProfile.Profile()
+        prof.enable()
+        _profiler.append(prof)
+    elif len(_profiler) == 1 and os.path.exists(_PROFILE + ".stop"):
+        prof = _profiler[0]
+        assert isinstance(prof, cProfile.Profile)
+        prof.disable()
+        prof.dump_stats(_PROFILE)
+        _profiler.append(None)
 
 
 if os.environ.get("MEMORY_TRACEMALLOC"):

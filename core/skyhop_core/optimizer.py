@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from skyhop_core.checkcache import CheckCache
 from skyhop_core.context import BackendContext
 from skyhop_core.exceptions import ResourcesUnavailableError, TooManyNodesError
 from skyhop_core.models.records import CheckResult, Offer
@@ -72,18 +73,48 @@ CtxFactory = Callable[[str], BackendContext]
 
 
 class Optimizer:
-    def __init__(self, backends: Backends, ctx_factory: CtxFactory) -> None:
+    """Plans one request. ``checks`` is the server's :class:`CheckCache` (shared across
+    requests); without one, each backend is checked once per optimizer."""
+
+    def __init__(
+        self, backends: Backends, ctx_factory: CtxFactory, checks: CheckCache | None = None
+    ) -> None:
         self.backends = backends
         self.ctx_factory = ctx_factory
+        self.checks = checks
         self._checks: dict[str, CheckResult] = {}
+        #: Backends this optimizer saw as not enabled from the cache (not checked afresh).
+        self._stale_disabled: set[str] = set()
 
-    async def check(self, backend: str) -> CheckResult:
-        if backend not in self._checks:
-            result: Awaitable[CheckResult] = self.backends.call(
-                backend, "skyhop_check", ctx=self.ctx_factory(backend)
-            )
-            self._checks[backend] = await result
-        return self._checks[backend]
+    async def check(self, backend: str, *, fresh: bool = False) -> CheckResult:
+        if backend in self._checks and not fresh:
+            return self._checks[backend]
+        ctx = self.ctx_factory(backend)
+
+        def run() -> Awaitable[CheckResult]:
+            result: Awaitable[CheckResult] = self.backends.call(backend, "skyhop_check", ctx=ctx)
+            return result
+
+        if self.checks is None:
+            result = await run()
+            from_cache = False
+        else:
+            result, from_cache = await self.checks.get(backend, ctx.config, run, fresh=fresh)
+        if from_cache and not result.enabled:
+            self._stale_disabled.add(backend)
+        else:
+            self._stale_disabled.discard(backend)
+        self._checks[backend] = result
+        return result
+
+    async def _recheck_stale(self) -> bool:
+        """Check afresh the backends only the cache said were disabled; True if one of
+        them is enabled now (the plan is then made again)."""
+        stale, self._stale_disabled = self._stale_disabled, set()
+        enabled = False
+        for name in stale:
+            enabled = (await self.check(name, fresh=True)).enabled or enabled
+        return enabled
 
     def max_nodes(self, backend: str) -> int | None:
         """The most nodes a cluster of ``backend`` may have: its config's ``max_nodes``,
@@ -137,7 +168,26 @@ class Optimizer:
         target: OptimizeTarget = OptimizeTarget.COST,
         blocked: frozenset[tuple[str, str | None, str | None]] = frozenset(),
     ) -> list[Candidate]:
-        """Every feasible candidate, best first. Raises ResourcesUnavailableError if none."""
+        """Every feasible candidate, best first. Raises ResourcesUnavailableError if none.
+
+        A refusal that a cached "not enabled" may have caused is never given: those
+        backends are checked afresh and, if one is enabled now, the plan is made again.
+        """
+        try:
+            return await self._candidates(resources_options, num_nodes, ordered, target, blocked)
+        except ResourcesUnavailableError:  # TooManyNodesError too
+            if not self._stale_disabled or not await self._recheck_stale():
+                raise
+        return await self._candidates(resources_options, num_nodes, ordered, target, blocked)
+
+    async def _candidates(
+        self,
+        resources_options: Sequence[Any],
+        num_nodes: int,
+        ordered: bool,
+        target: OptimizeTarget,
+        blocked: frozenset[tuple[str, str | None, str | None]],
+    ) -> list[Candidate]:
         enabled = await self.enabled_backends()
         found: list[Candidate] = []
         too_small: dict[str, int] = {}  # backends skipped for num_nodes -> their maximum

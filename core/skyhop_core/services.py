@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from skyhop_core.checkcache import CheckCache
 from skyhop_core.context import BackendContext
 from skyhop_core.models.records import ClusterHandle, NodeInfo
 from skyhop_core.plugins import Backends
@@ -47,6 +48,8 @@ class Services:
         self.serve: ServeService | None = None
         #: Serialises lifecycle operations (launch/start/stop/down) per cluster.
         self.cluster_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        #: Backend check results shared by every plan for a short while.
+        self.check_cache = CheckCache()
 
     def backend_ctx(self, backend: str, request: RequestContext | None = None) -> BackendContext:
         """The context a backend hook gets: its state dir, the request's log, its config."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ def regional(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
         "SKYHOP_PLUGINS": "regional_backend",
         "PYTHONPATH": str(FIXTURES),
         "REGIONAL_FULL": str(root / "full-regions"),
+        "REGIONAL_DISABLED": str(root / "regional-disabled"),
+        "REGIONAL_CALLS": str(root / "regional-calls"),
     }
     server = ServerProcess(root, env=env).start()
     with using(ApiClient(server.endpoint, auto_start=False)):
@@ -141,6 +144,47 @@ def test_what_can_never_launch_is_failed_prechecks(regional: ServerProcess) -> N
     assert row["status"] is sky.ManagedJobStatus.FAILED_PRECHECKS
     assert row["failure_reason"]
     assert "Launching cluster" not in controller_log(job_id)
+
+
+def regional_calls(server: ServerProcess) -> Counter[str]:
+    path = server.root / "regional-calls"
+    return Counter(path.read_text().split() if path.exists() else [])
+
+
+def test_a_launch_plans_once_and_reuses_cached_checks(regional: ServerProcess) -> None:
+    full(regional)
+    before = regional_calls(regional)
+    jobs = [launch("once-a", "echo a"), launch("once-b", "echo b")]
+    for job_id in jobs:
+        assert wait_status(job_id, "SUCCEEDED", "FAILED", "FAILED_PRECHECKS",
+                           timeout=60)["status"] is sky.ManagedJobStatus.SUCCEEDED
+    calls = regional_calls(regional) - before
+    # One plan per launch (the precheck's; provisioning takes it): one offers call each.
+    assert calls["offers"] == 2
+    # Both launches' checks (precheck and provisioning) came from one real check at most.
+    assert calls["check"] <= 1
+
+
+def test_skyhop_check_refreshes_cached_checks(regional: ServerProcess) -> None:
+    disabled = regional.root / "regional-disabled"
+    disabled.touch()
+    try:
+        # A cached "enabled" would let this launch go ahead; `skyhop check` replaces it.
+        results = {r.backend: r for r in sky.get(sky.check())}
+        assert not results["regional"].enabled
+        job_id = launch("refused", "echo never")
+        row = wait_status(job_id, "FAILED_PRECHECKS", "SUCCEEDED", timeout=30)
+        assert row["status"] is sky.ManagedJobStatus.FAILED_PRECHECKS
+        assert "not enabled" in row["failure_reason"]
+    finally:
+        disabled.unlink()
+    # The cached "not enabled" is checked again before anything is refused for it: the
+    # fixed backend is used at once, not after the cache's TTL.
+    before = regional_calls(regional)["check"]
+    job_id = launch("fixed", "echo fixed")
+    row = wait_status(job_id, "SUCCEEDED", "FAILED_PRECHECKS", "FAILED", timeout=60)
+    assert row["status"] is sky.ManagedJobStatus.SUCCEEDED
+    assert regional_calls(regional)["check"] > before
 
 
 def test_bad_input_is_refused_at_submission(regional: ServerProcess) -> None:

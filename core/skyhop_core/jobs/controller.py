@@ -87,7 +87,9 @@ class Controller:
         #: The exit codes of the watched job's failed ranks, as its agent last said.
         self.exit_codes: list[int] = []
         services = service.services
-        self.writer = ControllerLogWriter(service.hub, f"{self.job_id}.controller")
+        self.writer = ControllerLogWriter(
+            service.hub, f"{self.job_id}.controller", getattr(service, "log_flusher", None)
+        )
         self.ctx = RequestContext(
             request_id=row.task_id,
             name="jobs_controller",
@@ -154,8 +156,10 @@ class Controller:
         if final.reason is not None:
             values["failure_reason"] = final.reason
         await self.service.services.store.run(lambda c: js.stop_recovering(c, self.job_id))
-        await self.set_status(final.status, **values)
         self.log(f"Job is {final.status.value}" + (f": {final.reason}" if final.reason else "."))
+        # The whole log is on disk before the row says the job ended.
+        await self.writer.flush()
+        await self.set_status(final.status, **values)
         self.service.output_writer(self.job_id).close()
         self.writer.close()
         self.service.forget(self.job_id)

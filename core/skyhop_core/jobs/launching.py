@@ -86,7 +86,9 @@ def _first_try(task: Any, row: Any, strategy: str) -> tuple[Any, frozenset[Any],
     return None
 
 
-async def _precheck(ctl: Controller, task: Any) -> None:
+async def _precheck(ctl: Controller, task: Any) -> list[Any]:
+    """What can never launch is FAILED_PRECHECKS; returns the plan (the candidates), which
+    the first provisioning round uses: a launch plans once."""
     from skyhop_core.ops.common import validate_cluster_name
     from skyhop_core.ops.provisioning import plan
 
@@ -98,7 +100,7 @@ async def _precheck(ctl: Controller, task: Any) -> None:
                 f"A cluster named {ctl.cluster_name!r} already exists (not this job's); "
                 "the job would take it over. Rename the job (-n NAME) or down that cluster."
             )
-        await plan(ctl.ctx, task, OptimizeTarget.COST)
+        return await plan(ctl.ctx, task, OptimizeTarget.COST)
     except _PRECHECK_ERRORS as exc:
         from skyhop_core.jobs.controller import Finished
 
@@ -108,7 +110,8 @@ async def _precheck(ctl: Controller, task: Any) -> None:
 
 
 async def _provision(
-    ctl: Controller, task: Any, avoid: frozenset[Any], failover: Failover
+    ctl: Controller, task: Any, avoid: frozenset[Any], failover: Failover,
+    planned: list[Any] | None = None,
 ) -> ClusterHandle:
     from skyhop_core.ops.locking import cluster_lock
     from skyhop_core.ops.provisioning import provision_with_failover
@@ -117,6 +120,7 @@ async def _provision(
         return await provision_with_failover(
             ctl.ctx, ctl.cluster_name, task, target=OptimizeTarget.COST,
             retry_until_up=False, previous=None, avoid=avoid, failover=failover,
+            planned=planned,
         )
 
 
@@ -127,8 +131,9 @@ async def launch(ctl: Controller, parsed: tuple[Any, Any], row: Any) -> ClusterH
     task, _ = parsed
     settings = ctl.service.settings
     store = ctl.service.services.store
+    planned = None
     if S(row.status) is S.STARTING and row.launch_attempts == 0:
-        await _precheck(ctl, task)
+        planned = await _precheck(ctl, task)
     first = _first_try(task, row, row.strategy)
     rounds = 0
     while True:
@@ -150,7 +155,8 @@ async def launch(ctl: Controller, parsed: tuple[Any, Any], row: Any) -> ClusterH
                     ctl.log(f"Could not relaunch in {what}: {exc}; trying anywhere.")
                     await ctl._teardown()
             ctl.log(f"Launching cluster {ctl.cluster_name!r}.")
-            handle = await _provision(ctl, task, frozenset(), failover)
+            fresh_plan, planned = planned, None  # a later round (after a backoff) plans anew
+            handle = await _provision(ctl, task, frozenset(), failover, fresh_plan)
             break
         except ResourcesUnavailableError as exc:
             rounds += 1

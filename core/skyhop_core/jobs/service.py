@@ -26,7 +26,7 @@ import trio
 
 from skyhop_core.jobs import state as js
 from skyhop_core.jobs.controller import Controller
-from skyhop_core.jobs.output import OutputWriter
+from skyhop_core.jobs.output import LogFlusher, OutputWriter
 from skyhop_core.requests.logs import LogHub
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class JobsService:
         self.settings = settings or JobsSettings.from_env()
         self.directory = services.persistent_path / "managed_jobs"
         self.hub = LogHub(self.directory)
+        #: Writes every controller's log lines in batches, off the event loop.
+        self.log_flusher = LogFlusher()
         self.controllers: dict[int, Controller] = {}
         self._writers: dict[int, OutputWriter] = {}
         self._wake = trio.Event()
@@ -126,6 +128,7 @@ class JobsService:
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(self.log_flusher.run)
             await self._take_over()
             nursery.start_soon(self._schedule_loop)
             nursery.start_soon(self._lease_loop)

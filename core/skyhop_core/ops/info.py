@@ -15,15 +15,26 @@ from skyhop_core.requests.context import RequestContext
 
 
 async def check(ctx: RequestContext, p: P.NoParams) -> list[CheckResult]:
-    """Whether each backend can be used, and how to enable those that cannot."""
+    """Whether each backend can be used, and how to enable those that cannot.
+
+    Every check runs afresh and replaces what the server's check cache held, so plans
+    made after a ``skyhop check`` see its answers (credentials just added or removed).
+    """
     backends = ctx.services.backends
+    cache = getattr(ctx.services, "check_cache", None)
+    if cache is not None:
+        cache.invalidate()
     results: dict[str, CheckResult] = {}
 
     async def one(name: str) -> None:
+        bctx = backend_ctx(ctx, name)
         try:
-            results[name] = await backends.call(name, "skyhop_check", ctx=backend_ctx(ctx, name))
+            results[name] = await backends.call(name, "skyhop_check", ctx=bctx)
         except Exception as exc:
             results[name] = CheckResult(name, False, reason=f"check failed: {exc}")
+            return
+        if cache is not None:
+            cache.put(name, bctx.config, results[name])
 
     async with trio.open_nursery() as nursery:
         for name in backends.names():

@@ -27,7 +27,10 @@ RETRY_BACKOFF = (5.0, 10.0, 20.0, 40.0, 60.0)
 
 
 def optimizer_for(ctx: RequestContext) -> Optimizer:
-    return Optimizer(ctx.services.backends, lambda name: backend_ctx(ctx, name))
+    return Optimizer(
+        ctx.services.backends, lambda name: backend_ctx(ctx, name),
+        getattr(ctx.services, "check_cache", None),
+    )
 
 
 async def plan(ctx: RequestContext, task: Any, target: OptimizeTarget) -> list[Candidate]:
@@ -74,6 +77,7 @@ async def provision_with_failover(
     mark_up: bool = True,
     avoid: frozenset[tuple[str, str | None, str | None]] = frozenset(),
     failover: Failover | None = None,
+    planned: list[Candidate] | None = None,
 ) -> ClusterHandle:
     """Try candidates best first; a capacity/quota error blocks that place and moves on.
 
@@ -83,7 +87,8 @@ async def provision_with_failover(
     every candidate refused, nothing the launch made is left: each refused attempt's
     leftovers are removed through ``skyhop_down`` of a node-less handle, and a cluster
     record this launch created is deleted (an INIT cluster with nodes gets its previous
-    description back).
+    description back). ``planned`` is the caller's own fresh plan of the same task
+    (a managed job's precheck): the first round uses it instead of planning again.
     """
     optimizer = optimizer_for(ctx)
     options = task.resources
@@ -112,15 +117,18 @@ async def provision_with_failover(
 
     round_no = 0
     while True:
-        try:
-            candidates = await optimizer.candidates(
-                options, task.num_nodes or 1, ordered=task.resources_ordered,
-                target=target, blocked=failover.all_blocked(),
-            )
-        except ResourcesUnavailableError:
-            if not failover.attempts:
-                raise
-            candidates = []  # every candidate is blocked: fall through to the summary
+        if planned is not None and previous is None and not failover.all_blocked():
+            candidates, planned = planned, None  # the caller's plan, made just now
+        else:
+            try:
+                candidates = await optimizer.candidates(
+                    options, task.num_nodes or 1, ordered=task.resources_ordered,
+                    target=target, blocked=failover.all_blocked(),
+                )
+            except ResourcesUnavailableError:
+                if not failover.attempts:
+                    raise
+                candidates = []  # every candidate is blocked: fall through to the summary
         handle = await try_candidates(failover, candidates, attempt, on_refused=refused)
         if handle is not None:
             await start_runtime(ctx, name, handle, mark_up=mark_up)
