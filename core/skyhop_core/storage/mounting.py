@@ -14,6 +14,9 @@ For every ``Task.storage_mounts`` entry, in order:
    MOUNT/MOUNT_CACHED: the store's mount plan, either a host directory the backend binds
    into the nodes, or a command each node runs (rclone), which says so when the node has
    no FUSE.
+4. What was mounted (MOUNT buckets and volumes, not COPYs: those stay on the nodes'
+   disks) is kept in the cluster's ``metadata["live_mounts"]``; :func:`remount` makes
+   it again after ``start``.
 """
 
 from __future__ import annotations
@@ -73,10 +76,12 @@ async def apply_storage_mounts(
     for remote, source in (task.file_mounts or {}).items():
         if bucket_uri_store(str(source)):  # a bucket URI as a plain file mount: a copy
             mounts[remote] = Storage(source=str(source), mode=StorageMode.COPY)
+    live: dict[str, dict[str, str]] = {}  # what a `start` must mount again
     if task.volumes:
         from skyhop_core.ops.volumes import mount_volumes
 
-        await mount_volumes(ctx, bctx, handle, task)
+        bound = await mount_volumes(ctx, bctx, handle, task)
+        live.update({path: {"host_path": host} for path, host in bound.items()})
     for remote, storage in mounts.items():
         bucket, managed = resolve_bucket(storage, remote, handle.backend, ctx.user.hash)
         sctx = services.store_ctx(bucket.store, ctx)
@@ -95,7 +100,42 @@ async def apply_storage_mounts(
             await _copy(ctx, bctx, handle, sctx, bucket, remote)
         else:
             await _mount(ctx, bctx, handle, sctx, bucket, remote, storage.mode)
+            live[remote] = {"store": bucket.store, "name": bucket.name,
+                            "prefix": bucket.prefix, "mode": storage.mode.value}  # fmt: skip
         ctx.log(f"file_mounts[{remote!r}]: {bucket.uri} ({storage.mode.value})")
+    if live:
+        await services.store.run(_remember_mounts, cluster_name, live)
+
+
+def _remember_mounts(conn: Any, cluster_name: str, live: dict[str, dict[str, str]]) -> None:
+    """Add ``live`` to the cluster's ``metadata["live_mounts"]`` (by mount path): a COPY
+    stays on the nodes' disks across stop/start, a mount must be made again."""
+    from skyhop_core.state import clusters as cl
+
+    record = cl.get(conn, cluster_name)
+    if record is not None:
+        merged = {**(record.metadata.get("live_mounts") or {}), **live}
+        cl.update(conn, cluster_name, metadata={**record.metadata, "live_mounts": merged})
+
+
+async def remount(ctx: Any, bctx: Any, handle: ClusterHandle, record: Any) -> None:
+    """After ``start``: mount again what the cluster's launches mounted (volumes, MOUNT
+    and MOUNT_CACHED buckets), without uploading sources again. A mount that fails now
+    (its bucket was deleted meanwhile) is reported and skipped: the cluster starts."""
+    services = ctx.services
+    for remote, entry in (record.metadata.get("live_mounts") or {}).items():
+        try:
+            if "host_path" in entry:
+                await services.backends.call(handle.backend, "skyhop_mount_host_path", ctx=bctx,
+                                             handle=handle, host_path=entry["host_path"],
+                                             mount_path=remote)  # fmt: skip
+                continue
+            bucket = Bucket(entry["store"], entry["name"], entry.get("prefix") or "")
+            sctx = services.store_ctx(bucket.store, ctx)
+            await _mount(ctx, bctx, handle, sctx, bucket, remote, StorageMode(entry["mode"]))
+            ctx.log(f"file_mounts[{remote!r}]: {bucket.uri} ({entry['mode']}) mounted again")
+        except Exception as exc:  # noqa: BLE001 - the start itself succeeded
+            ctx.log(f"Warning: could not mount {remote!r} again: {exc}")
 
 
 def _sources(storage: Storage) -> list[str]:
@@ -181,8 +221,10 @@ async def _mount(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: 
     for node in handle.nodes:
         runner = services.runner(bctx, handle, node)
         # Where jobs enter their node through a launcher (a local node's sandbox), the
-        # mount must be made in there too, not on the machine the runner runs on.
-        launcher = node.extra.get("job_launcher")
+        # mount must be made in there too, not on the machine the runner runs on; a
+        # backend's mount launcher runs it with more rights than jobs have (as root, so
+        # that the credentials rclone holds are not the jobs' to read).
+        launcher = node.extra.get("mount_launcher") or node.extra.get("job_launcher")
         prefix = json.loads(launcher) if isinstance(launcher, str) else ["bash", "-c"]
         env = plan.server_env if handle.backend in SERVER_MACHINE_BACKENDS else {}
         # The first stdin lines are NAME=VALUE pairs to export (secrets stay off argv).

@@ -43,7 +43,10 @@ class MountPlan:
     - ``host_path``: a directory on the API server's machine that the backend binds into
       the node (the ``local`` store on the ``local`` backend), or
     - ``command``: a shell command that runs on each node and mounts the bucket at the
-      mount path (for example an ``rclone mount``), exiting 0 once it is mounted.
+      mount path (for example an ``rclone mount``), exiting 0 once it is mounted (and
+      when it is mounted already). It runs through the node's ``mount_launcher`` (else
+      its ``job_launcher``): on a local node that is root inside the sandbox, with
+      ``$HOME`` the home of the user jobs run as, who must get the files.
     """
 
     host_path: str | None = None

@@ -162,13 +162,20 @@ def skyhop_store_mount_plan(
     ctx: BackendContext, bucket: Bucket, mount_path: str, cached: bool
 ) -> MountPlan:
     remote = f"{bucket.name}/{bucket.prefix}" if bucket.prefix else bucket.name
-    options = "provider=AWS,env_auth=true"
     endpoint = _endpoint(ctx)
+    # An S3-compatible server (an endpoint URL) is "Other" to rclone: its AWS provider
+    # would address buckets as <bucket>.<host> (virtual-hosted style), which a server on
+    # an address such as 127.0.0.1 cannot answer.
+    options = f"provider={'Other' if endpoint else 'AWS'},env_auth=true,region={_region(ctx)}"
     if endpoint:
-        options += f',endpoint="{endpoint}"'  # quoted: the URL has colons
+        # Quoted with ' inside the connection string: the URL holds ':' (rclone's syntax).
+        options += f",endpoint='{endpoint}'"
     path = '"$HOME"' + shlex.quote(mount_path[1:]) if mount_path.startswith("~") else \
         shlex.quote(mount_path)
-    cache = "full" if cached else "writes"
+    # MOUNT: rclone writes a file to the bucket when it is closed; MOUNT_CACHED: reads and
+    # writes go through a local cache, written back a second after the file is closed.
+    cache = "--vfs-cache-mode full --vfs-write-back 1s" if cached else \
+        "--vfs-cache-mode writes --vfs-write-back 0s"
     script = f"""set -e
 if ! command -v rclone >/dev/null 2>&1; then
   echo "MOUNT of {bucket.uri} needs rclone on the node (Debian: apt-get install rclone fuse3); use mode: COPY instead" >&2; exit 1
@@ -177,12 +184,30 @@ if [ ! -e /dev/fuse ] || {{ ! command -v fusermount3 && ! command -v fusermount;
   echo "MOUNT of {bucket.uri} needs FUSE (/dev/fuse and fusermount) on the node, which it does not have; use mode: COPY instead" >&2; exit 1
 fi
 mkdir -p {path}
-set -- --daemon --vfs-cache-mode {cache}
-# rclone takes a custom CA bundle as a flag (its AWS SDK cannot use AWS_CA_BUNDLE).
-if [ -n "${{AWS_CA_BUNDLE:-}}" ]; then set -- "$@" --ca-cert "$AWS_CA_BUNDLE"; unset AWS_CA_BUNDLE; fi
+if mountpoint -q {path}; then exit 0; fi  # mounted already (a second launch)
+set -- --daemon --config /dev/null {cache}
+if [ "$(id -u)" = 0 ]; then
+  # Mounted by root for the node's user (the owner of its home): jobs get its files,
+  # root keeps the credentials (its environment is not theirs to read) and the cache.
+  set -- "$@" --allow-other --uid "$(stat -c %u "$HOME")" --gid "$(stat -c %g "$HOME")" \\
+    --cache-dir /var/cache/skyhop-rclone
+fi
+# rclone takes a custom CA bundle as a flag (its AWS SDK fails on AWS_CA_BUNDLE).
+if [ -n "${{AWS_CA_BUNDLE:-}}" ]; then set -- "$@" --ca-cert "$AWS_CA_BUNDLE"; fi
+unset AWS_CA_BUNDLE
 rclone mount {shlex.quote(f":s3,{options}:{remote}")} {path} "$@"
 """
-    return MountPlan(command=script, server_env=_credentials_env())
+    return MountPlan(command=script, server_env=_server_env(endpoint))
+
+
+def _server_env(endpoint: str | None) -> dict[str, str]:
+    """What rclone on a node of the server's machine needs from the server: its AWS
+    credentials as env_auth reads them, and its CA bundle for a TLS endpoint."""
+    env = _credentials_env()
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle and endpoint and endpoint.startswith("https:"):
+        env["AWS_CA_BUNDLE"] = bundle
+    return env
 
 
 def _credentials_env() -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The ``s3`` store on moto's S3 server: the store conformance check, and storage mounts
-of a local cluster through a real API server whose AWS environment points at moto."""
+of a local cluster through a real API server whose AWS environment points at moto: COPY,
+and MOUNT / MOUNT_CACHED through a real ``rclone mount`` in sandboxed nodes."""
 
 from __future__ import annotations
 
@@ -106,3 +107,97 @@ def test_a_mount_on_a_node_without_rclone_or_fuse_says_so(tmp_path: Path) -> Non
     done = subprocess.run(["bash", "-c", plan.command], env=env, capture_output=True, text=True)
     assert done.returncode == 1 and "needs FUSE" in done.stderr
     assert not (tmp_path / "m").exists()  # nothing made before the checks pass
+
+
+#: A secret only the server has: a job must never find it (moto takes any key).
+SECRET = "skyhop-test-secret-3f9a7c"
+
+
+@pytest.fixture
+def mount_server(aws_env: str, make_server: Any, monkeypatch: pytest.MonkeyPatch,
+                 tmp_path: Path) -> Any:  # fmt: skip
+    """A server whose jobs run as ``nobody`` in sandboxed local nodes, with AWS
+    credentials of its own (SECRET) for moto."""
+    if shutil.which("rclone") is None or not os.path.exists("/dev/fuse"):
+        pytest.skip("rclone and FUSE (/dev/fuse) are needed for MOUNT")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    root = tmp_path / "mounts"
+    root.mkdir()
+    (root / "config.yaml").write_text("backends:\n  local:\n    run_as: nobody\n")
+    srv = make_server(root, env={k: os.environ[k] for k in (
+        "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+        "AWS_SHARED_CREDENTIALS_FILE")})  # fmt: skip
+    for key in ("SKYHOP_PERSISTENT_PATH", "SKYHOP_API_SERVER_ENDPOINT", "SKYHOP_CONFIG"):
+        monkeypatch.setenv(key, srv.env[key])
+    return srv
+
+
+def wait_for_key(client: Any, bucket: str, key: str, timeout: float = 20) -> bytes:
+    import time
+
+    from botocore.exceptions import ClientError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except ClientError:
+            assert time.monotonic() < deadline, f"s3://{bucket}/{key} never appeared"
+            time.sleep(0.2)
+
+
+def rclone_processes(root: Path) -> list[int]:
+    from serverproc import processes_under
+
+    return [pid for pid in processes_under(root)
+            if b"rclone" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+
+
+def test_mount_and_mount_cached_through_rclone_and_again_after_start(
+    mount_server: Any, aws_env: str
+) -> None:
+    """A job reads a MOUNTed bucket and writes to it (the file lands in S3); MOUNT_CACHED
+    likewise; the job's user (nobody) finds the server's credentials nowhere; after
+    stop/start the COPY is still there and both mounts are live again; down deletes the
+    `persistent: false` bucket and leaves no rclone behind."""
+    client = s3(aws_env)
+    client.create_bucket(Bucket="mnt-data")
+    client.put_object(Bucket="mnt-data", Key="in.txt", Body=b"from the bucket\n")
+    task = sky.Task.from_yaml_str(textwrap.dedent(f"""\
+        resources: {{infra: local}}
+        file_mounts:
+          /data: {{source: s3://mnt-data, mode: MOUNT}}
+          ~/cached: {{name: sh-cached, store: s3, mode: MOUNT_CACHED, persistent: false}}
+          /copied: s3://mnt-data
+        run: |
+          whoami
+          cat /data/in.txt /copied/in.txt
+          echo written by the job > /data/out.txt
+          echo cached write > ~/cached/c.txt
+          found=$(cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {SECRET})
+          echo "secret visible in $found process environments"
+          grep -rls {SECRET} ~ /tmp /var/tmp /data 2>/dev/null | sed 's/^/secret in /'
+          true
+    """))
+    text = output(task, "s3m")
+    assert "nobody" in text and text.count("from the bucket") == 2, text
+    assert "secret visible in 0 process environments" in text and "secret in" not in text, text
+    assert wait_for_key(client, "mnt-data", "out.txt") == b"written by the job\n"
+    assert wait_for_key(client, "sh-cached", "c.txt") == b"cached write\n"
+
+    sky.get(sky.stop("s3m"))
+    assert rclone_processes(mount_server.root) == []  # stopping ended the mounts
+    sky.get(sky.start("s3m"))
+    again = sky.Task(run="cat /data/out.txt ~/cached/c.txt /copied/in.txt && "
+                         "echo after start > /data/again.txt")  # fmt: skip
+    job_id, _ = sky.get(sky.exec(again, cluster_name="s3m"))
+    logs = io.StringIO()
+    assert sky.tail_logs("s3m", job_id, follow=True, output_stream=logs) == 0, logs.getvalue()
+    for line in ("written by the job", "cached write", "from the bucket"):
+        assert line in logs.getvalue(), logs.getvalue()
+    assert wait_for_key(client, "mnt-data", "again.txt") == b"after start\n"
+
+    sky.get(sky.down("s3m"))
+    assert rclone_processes(mount_server.root) == []
+    names = [b["Name"] for b in client.list_buckets()["Buckets"]]
+    assert "sh-cached" not in names and "mnt-data" in names
