@@ -197,8 +197,10 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
         ctx.log(f"Cluster {p.cluster_name!r} is STOPPED.")
 
 
-async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
-    """Tear a cluster down; cancels the cluster's other requests first."""
+async def down(ctx: RequestContext, p: P.ClusterParams, *, delete_buckets: bool = True) -> None:
+    """Tear a cluster down; cancels the cluster's other requests first. Its
+    ``persistent: false`` buckets go too, unless ``delete_buckets`` is False (a managed
+    job recovering onto a new cluster keeps them until the job ends)."""
     if not await _clear_others(ctx, await get_cluster(ctx, p.cluster_name), p):
         return
     async with cluster_lock(ctx, p.cluster_name):
@@ -211,7 +213,8 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
         await _backend_step(ctx, record, "skyhop_down", p.purge)
         await ctx.services.store.run(cl.delete, p.cluster_name)
         ctx.log(f"Cluster {p.cluster_name!r} is terminated.")
-    await delete_cluster_buckets(ctx, p.cluster_name)  # its `persistent: false` buckets
+    if delete_buckets:
+        await delete_cluster_buckets(ctx, p.cluster_name)  # its `persistent: false` buckets
 
 
 async def _clear_others(ctx: RequestContext, record: ClusterRecord, p: P.ClusterParams) -> bool:
