@@ -176,6 +176,8 @@ def skyhop_store_mount_plan(
     # writes go through a local cache, written back a second after the file is closed.
     cache = "--vfs-cache-mode full --vfs-write-back 1s" if cached else \
         "--vfs-cache-mode writes --vfs-write-back 0s"
+    # What the mount table shows as its source: a second launch tells its own bucket.
+    device = shlex.quote(f"skyhop-{'cached' if cached else 'mount'}:{bucket.uri}")
     script = f"""set -e
 if ! command -v rclone >/dev/null 2>&1; then
   echo "MOUNT of {bucket.uri} needs rclone on the node (Debian: apt-get install rclone fuse3); use mode: COPY instead" >&2; exit 1
@@ -184,17 +186,31 @@ if [ ! -e /dev/fuse ] || {{ ! command -v fusermount3 && ! command -v fusermount;
   echo "MOUNT of {bucket.uri} needs FUSE (/dev/fuse and fusermount) on the node, which it does not have; use mode: COPY instead" >&2; exit 1
 fi
 mkdir -p {path}
-if mountpoint -q {path}; then exit 0; fi  # mounted already (a second launch)
-set -- --daemon --config /dev/null {cache}
+if mountpoint -q {path}; then
+  # A second launch: the same bucket stays mounted, another one replaces it.
+  if [ "$(findmnt -n -o SOURCE --mountpoint {path} 2>/dev/null)" = {device} ]; then exit 0; fi
+  fusermount3 -u -z {path} 2>/dev/null || fusermount -u -z {path} 2>/dev/null || umount -l {path}
+fi
+cache_dir="${{XDG_CACHE_HOME:-$HOME/.cache}}/skyhop-rclone"
+set -- --daemon --config /dev/null --devname {device} {cache}
 if [ "$(id -u)" = 0 ]; then
   # Mounted by root for the node's user (the owner of its home): jobs get its files,
   # root keeps the credentials (its environment is not theirs to read) and the cache.
-  set -- "$@" --allow-other --uid "$(stat -c %u "$HOME")" --gid "$(stat -c %g "$HOME")" \\
-    --cache-dir /var/cache/skyhop-rclone
+  cache_dir=/var/cache/skyhop-rclone
+  set -- "$@" --allow-other --uid "$(stat -c %u "$HOME")" --gid "$(stat -c %g "$HOME")"
 fi
-# rclone takes a custom CA bundle as a flag (its AWS SDK fails on AWS_CA_BUNDLE).
-if [ -n "${{AWS_CA_BUNDLE:-}}" ]; then set -- "$@" --ca-cert "$AWS_CA_BUNDLE"; fi
-unset AWS_CA_BUNDLE
+mkdir -p "$cache_dir"
+set -- "$@" --cache-dir "$cache_dir"
+# rclone takes a custom CA bundle as a flag (its AWS SDK fails on AWS_CA_BUNDLE): the
+# server's (its content: the server's path need not exist here), else the node's own.
+if [ -n "${{SKYHOP_S3_CA_B64:-}}" ]; then
+  ca="$cache_dir/ca-$(printf %s "$SKYHOP_S3_CA_B64" | cksum | cut -d' ' -f1).pem"
+  printf %s "$SKYHOP_S3_CA_B64" | base64 -d > "$ca.$$" && mv "$ca.$$" "$ca"
+  set -- "$@" --ca-cert "$ca"
+elif [ -n "${{AWS_CA_BUNDLE:-}}" ]; then
+  set -- "$@" --ca-cert "$AWS_CA_BUNDLE"
+fi
+unset AWS_CA_BUNDLE SKYHOP_S3_CA_B64
 rclone mount {shlex.quote(f":s3,{options}:{remote}")} {path} "$@"
 """
     return MountPlan(command=script, server_env=_server_env(endpoint))
@@ -202,11 +218,18 @@ rclone mount {shlex.quote(f":s3,{options}:{remote}")} {path} "$@"
 
 def _server_env(endpoint: str | None) -> dict[str, str]:
     """What rclone on a node of the server's machine needs from the server: its AWS
-    credentials as env_auth reads them, and its CA bundle for a TLS endpoint."""
+    credentials as env_auth reads them, and for a TLS endpoint the content of its CA
+    bundle (base64: one line), which the node writes where rclone reads it."""
+    import base64
+
     env = _credentials_env()
     bundle = os.environ.get("AWS_CA_BUNDLE")
     if bundle and endpoint and endpoint.startswith("https:"):
-        env["AWS_CA_BUNDLE"] = bundle
+        try:
+            with open(bundle, "rb") as f:
+                env["SKYHOP_S3_CA_B64"] = base64.b64encode(f.read()).decode()
+        except OSError as exc:
+            raise StorageError(f"AWS_CA_BUNDLE {bundle}: cannot read it ({exc}).") from None
     return env
 
 

@@ -113,20 +113,67 @@ def test_a_mount_on_a_node_without_rclone_or_fuse_says_so(tmp_path: Path) -> Non
 SECRET = "skyhop-test-secret-3f9a7c"
 
 
+@pytest.fixture(scope="module")
+def moto_tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """moto's S3 server behind TLS with a certificate of its own (made by openssl for
+    127.0.0.1): ``(endpoint, CA bundle)``. Killed by PID at the end of the module."""
+    import signal
+    import ssl
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from serverproc import free_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the TLS endpoint's certificate")
+    where = tmp_path_factory.mktemp("moto-tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    with open(where / "moto.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                 str(port), "-c", str(cert), "-k", str(key)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "moto_server (TLS) exited"
+            try:
+                httpx.get(endpoint + "/moto-api/", timeout=1,
+                          verify=ssl.create_default_context(cafile=str(cert)))
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "moto_server (TLS) did not start"
+                time.sleep(0.1)
+        yield endpoint, str(cert)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture
-def mount_server(aws_env: str, make_server: Any, monkeypatch: pytest.MonkeyPatch,
-                 tmp_path: Path) -> Any:  # fmt: skip
+def mount_server(aws_env: str, moto_tls: Any, make_server: Any,
+                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:  # fmt: skip
     """A server whose jobs run as ``nobody`` in sandboxed local nodes, with AWS
-    credentials of its own (SECRET) for moto."""
+    credentials of its own (SECRET) for moto behind TLS (its CA bundle in
+    AWS_CA_BUNDLE, as the server's boto3 reads it; rclone must get it as --ca-cert)."""
     if shutil.which("rclone") is None or not os.path.exists("/dev/fuse"):
         pytest.skip("rclone and FUSE (/dev/fuse) are needed for MOUNT")
+    endpoint, bundle = moto_tls
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_CA_BUNDLE", bundle)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     root = tmp_path / "mounts"
     root.mkdir()
     (root / "config.yaml").write_text("backends:\n  local:\n    run_as: nobody\n")
     srv = make_server(root, env={k: os.environ[k] for k in (
         "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-        "AWS_SHARED_CREDENTIALS_FILE")})  # fmt: skip
+        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE")})  # fmt: skip
     for key in ("SKYHOP_PERSISTENT_PATH", "SKYHOP_API_SERVER_ENDPOINT", "SKYHOP_CONFIG"):
         monkeypatch.setenv(key, srv.env[key])
     return srv
@@ -154,13 +201,14 @@ def rclone_processes(root: Path) -> list[int]:
 
 
 def test_mount_and_mount_cached_through_rclone_and_again_after_start(
-    mount_server: Any, aws_env: str
+    mount_server: Any, moto_tls: Any
 ) -> None:
-    """A job reads a MOUNTed bucket and writes to it (the file lands in S3); MOUNT_CACHED
-    likewise; the job's user (nobody) finds the server's credentials nowhere; after
-    stop/start the COPY is still there and both mounts are live again; down deletes the
-    `persistent: false` bucket and leaves no rclone behind."""
-    client = s3(aws_env)
+    """Over a TLS endpoint: a job reads a MOUNTed bucket and writes to it (the file lands
+    in S3); MOUNT_CACHED likewise; the job's user (nobody) finds the server's
+    credentials nowhere; after stop/start the COPY is still there and both mounts are
+    live again; a second launch keeps a live mount; down deletes the `persistent:
+    false` bucket and leaves no rclone behind."""
+    client = s3(moto_tls[0])
     client.create_bucket(Bucket="mnt-data")
     client.put_object(Bucket="mnt-data", Key="in.txt", Body=b"from the bucket\n")
     task = sky.Task.from_yaml_str(textwrap.dedent(f"""\
@@ -196,6 +244,12 @@ def test_mount_and_mount_cached_through_rclone_and_again_after_start(
     for line in ("written by the job", "cached write", "from the bucket"):
         assert line in logs.getvalue(), logs.getvalue()
     assert wait_for_key(client, "mnt-data", "again.txt") == b"after start\n"
+    # Launching again with the same mounts keeps them (no second rclone per mount).
+    mounts_before = sorted(rclone_processes(mount_server.root))
+    relaunch = sky.Task(run="cat /data/again.txt").set_storage_mounts(
+        {"/data": sky.Storage(source="s3://mnt-data", mode=sky.StorageMode.MOUNT)})
+    assert "after start" in output(relaunch, "s3m")
+    assert sorted(rclone_processes(mount_server.root)) == mounts_before
 
     sky.get(sky.down("s3m"))
     assert rclone_processes(mount_server.root) == []
