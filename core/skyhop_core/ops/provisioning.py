@@ -304,7 +304,7 @@ async def start_stopped(
     )
     await ctx.services.store.run(lambda conn: cl.update(conn, record.name, handle=handle))
     if record.metadata.get("live_mounts"):
-        from skyhop_core.storage.mounting import remount
+        from skyhop_core.storage.livemounts import remount
 
         await set_phase(ctx, record.name, "mounting storage again", ClusterStatus.INIT)
         await remount(ctx, bctx, handle, record)

@@ -15,8 +15,9 @@ For every ``Task.storage_mounts`` entry, in order:
    into the nodes, or a command each node runs (rclone), which says so when the node has
    no FUSE.
 4. What was mounted (MOUNT buckets and volumes, not COPYs: those stay on the nodes'
-   disks) is kept in the cluster's ``metadata["live_mounts"]``; :func:`remount` makes
-   it again after ``start``.
+   disks) is kept in the cluster's ``metadata["live_mounts"]``;
+   :mod:`~skyhop_core.storage.livemounts` writes it back before ``stop``/``down`` and
+   mounts it again after ``start``.
 """
 
 from __future__ import annotations
@@ -99,43 +100,14 @@ async def apply_storage_mounts(
         if storage.mode is StorageMode.COPY:
             await _copy(ctx, bctx, handle, sctx, bucket, remote)
         else:
-            await _mount(ctx, bctx, handle, sctx, bucket, remote, storage.mode)
+            await mount_bucket(ctx, bctx, handle, sctx, bucket, remote, storage.mode)
             live[remote] = {"store": bucket.store, "name": bucket.name,
                             "prefix": bucket.prefix, "mode": storage.mode.value}  # fmt: skip
         ctx.log(f"file_mounts[{remote!r}]: {bucket.uri} ({storage.mode.value})")
     if live:
-        await services.store.run(_remember_mounts, cluster_name, live)
+        from skyhop_core.storage.livemounts import remember
 
-
-def _remember_mounts(conn: Any, cluster_name: str, live: dict[str, dict[str, str]]) -> None:
-    """Add ``live`` to the cluster's ``metadata["live_mounts"]`` (by mount path): a COPY
-    stays on the nodes' disks across stop/start, a mount must be made again."""
-    from skyhop_core.state import clusters as cl
-
-    record = cl.get(conn, cluster_name)
-    if record is not None:
-        merged = {**(record.metadata.get("live_mounts") or {}), **live}
-        cl.update(conn, cluster_name, metadata={**record.metadata, "live_mounts": merged})
-
-
-async def remount(ctx: Any, bctx: Any, handle: ClusterHandle, record: Any) -> None:
-    """After ``start``: mount again what the cluster's launches mounted (volumes, MOUNT
-    and MOUNT_CACHED buckets), without uploading sources again. A mount that fails now
-    (its bucket was deleted meanwhile) is reported and skipped: the cluster starts."""
-    services = ctx.services
-    for remote, entry in (record.metadata.get("live_mounts") or {}).items():
-        try:
-            if "host_path" in entry:
-                await services.backends.call(handle.backend, "skyhop_mount_host_path", ctx=bctx,
-                                             handle=handle, host_path=entry["host_path"],
-                                             mount_path=remote)  # fmt: skip
-                continue
-            bucket = Bucket(entry["store"], entry["name"], entry.get("prefix") or "")
-            sctx = services.store_ctx(bucket.store, ctx)
-            await _mount(ctx, bctx, handle, sctx, bucket, remote, StorageMode(entry["mode"]))
-            ctx.log(f"file_mounts[{remote!r}]: {bucket.uri} ({entry['mode']}) mounted again")
-        except Exception as exc:  # noqa: BLE001 - the start itself succeeded
-            ctx.log(f"Warning: could not mount {remote!r} again: {exc}")
+        await services.store.run(remember, cluster_name, live)
 
 
 def _sources(storage: Storage) -> list[str]:
@@ -201,8 +173,9 @@ async def _copy(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: B
             await trio.to_thread.run_sync(lambda: shutil.rmtree(dest, ignore_errors=True))
 
 
-async def _mount(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: Bucket,
-                 remote: str, mode: StorageMode) -> None:  # fmt: skip
+async def mount_bucket(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: Bucket,
+                       remote: str, mode: StorageMode) -> None:  # fmt: skip
+    """MOUNT/MOUNT_CACHED one bucket on every node of ``handle`` (idempotent)."""
     services = ctx.services
     plan = services.stores.call(bucket.store, "skyhop_store_mount_plan", ctx=sctx,
                                 bucket=bucket, mount_path=remote,
@@ -218,6 +191,21 @@ async def _mount(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: 
                                      handle=handle, host_path=plan.host_path,
                                      mount_path=remote)  # fmt: skip
         return
+    env = plan.server_env if handle.backend in SERVER_MACHINE_BACKENDS else {}
+    failures = await run_on_nodes(ctx, bctx, handle, plan.command or "true", env)
+    for rank, detail in failures.items():
+        raise StorageError(
+            f"file_mounts[{remote!r}]: mounting {bucket.uri} ({mode.value}) on node "
+            f"{rank} failed: {detail}"
+        )
+
+
+async def run_on_nodes(ctx: Any, bctx: Any, handle: ClusterHandle, command: str,
+                       env: dict[str, str]) -> dict[int, str]:  # fmt: skip
+    """Run a store's ``command`` on every node (as its mount launcher says), ``env`` on
+    its stdin; returns ``{rank: what went wrong}`` for the nodes where it failed."""
+    services = ctx.services
+    failures: dict[int, str] = {}
     for node in handle.nodes:
         runner = services.runner(bctx, handle, node)
         # Where jobs enter their node through a launcher (a local node's sandbox), the
@@ -226,19 +214,14 @@ async def _mount(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: 
         # that the credentials rclone holds are not the jobs' to read).
         launcher = node.extra.get("mount_launcher") or node.extra.get("job_launcher")
         prefix = json.loads(launcher) if isinstance(launcher, str) else ["bash", "-c"]
-        env = plan.server_env if handle.backend in SERVER_MACHINE_BACKENDS else {}
         # The first stdin lines are NAME=VALUE pairs to export (secrets stay off argv).
-        script = 'while IFS= read -r _kv && [ -n "$_kv" ]; do export "$_kv"; done\n' + (
-            plan.command
-        )
+        script = 'while IFS= read -r _kv && [ -n "$_kv" ]; do export "$_kv"; done\n' + command
         lines = "".join(f"{k}={v}\n" for k, v in env.items() if "\n" not in f"{k}{v}") + "\n"
         done = await runner.run([*prefix, script], input=lines.encode())
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).decode(errors="replace").strip()[-500:]
-            raise StorageError(
-                f"file_mounts[{remote!r}]: mounting {bucket.uri} ({mode.value}) on node "
-                f"{node.rank} failed: {detail or f'exit code {done.returncode}'}"
-            )
+            failures[node.rank] = detail or f"exit code {done.returncode}"
+    return failures
 
 
 async def delete_cluster_buckets(ctx: Any, cluster_name: str) -> None:

@@ -56,3 +56,7 @@ class MountPlan:
     #: only to nodes on the server's own machine (the ``local`` backend); other nodes
     #: use their own credentials.
     server_env: dict[str, str] = attrs.field(factory=dict, repr=False)
+    #: With ``command``: a shell command that returns once everything the mount holds
+    #: locally (a VFS cache) is written to the bucket; each node runs it, through the
+    #: same launcher, before the cluster is stopped or torn down. None: nothing to wait for.
+    flush_command: str | None = None

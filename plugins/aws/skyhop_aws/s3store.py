@@ -213,7 +213,21 @@ fi
 unset AWS_CA_BUNDLE SKYHOP_S3_CA_B64
 rclone mount {shlex.quote(f":s3,{options}:{remote}")} {path} "$@"
 """
-    return MountPlan(command=script, server_env=_server_env(endpoint))
+    return MountPlan(command=script, server_env=_server_env(endpoint),
+                     flush_command=FLUSH_SCRIPT)  # fmt: skip
+
+
+#: Waits while rclone's VFS cache (where the mount script puts it) holds a file not yet
+#: written to its bucket: rclone marks it "Dirty" in its metadata until the upload is
+#: done, and on SIGTERM it exits without writing back.
+FLUSH_SCRIPT = """cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/skyhop-rclone"
+if [ "$(id -u)" = 0 ]; then cache_dir=/var/cache/skyhop-rclone; fi
+[ -d "$cache_dir/vfsMeta" ] || exit 0
+while grep -rqsE '"Dirty": *true' "$cache_dir/vfsMeta"; do
+  pgrep -x rclone >/dev/null || { echo "rclone is not running; its cache holds writes not yet in the bucket" >&2; exit 1; }
+  sleep 0.2
+done
+"""
 
 
 def _server_env(endpoint: str | None) -> dict[str, str]:

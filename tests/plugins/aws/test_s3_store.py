@@ -225,15 +225,17 @@ def test_mount_and_mount_cached_through_rclone_and_again_after_start(
           found=$(cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {SECRET})
           echo "secret visible in $found process environments"
           grep -rls {SECRET} ~ /tmp /var/tmp /data 2>/dev/null | sed 's/^/secret in /'
-          true
+          head -c 8000000 /dev/zero > ~/cached/big.bin
     """))
     text = output(task, "s3m")
     assert "nobody" in text and text.count("from the bucket") == 2, text
     assert "secret visible in 0 process environments" in text and "secret in" not in text, text
     assert wait_for_key(client, "mnt-data", "out.txt") == b"written by the job\n"
-    assert wait_for_key(client, "sh-cached", "c.txt") == b"cached write\n"
 
+    # Stopping right away: the stop waits until MOUNT_CACHED wrote back its cache.
     sky.get(sky.stop("s3m"))
+    assert client.get_object(Bucket="sh-cached", Key="c.txt")["Body"].read() == b"cached write\n"
+    assert client.head_object(Bucket="sh-cached", Key="big.bin")["ContentLength"] == 8000000
     assert rclone_processes(mount_server.root) == []  # stopping ended the mounts
     sky.get(sky.start("s3m"))
     again = sky.Task(run="cat /data/out.txt ~/cached/c.txt /copied/in.txt && "
