@@ -85,8 +85,8 @@ def test_a_bucket_uri_is_copied_and_mounted(server, tmp_path: Path) -> None:
     (bucket / "sub").mkdir(parents=True, exist_ok=True)
     (bucket / "sub" / "f.txt").write_text("from the bucket\n")
     sky.get(sky.volumes_apply("vol-st2"))
-    task = sky.Task(run="cat /plain/f.txt /cached/sub/f.txt")
-    task.set_file_mounts({"/plain": "local://sh-shared/sub"})
+    task = sky.Task(run="cat /plain/f.txt /cached/sub/f.txt && test -f /one.txt")
+    task.set_file_mounts({"/plain": "local://sh-shared/sub", "/one.txt": "local://sh-shared/sub/f.txt"})
     task.update_storage_mounts(
         {"/cached": sky.Storage(source="local://sh-shared", mode=sky.StorageMode.MOUNT_CACHED)})
     task.set_volumes({"/vol": "vol-st2"})
@@ -112,6 +112,14 @@ def test_a_bucket_uri_is_copied_and_mounted(server, tmp_path: Path) -> None:
 
 def test_a_missing_bucket_and_an_unknown_store_fail_at_launch(server) -> None:
     task = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    # A path that climbs out of your bucket (into another one) is refused.
+    mine = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    sky.get(sky.launch(mine.set_storage_mounts({"/m": sky.Storage(name="sh-mine")}),
+                       cluster_name="st3"))  # fmt: skip
+    task.set_file_mounts({"/d": "local://sh-mine/../sh-other"}).set_storage_mounts({})
+    with pytest.raises(exceptions.StorageError, match="leaves the bucket"):
+        sky.stream_and_get(sky.launch(task, cluster_name="st3"), output_stream=io.StringIO())
+    task.set_file_mounts({})
     task.set_storage_mounts({"/d": sky.Storage(source="local://sh-never-made", mode="COPY")})
     with pytest.raises(exceptions.StorageError, match="does not exist"):
         sky.stream_and_get(sky.launch(task, cluster_name="st3"), output_stream=io.StringIO())

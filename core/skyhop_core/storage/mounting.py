@@ -22,8 +22,10 @@ For every ``Task.storage_mounts`` entry, in order:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from typing import Any
@@ -170,7 +172,16 @@ async def _copy(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: B
                 nursery.start_soon(runner.upload, dest, remote)
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(lambda: shutil.rmtree(dest, ignore_errors=True))
+            await trio.to_thread.run_sync(_remove, dest)
+
+
+def _remove(path: str) -> None:
+    """Remove the download: a directory, or the one file a URI named."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 async def mount_bucket(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: Bucket,

@@ -118,13 +118,30 @@ def _objects(client: Any, bucket: Bucket) -> list[str]:
 def _download(client: Any, bucket: Bucket, dest: str) -> None:
     prefix = f"{bucket.prefix}/" if bucket.prefix else ""
     root = os.path.realpath(dest)
-    for key in _objects(client, bucket):
+    keys = _objects(client, bucket)
+    if not keys and bucket.prefix and _exists(client, bucket.name, bucket.prefix):
+        os.rmdir(root)  # the URI names one object: ``dest`` becomes that file
+        client.download_file(bucket.name, bucket.prefix, root)
+        return
+    for key in keys:
         relative = key[len(prefix):]
         path = os.path.realpath(os.path.join(root, relative))
         if not relative or key.endswith("/") or not path.startswith(root + os.sep):
             continue  # directory markers, and keys that would escape dest
         os.makedirs(os.path.dirname(path), exist_ok=True)
         client.download_file(bucket.name, key, path)
+
+
+def _exists(client: Any, name: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_object(Bucket=name, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 @hookimpl

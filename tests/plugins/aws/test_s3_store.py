@@ -65,16 +65,17 @@ def test_copy_from_s3_onto_local_nodes_and_temporary_buckets(aws_server, aws_env
         resources: {infra: local}
         file_mounts:
           /shard: s3://public-data/shard
+          /one.txt: s3://public-data/shard/0.txt
           /ckpt:
             name: sh-ckpt-test
             source: ./ckpt
             store: s3
             mode: COPY
             persistent: false
-        run: cat /shard/0.txt /ckpt/w.bin
+        run: cat /shard/0.txt /ckpt/w.bin && test -f /one.txt && cat /one.txt
     """))
     text = output(sky.Task.from_yaml("task.yaml"), "s3c")
-    assert "shard zero" in text and "weights" in text
+    assert text.count("shard zero") == 2 and "weights" in text
     assert client.get_object(Bucket="sh-ckpt-test", Key="w.bin")["Body"].read() == b"weights\n"
     assert [r["name"] for r in sky.get(sky.storage_ls())] == ["sh-ckpt-test"]  # not borrowed
     sky.get(sky.down("s3c"))
