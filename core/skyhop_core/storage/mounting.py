@@ -203,6 +203,12 @@ async def mount_bucket(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bu
                                      mount_path=remote)  # fmt: skip
         return
     env = plan.server_env if handle.backend in SERVER_MACHINE_BACKENDS else {}
+    for node in handle.nodes:
+        # A runner that knows where a node path is on the host (a local node without a
+        # sandbox) refuses a mount that would land on the host's own file system.
+        host_path = getattr(services.runner(bctx, handle, node), "host_path", None)
+        if callable(host_path):
+            host_path(remote)
     failures = await run_on_nodes(ctx, bctx, handle, plan.command or "true", env)
     for rank, detail in failures.items():
         raise StorageError(

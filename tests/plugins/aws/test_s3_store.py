@@ -258,3 +258,23 @@ def test_mount_and_mount_cached_through_rclone_and_again_after_start(
     assert rclone_processes(mount_server.root) == []
     names = [b["Name"] for b in client.list_buckets()["Buckets"]]
     assert "sh-cached" not in names and "mnt-data" in names
+
+
+def test_a_mount_on_the_host_itself_is_refused(aws_env: str, make_server: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A local node without a sandbox is a directory on the host: an rclone mount at
+    /data would cover the host's own /data, so launch refuses it, naming the path."""
+    from skyhop import exceptions
+
+    srv = make_server(env={"SKYHOP_LOCAL_SANDBOX": "off", **{k: os.environ[k] for k in (
+        "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+        "AWS_SHARED_CREDENTIALS_FILE")}})  # fmt: skip
+    for key in ("SKYHOP_PERSISTENT_PATH", "SKYHOP_API_SERVER_ENDPOINT", "SKYHOP_CONFIG"):
+        monkeypatch.setenv(key, srv.env[key])
+    s3(aws_env).create_bucket(Bucket="host-guard")
+    task = sky.Task(run="true", resources=sky.Resources(infra="local")).set_storage_mounts(
+        {"/data": sky.Storage(source="s3://host-guard", mode=sky.StorageMode.MOUNT)})
+    with pytest.raises(exceptions.NotSupportedError, match="the host's own /data"):
+        sky.stream_and_get(sky.launch(task, cluster_name="s3h"), output_stream=io.StringIO())
+    sky.get(sky.down("s3h"))
+    assert not os.path.ismount("/data")
