@@ -14,6 +14,9 @@ What a backend can put in its handle to shape the agent (all optional):
 - ``NodeInfo.extra["job_launcher"]``: the same kind of argv prefix, for every node the
   head included, taking precedence over ``agent_launcher``. A backend whose agent runs
   outside its nodes (the local backend's sandboxes) sets it.
+- ``NodeInfo.extra["mount_launcher"]``: the argv prefix for a store's mount command
+  (:mod:`skyhop_core.storage.mounting`), falling back to ``job_launcher``; the local
+  backend's runs it as root in the sandbox, where jobs may run as another user.
 - ``ClusterHandle.extra["forward_ports"] == "true"``: the agent relays each
   ``handle.ports`` address (``host:port``) to the declared port on loopback.
 

@@ -84,18 +84,42 @@ def test_a_bucket_uri_is_copied_and_mounted(server, tmp_path: Path) -> None:
         {"/seed": sky.Storage(name="sh-shared")}), cluster_name="st2"))
     (bucket / "sub").mkdir(parents=True, exist_ok=True)
     (bucket / "sub" / "f.txt").write_text("from the bucket\n")
-    task = sky.Task(run="cat /plain/f.txt /cached/sub/f.txt")
-    task.set_file_mounts({"/plain": "local://sh-shared/sub"})
+    sky.get(sky.volumes_apply("vol-st2"))
+    task = sky.Task(run="cat /plain/f.txt /cached/sub/f.txt && test -f /one.txt")
+    task.set_file_mounts({"/plain": "local://sh-shared/sub", "/one.txt": "local://sh-shared/sub/f.txt"})
     task.update_storage_mounts(
         {"/cached": sky.Storage(source="local://sh-shared", mode=sky.StorageMode.MOUNT_CACHED)})
+    task.set_volumes({"/vol": "vol-st2"})
     assert run(task, "st2").count("from the bucket") == 2
+    # stop/start: the COPY is still on the node's disk, the mount and the volume are
+    # live again (what the job writes lands on the server's machine).
+    sky.get(sky.stop("st2"))
+    sky.get(sky.start("st2"))
+    again = sky.Task(run="cat /plain/f.txt && echo after-start > /cached/new.txt && "
+                         "echo in-volume > /vol/v.txt")  # fmt: skip
+    job_id, _ = sky.get(sky.exec(again, cluster_name="st2"))
+    logs = io.StringIO()
+    assert sky.tail_logs("st2", job_id, follow=True, output_stream=logs) == 0, logs.getvalue()
+    assert "from the bucket" in logs.getvalue()
+    assert (bucket / "new.txt").read_text() == "after-start\n"
+    volume = Path(server.env["SKYHOP_PERSISTENT_PATH"]) / "volumes" / "vol-st2"
+    assert (volume / "v.txt").read_text() == "in-volume\n"
     sky.get(sky.down("st2"))
     assert bucket.exists()  # persistent
     sky.get(sky.storage_delete("sh-shared"))
+    sky.get(sky.volumes_delete("vol-st2"))
 
 
 def test_a_missing_bucket_and_an_unknown_store_fail_at_launch(server) -> None:
     task = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    # A path that climbs out of your bucket (into another one) is refused.
+    mine = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    sky.get(sky.launch(mine.set_storage_mounts({"/m": sky.Storage(name="sh-mine")}),
+                       cluster_name="st3"))  # fmt: skip
+    task.set_file_mounts({"/d": "local://sh-mine/../sh-other"}).set_storage_mounts({})
+    with pytest.raises(exceptions.StorageError, match="leaves the bucket"):
+        sky.stream_and_get(sky.launch(task, cluster_name="st3"), output_stream=io.StringIO())
+    task.set_file_mounts({})
     task.set_storage_mounts({"/d": sky.Storage(source="local://sh-never-made", mode="COPY")})
     with pytest.raises(exceptions.StorageError, match="does not exist"):
         sky.stream_and_get(sky.launch(task, cluster_name="st3"), output_stream=io.StringIO())

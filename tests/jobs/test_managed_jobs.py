@@ -77,14 +77,29 @@ def clusters() -> list[str]:
     return [c["name"] for c in sky.get(sky.status())]
 
 
+def scratch(name: str) -> dict[str, Any]:
+    """A ``persistent: false`` local bucket at ~/scratch: it goes when the job ends."""
+    return {"~/scratch": {"name": name, "persistent": False, "mode": "MOUNT"}}
+
+
+def buckets() -> list[str]:
+    return [b["name"] for b in sky.get(sky.storage_ls())]
+
+
+def bucket_dir(server: ServerProcess, name: str) -> Path:
+    return server.root / "stores" / "local" / name
+
+
 def output(job_id: int) -> str:
     out = Capture()
     sky.jobs.tail_logs(job_id=job_id, follow=False, output_stream=out)  # type: ignore[arg-type]
     return out.text
 
 
-def launch(run: str, name: str, **resources: Any) -> int:
-    task = {"name": name, "run": run, "resources": {"infra": "local", **resources}}
+def launch(run: str, name: str, mounts: dict[str, Any] | None = None, **resources: Any) -> int:
+    task: dict[str, Any] = {"name": name, "run": run, "resources": {"infra": "local", **resources}}
+    if mounts:
+        task["file_mounts"] = mounts
     job_id, controller_handle = sky.get(sky.jobs.launch(task))  # SkyPilot's pair
     assert controller_handle is None  # the controller is in the API server
     return int(job_id)
@@ -193,10 +208,12 @@ def test_preempted_cluster_is_recovered_with_the_same_task_id(
 ) -> None:
     marker = tmp_path / "first-attempt-ran"
     run = (
-        f"if [ -f {marker} ]; then echo attempt-2 task=$SKYHOP_TASK_ID; exit 0; fi; "
-        f"touch {marker}; echo attempt-1 task=$SKYHOP_TASK_ID; sleep 600"
+        f"if [ -f {marker} ]; then echo attempt-2 task=$SKYHOP_TASK_ID; cat ~/scratch/a; "
+        "exit 0; fi; "
+        f"touch {marker}; echo kept-across-recovery > ~/scratch/a; "
+        "echo attempt-1 task=$SKYHOP_TASK_ID; sleep 600"
     )
-    job_id = launch(run, "preempt")
+    job_id = launch(run, "preempt", scratch("mj-preempt-scratch"))
     wait_status(job_id, "RUNNING")
     wait_for(lambda: "attempt-1" in output(job_id), "the first attempt's output is saved")
     name = f"preempt-{job_id}"
@@ -214,6 +231,10 @@ def test_preempted_cluster_is_recovered_with_the_same_task_id(
     controller = skyhop(client, "jobs", "logs", "--controller", str(job_id)).stdout
     assert "Recovering: the cluster was preempted" in controller
     assert name not in clusters() and not where.exists()
+    # The temporary bucket outlived the recovery (the second attempt read it), not the job.
+    assert "kept-across-recovery" in text
+    assert "mj-preempt-scratch" not in buckets()
+    assert not bucket_dir(client, "mj-preempt-scratch").exists()
     assert row["job_duration"] <= row["duration"]
 
 
@@ -228,10 +249,11 @@ def test_restart_on_error_within_max_restarts(client: ServerProcess, tmp_path: P
 
 
 def test_cancel_a_running_job_tears_its_cluster_down(client: ServerProcess) -> None:
-    job_id = launch("echo sleeping; sleep 600", "sleeper")
+    job_id = launch("echo sleeping; sleep 600", "sleeper", scratch("mj-cancel-scratch"))
     wait_status(job_id, "RUNNING")
     where = cluster_dir(client, f"sleeper-{job_id}")
     assert where.exists()
+    assert "mj-cancel-scratch" in buckets()
     # A running job's cluster is left out of `status` unless named or asked for.
     assert f"sleeper-{job_id}" not in clusters()
     assert f"sleeper-{job_id}" in [
@@ -244,6 +266,8 @@ def test_cancel_a_running_job_tears_its_cluster_down(client: ServerProcess) -> N
     assert record(job_id)["status"] is sky.ManagedJobStatus.CANCELLED
     assert f"sleeper-{job_id}" not in clusters()
     assert not where.exists()
+    assert "mj-cancel-scratch" not in buckets()
+    assert not bucket_dir(client, "mj-cancel-scratch").exists()
     wait_for(lambda: not processes_under(where), "the job's processes are gone", 10)
     assert sky.jobs.tail_logs(job_id=job_id, output_stream=Capture()) == 103  # type: ignore[arg-type]
 
@@ -292,7 +316,7 @@ def test_a_server_restart_while_running_resumes_the_same_cluster(
     release = tmp_path / "release"
     run = f"echo begin; while [ ! -f {release} ]; do sleep 0.1; done; echo end"
     with using(ApiClient(server.endpoint, auto_start=False)):
-        job_id = launch(run, "survivor")
+        job_id = launch(run, "survivor", scratch("mj-restart-scratch"))
         wait_status(job_id, "RUNNING")
         wait_for(lambda: "begin" in output(job_id), "the job started")
     server.kill(sig)
@@ -310,4 +334,7 @@ def test_a_server_restart_while_running_resumes_the_same_cluster(
         assert controller.text.count("Launching cluster") == 1, controller.text
         assert "Resuming: watching job" in controller.text
         assert f"survivor-{job_id}" not in clusters()
+        # The restarted server deleted the bucket the first one made for the job.
+        assert buckets() == []
     assert not cluster_dir(restarted, f"survivor-{job_id}").exists()
+    assert not bucket_dir(restarted, "mj-restart-scratch").exists()

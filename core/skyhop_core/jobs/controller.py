@@ -4,7 +4,8 @@ It launches the job's cluster ``<name>-<job_id>`` through the same optimizer and
 failover as ``launch``, submits the task, watches the cluster (the backend's
 ``skyhop_query``) and the job (the agent's queue), copies the job's output under the
 persistent path as it runs, recovers after a preemption or (within
-``max_restarts_on_errors``) a failure, and tears the cluster down however the job ends.
+``max_restarts_on_errors``) a failure, and tears the cluster down however the job ends,
+with the task's ``persistent: false`` buckets (a recovery keeps them for the new cluster).
 
 Preemption vs user failure: the cluster is preempted when a node is not RUNNING (or
 gone), or the agent cannot be reached on a cluster the backend still reports up for
@@ -149,7 +150,7 @@ class Controller:
         assert final is not None
         try:
             if final.teardown:
-                await self._teardown()
+                await self._teardown(ended=True)
         except Exception as exc:
             self.log(f"Teardown of {self.cluster_name!r} failed: {exc}")
         values: dict[str, Any] = {}
@@ -165,14 +166,22 @@ class Controller:
         self.service.forget(self.job_id)
         self.service.wake()
 
-    async def _teardown(self, cluster_name: str | None = None) -> None:
+    async def _teardown(self, cluster_name: str | None = None, *, ended: bool = False) -> None:
+        """Tear the (current, or named) cluster down. ``ended``: its task is over, so its
+        ``persistent: false`` buckets go too (a recovery keeps them for the next
+        cluster); they are deleted even when the cluster is already gone."""
         from skyhop_core.ops import clusters as ops_clusters
         from skyhop_core.ops import params as P
 
         name = cluster_name or self.cluster_name
         with contextlib.suppress(ClusterDoesNotExist):
-            await ops_clusters.down(self.ctx, P.ClusterParams(name, purge=True))
+            await ops_clusters.down(self.ctx, P.ClusterParams(name, purge=True),
+                                    delete_buckets=False)  # fmt: skip
             self.log(f"Cluster {name!r} is torn down.")
+        if ended:
+            from skyhop_core.storage.mounting import delete_cluster_buckets
+
+            await delete_cluster_buckets(self.ctx, name)
 
     async def _main(self) -> None:
         row = await self.row()
@@ -186,7 +195,7 @@ class Controller:
             # The pipeline's last task may have ended just before a restart, its
             # cluster not yet gone (idempotent: usually there is nothing to do).
             with trio.CancelScope(shield=True):
-                await self._teardown(previous)
+                await self._teardown(previous, ended=True)
         need_launch = True
         handle = None
         if status is S.RUNNING and row.agent_job_id is not None:
@@ -261,7 +270,7 @@ class Controller:
             f"next: task {new.current_task} ({new.tasks[new.current_task]['name']})."
         )
         with trio.CancelScope(shield=True):
-            await self._teardown(finished)
+            await self._teardown(finished, ended=True)
         self.cluster_name = new.cluster_name
         self.ctx.request_id = new.task_id  # the task's SKYHOP_TASK_ID
         return self.service.load_task(new)

@@ -13,7 +13,9 @@ Semantics that follow SkyPilot:
   Numbers and booleans become strings.
 - ``$VAR``/``${VAR}`` naming an env (after overrides) is substituted into ``workdir``
   (a path, or a git ``{url, ref}``), into the keys and values of ``file_mounts``
-  (a storage entry's ``name`` and ``source``) and of ``volumes``. Other references are
+  (a storage entry's ``name`` and ``source``, each path of a list ``source``), of
+  ``volumes``, and into every string of ``service`` (a readiness probe's path, headers
+  or ``post_data``, as SkyPilot does). Other references are
   left alone; ``setup`` and ``run`` are never substituted here (the shell expands them
   on the node). Secrets are never substituted anywhere.
 - ``file_mounts`` maps a remote path to a local path or bucket URI (neither may end
@@ -120,6 +122,18 @@ def interpolate(text: str, envs: Mapping[str, str | None]) -> str:
         return value if value is not None else match.group(0)
 
     return _ENV_REFERENCE.sub(replace, text)
+
+
+def interpolate_strings(value: Any, envs: Mapping[str, str | None]) -> Any:
+    """:func:`interpolate` applied to every string (keys too) of a plain YAML value, as
+    SkyPilot fills envs into its ``service`` section; other values are kept as they are."""
+    if isinstance(value, str):
+        return interpolate(value, envs)
+    if isinstance(value, list):
+        return [interpolate_strings(v, envs) for v in value]
+    if isinstance(value, dict):
+        return {interpolate(k, envs): interpolate_strings(v, envs) for k, v in value.items()}
+    return value
 
 
 def validate_optional_str(value: Any, field: str, what: str) -> str | None:
@@ -235,12 +249,16 @@ def validate_storage_mounts(
         else:
             raise FieldError(path, raw, "a Storage (or a mapping of name, source, store, "
                              "mode, persistent)")
-        changes = {}
+        changes: dict[str, Any] = {}
         if storage.name is not None:
             changes["name"] = interpolate(storage.name, envs or {})
         if isinstance(storage.source, str):
             changes["source"] = interpolate(storage.source, envs or {})
+        elif storage.source is not None:  # a list of local paths, as SkyPilot's docs show
+            changes["source"] = tuple(interpolate(str(s), envs or {}) for s in storage.source)
         if changes and any(getattr(storage, k) != v for k, v in changes.items()):
+            if isinstance(changes.get("source"), tuple):
+                changes["source"] = list(changes["source"])
             storage = Storage.from_yaml_config({**storage.to_yaml_config(), **changes}, path)
         if target in result:
             raise FieldError(path, target, "a remote path not already mounted")
@@ -381,6 +399,8 @@ def _parse(
     options, ordered = resources_options_from_yaml(config.get("resources"), source)
     file_mounts, storage_mounts = split_file_mounts(config.get("file_mounts"), envs=envs_final)
     service = validate_section(config.get("service"), "service", "service settings")
+    if service is not None:
+        service = interpolate_strings(service, envs_final)
     pool = validate_section(config.get("pool"), "pool", "pool settings")
     if service is not None and pool is not None:
         raise FieldError("pool", config.get("pool"), "no 'pool' together with 'service' "

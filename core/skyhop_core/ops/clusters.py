@@ -189,6 +189,7 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
             return
         if p.from_autostop and not await autostopping(ctx, record):
             return
+        await _flush_mounts(ctx, record)
         await set_phase(ctx, p.cluster_name, "stopping the nodes", ClusterStatus.INIT)
         await _backend_step(ctx, record, "skyhop_stop", p.purge)
         await ctx.services.store.run(
@@ -197,8 +198,10 @@ async def stop(ctx: RequestContext, p: P.ClusterParams) -> None:
         ctx.log(f"Cluster {p.cluster_name!r} is STOPPED.")
 
 
-async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
-    """Tear a cluster down; cancels the cluster's other requests first."""
+async def down(ctx: RequestContext, p: P.ClusterParams, *, delete_buckets: bool = True) -> None:
+    """Tear a cluster down; cancels the cluster's other requests first. Its
+    ``persistent: false`` buckets go too, unless ``delete_buckets`` is False (a managed
+    job recovering onto a new cluster keeps them until the job ends)."""
     if not await _clear_others(ctx, await get_cluster(ctx, p.cluster_name), p):
         return
     async with cluster_lock(ctx, p.cluster_name):
@@ -207,11 +210,22 @@ async def down(ctx: RequestContext, p: P.ClusterParams) -> None:
             return
         # INIT from here on: a down that dies half-way leaves a cluster that is neither UP
         # nor gone, and the next down finishes it.
+        await _flush_mounts(ctx, record)
         await set_phase(ctx, p.cluster_name, "tearing down", ClusterStatus.INIT)
         await _backend_step(ctx, record, "skyhop_down", p.purge)
         await ctx.services.store.run(cl.delete, p.cluster_name)
         ctx.log(f"Cluster {p.cluster_name!r} is terminated.")
-    await delete_cluster_buckets(ctx, p.cluster_name)  # its `persistent: false` buckets
+    if delete_buckets:
+        await delete_cluster_buckets(ctx, p.cluster_name)  # its `persistent: false` buckets
+
+
+async def _flush_mounts(ctx: RequestContext, record: ClusterRecord) -> None:
+    """Mounts write back what they cached before their nodes stop (an UP cluster's)."""
+    if record.status is ClusterStatus.UP and record.metadata.get("live_mounts"):
+        from skyhop_core.storage.livemounts import flush
+
+        await set_phase(ctx, record.name, "writing back mounted storage")
+        await flush(ctx, backend_ctx(ctx, record.backend), record)
 
 
 async def _clear_others(ctx: RequestContext, record: ClusterRecord, p: P.ClusterParams) -> bool:

@@ -311,6 +311,11 @@ async def start_stopped(
         record.backend, "skyhop_start", ctx=bctx, handle=record.handle
     )
     await ctx.services.store.run(lambda conn: cl.update(conn, record.name, handle=handle))
+    if record.metadata.get("live_mounts"):
+        from skyhop_core.storage.livemounts import remount
+
+        await set_phase(ctx, record.name, "mounting storage again", ClusterStatus.INIT)
+        await remount(ctx, bctx, handle, record)
     await start_runtime(ctx, record.name, handle, mark_up=mark_up)
     return handle
 

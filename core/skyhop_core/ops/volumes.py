@@ -75,8 +75,12 @@ async def volumes_delete(ctx: RequestContext, p: P.VolumeDeleteParams) -> list[s
     return names
 
 
-async def mount_volumes(ctx: RequestContext, bctx: Any, handle: Any, task: Any) -> None:
-    """Bind each of the task's ``volumes: {path: name}`` into every node."""
+async def mount_volumes(
+    ctx: RequestContext, bctx: Any, handle: Any, task: Any
+) -> dict[str, str]:
+    """Bind each of the task's ``volumes: {path: name}`` into every node; returns
+    ``{path: host directory}`` of what it bound (to bind again after ``start``)."""
+    bound: dict[str, str] = {}
     for path, volume in (task.volumes or {}).items():
         if not isinstance(volume, str):
             raise NotSupportedError(
@@ -96,4 +100,6 @@ async def mount_volumes(ctx: RequestContext, bctx: Any, handle: Any, task: Any) 
         await ctx.services.backends.call(handle.backend, "skyhop_mount_host_path", ctx=bctx,
                                          handle=handle, host_path=volume_dir(ctx, volume),
                                          mount_path=path)  # fmt: skip
+        bound[path] = volume_dir(ctx, volume)
         ctx.log(f"volumes[{path!r}]: volume {volume!r}")
+    return bound

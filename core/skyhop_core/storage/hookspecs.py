@@ -69,9 +69,11 @@ def skyhop_store_upload(ctx: BackendContext, bucket: Bucket, source: str) -> Awa
 @hookspec
 def skyhop_store_download(ctx: BackendContext, bucket: Bucket, dest: str) -> Awaitable[None]:
     """*Async.* Copy the contents of ``bucket`` (under its prefix) into the local
-    directory ``dest``, which exists and is empty.
+    directory ``dest``, which exists and is empty. Where the prefix names one object
+    (``s3://bucket/ckpt.pt``) rather than a directory, replace ``dest`` by that file.
 
-    Fires at launch for a COPY mount: the core then sends ``dest`` to every node.
+    Fires at launch for a COPY mount: the core then sends ``dest`` (its contents, or the
+    one file) to every node.
 
     .. versionadded:: 0.2
     """

@@ -14,12 +14,18 @@ For every ``Task.storage_mounts`` entry, in order:
    MOUNT/MOUNT_CACHED: the store's mount plan, either a host directory the backend binds
    into the nodes, or a command each node runs (rclone), which says so when the node has
    no FUSE.
+4. What was mounted (MOUNT buckets and volumes, not COPYs: those stay on the nodes'
+   disks) is kept in the cluster's ``metadata["live_mounts"]``;
+   :mod:`~skyhop_core.storage.livemounts` writes it back before ``stop``/``down`` and
+   mounts it again after ``start``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from typing import Any
@@ -73,10 +79,12 @@ async def apply_storage_mounts(
     for remote, source in (task.file_mounts or {}).items():
         if bucket_uri_store(str(source)):  # a bucket URI as a plain file mount: a copy
             mounts[remote] = Storage(source=str(source), mode=StorageMode.COPY)
+    live: dict[str, dict[str, str]] = {}  # what a `start` must mount again
     if task.volumes:
         from skyhop_core.ops.volumes import mount_volumes
 
-        await mount_volumes(ctx, bctx, handle, task)
+        bound = await mount_volumes(ctx, bctx, handle, task)
+        live.update({path: {"host_path": host} for path, host in bound.items()})
     for remote, storage in mounts.items():
         bucket, managed = resolve_bucket(storage, remote, handle.backend, ctx.user.hash)
         sctx = services.store_ctx(bucket.store, ctx)
@@ -94,8 +102,14 @@ async def apply_storage_mounts(
         if storage.mode is StorageMode.COPY:
             await _copy(ctx, bctx, handle, sctx, bucket, remote)
         else:
-            await _mount(ctx, bctx, handle, sctx, bucket, remote, storage.mode)
+            await mount_bucket(ctx, bctx, handle, sctx, bucket, remote, storage.mode)
+            live[remote] = {"store": bucket.store, "name": bucket.name,
+                            "prefix": bucket.prefix, "mode": storage.mode.value}  # fmt: skip
         ctx.log(f"file_mounts[{remote!r}]: {bucket.uri} ({storage.mode.value})")
+    if live:
+        from skyhop_core.storage.livemounts import remember
+
+        await services.store.run(remember, cluster_name, live)
 
 
 def _sources(storage: Storage) -> list[str]:
@@ -158,11 +172,21 @@ async def _copy(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: B
                 nursery.start_soon(runner.upload, dest, remote)
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(lambda: shutil.rmtree(dest, ignore_errors=True))
+            await trio.to_thread.run_sync(_remove, dest)
 
 
-async def _mount(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: Bucket,
-                 remote: str, mode: StorageMode) -> None:  # fmt: skip
+def _remove(path: str) -> None:
+    """Remove the download: a directory, or the one file a URI named."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+async def mount_bucket(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: Bucket,
+                       remote: str, mode: StorageMode) -> None:  # fmt: skip
+    """MOUNT/MOUNT_CACHED one bucket on every node of ``handle`` (idempotent)."""
     services = ctx.services
     plan = services.stores.call(bucket.store, "skyhop_store_mount_plan", ctx=sctx,
                                 bucket=bucket, mount_path=remote,
@@ -178,25 +202,43 @@ async def _mount(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: 
                                      handle=handle, host_path=plan.host_path,
                                      mount_path=remote)  # fmt: skip
         return
+    env = plan.server_env if handle.backend in SERVER_MACHINE_BACKENDS else {}
+    for node in handle.nodes:
+        # A runner that knows where a node path is on the host (a local node without a
+        # sandbox) refuses a mount that would land on the host's own file system.
+        host_path = getattr(services.runner(bctx, handle, node), "host_path", None)
+        if callable(host_path):
+            host_path(remote)
+    failures = await run_on_nodes(ctx, bctx, handle, plan.command or "true", env)
+    for rank, detail in failures.items():
+        raise StorageError(
+            f"file_mounts[{remote!r}]: mounting {bucket.uri} ({mode.value}) on node "
+            f"{rank} failed: {detail}"
+        )
+
+
+async def run_on_nodes(ctx: Any, bctx: Any, handle: ClusterHandle, command: str,
+                       env: dict[str, str]) -> dict[int, str]:  # fmt: skip
+    """Run a store's ``command`` on every node (as its mount launcher says), ``env`` on
+    its stdin; returns ``{rank: what went wrong}`` for the nodes where it failed."""
+    services = ctx.services
+    failures: dict[int, str] = {}
     for node in handle.nodes:
         runner = services.runner(bctx, handle, node)
         # Where jobs enter their node through a launcher (a local node's sandbox), the
-        # mount must be made in there too, not on the machine the runner runs on.
-        launcher = node.extra.get("job_launcher")
+        # mount must be made in there too, not on the machine the runner runs on; a
+        # backend's mount launcher runs it with more rights than jobs have (as root, so
+        # that the credentials rclone holds are not the jobs' to read).
+        launcher = node.extra.get("mount_launcher") or node.extra.get("job_launcher")
         prefix = json.loads(launcher) if isinstance(launcher, str) else ["bash", "-c"]
-        env = plan.server_env if handle.backend in SERVER_MACHINE_BACKENDS else {}
         # The first stdin lines are NAME=VALUE pairs to export (secrets stay off argv).
-        script = 'while IFS= read -r _kv && [ -n "$_kv" ]; do export "$_kv"; done\n' + (
-            plan.command
-        )
+        script = 'while IFS= read -r _kv && [ -n "$_kv" ]; do export "$_kv"; done\n' + command
         lines = "".join(f"{k}={v}\n" for k, v in env.items() if "\n" not in f"{k}{v}") + "\n"
         done = await runner.run([*prefix, script], input=lines.encode())
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).decode(errors="replace").strip()[-500:]
-            raise StorageError(
-                f"file_mounts[{remote!r}]: mounting {bucket.uri} ({mode.value}) on node "
-                f"{node.rank} failed: {detail or f'exit code {done.returncode}'}"
-            )
+            failures[node.rank] = detail or f"exit code {done.returncode}"
+    return failures
 
 
 async def delete_cluster_buckets(ctx: Any, cluster_name: str) -> None:

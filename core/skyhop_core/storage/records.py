@@ -43,7 +43,10 @@ class MountPlan:
     - ``host_path``: a directory on the API server's machine that the backend binds into
       the node (the ``local`` store on the ``local`` backend), or
     - ``command``: a shell command that runs on each node and mounts the bucket at the
-      mount path (for example an ``rclone mount``), exiting 0 once it is mounted.
+      mount path (for example an ``rclone mount``), exiting 0 once it is mounted (and
+      when it is mounted already). It runs through the node's ``mount_launcher`` (else
+      its ``job_launcher``): on a local node that is root inside the sandbox, with
+      ``$HOME`` the home of the user jobs run as, who must get the files.
     """
 
     host_path: str | None = None
@@ -53,3 +56,7 @@ class MountPlan:
     #: only to nodes on the server's own machine (the ``local`` backend); other nodes
     #: use their own credentials.
     server_env: dict[str, str] = attrs.field(factory=dict, repr=False)
+    #: With ``command``: a shell command that returns once everything the mount holds
+    #: locally (a VFS cache) is written to the bucket; each node runs it, through the
+    #: same launcher, before the cluster is stopped or torn down. None: nothing to wait for.
+    flush_command: str | None = None

@@ -118,13 +118,30 @@ def _objects(client: Any, bucket: Bucket) -> list[str]:
 def _download(client: Any, bucket: Bucket, dest: str) -> None:
     prefix = f"{bucket.prefix}/" if bucket.prefix else ""
     root = os.path.realpath(dest)
-    for key in _objects(client, bucket):
+    keys = _objects(client, bucket)
+    if not keys and bucket.prefix and _exists(client, bucket.name, bucket.prefix):
+        os.rmdir(root)  # the URI names one object: ``dest`` becomes that file
+        client.download_file(bucket.name, bucket.prefix, root)
+        return
+    for key in keys:
         relative = key[len(prefix):]
         path = os.path.realpath(os.path.join(root, relative))
         if not relative or key.endswith("/") or not path.startswith(root + os.sep):
             continue  # directory markers, and keys that would escape dest
         os.makedirs(os.path.dirname(path), exist_ok=True)
         client.download_file(bucket.name, key, path)
+
+
+def _exists(client: Any, name: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_object(Bucket=name, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 @hookimpl
@@ -162,13 +179,22 @@ def skyhop_store_mount_plan(
     ctx: BackendContext, bucket: Bucket, mount_path: str, cached: bool
 ) -> MountPlan:
     remote = f"{bucket.name}/{bucket.prefix}" if bucket.prefix else bucket.name
-    options = "provider=AWS,env_auth=true"
     endpoint = _endpoint(ctx)
+    # An S3-compatible server (an endpoint URL) is "Other" to rclone: its AWS provider
+    # would address buckets as <bucket>.<host> (virtual-hosted style), which a server on
+    # an address such as 127.0.0.1 cannot answer.
+    options = f"provider={'Other' if endpoint else 'AWS'},env_auth=true,region={_region(ctx)}"
     if endpoint:
-        options += f',endpoint="{endpoint}"'  # quoted: the URL has colons
+        # Quoted with ' inside the connection string: the URL holds ':' (rclone's syntax).
+        options += f",endpoint='{endpoint}'"
     path = '"$HOME"' + shlex.quote(mount_path[1:]) if mount_path.startswith("~") else \
         shlex.quote(mount_path)
-    cache = "full" if cached else "writes"
+    # MOUNT: rclone writes a file to the bucket when it is closed; MOUNT_CACHED: reads and
+    # writes go through a local cache, written back a second after the file is closed.
+    cache = "--vfs-cache-mode full --vfs-write-back 1s" if cached else \
+        "--vfs-cache-mode writes --vfs-write-back 0s"
+    # What the mount table shows as its source: a second launch tells its own bucket.
+    device = shlex.quote(f"skyhop-{'cached' if cached else 'mount'}:{bucket.uri}")
     script = f"""set -e
 if ! command -v rclone >/dev/null 2>&1; then
   echo "MOUNT of {bucket.uri} needs rclone on the node (Debian: apt-get install rclone fuse3); use mode: COPY instead" >&2; exit 1
@@ -177,12 +203,65 @@ if [ ! -e /dev/fuse ] || {{ ! command -v fusermount3 && ! command -v fusermount;
   echo "MOUNT of {bucket.uri} needs FUSE (/dev/fuse and fusermount) on the node, which it does not have; use mode: COPY instead" >&2; exit 1
 fi
 mkdir -p {path}
-set -- --daemon --vfs-cache-mode {cache}
-# rclone takes a custom CA bundle as a flag (its AWS SDK cannot use AWS_CA_BUNDLE).
-if [ -n "${{AWS_CA_BUNDLE:-}}" ]; then set -- "$@" --ca-cert "$AWS_CA_BUNDLE"; unset AWS_CA_BUNDLE; fi
+if mountpoint -q {path}; then
+  # A second launch: the same bucket stays mounted, another one replaces it.
+  if [ "$(findmnt -n -o SOURCE --mountpoint {path} 2>/dev/null)" = {device} ]; then exit 0; fi
+  fusermount3 -u -z {path} 2>/dev/null || fusermount -u -z {path} 2>/dev/null || umount -l {path}
+fi
+cache_dir="${{XDG_CACHE_HOME:-$HOME/.cache}}/skyhop-rclone"
+set -- --daemon --config /dev/null --devname {device} {cache}
+if [ "$(id -u)" = 0 ]; then
+  # Mounted by root for the node's user (the owner of its home): jobs get its files,
+  # root keeps the credentials (its environment is not theirs to read) and the cache.
+  cache_dir=/var/cache/skyhop-rclone
+  set -- "$@" --allow-other --uid "$(stat -c %u "$HOME")" --gid "$(stat -c %g "$HOME")"
+fi
+mkdir -p "$cache_dir"
+set -- "$@" --cache-dir "$cache_dir"
+# rclone takes a custom CA bundle as a flag (its AWS SDK fails on AWS_CA_BUNDLE): the
+# server's (its content: the server's path need not exist here), else the node's own.
+if [ -n "${{SKYHOP_S3_CA_B64:-}}" ]; then
+  ca="$cache_dir/ca-$(printf %s "$SKYHOP_S3_CA_B64" | cksum | cut -d' ' -f1).pem"
+  printf %s "$SKYHOP_S3_CA_B64" | base64 -d > "$ca.$$" && mv "$ca.$$" "$ca"
+  set -- "$@" --ca-cert "$ca"
+elif [ -n "${{AWS_CA_BUNDLE:-}}" ]; then
+  set -- "$@" --ca-cert "$AWS_CA_BUNDLE"
+fi
+unset AWS_CA_BUNDLE SKYHOP_S3_CA_B64
 rclone mount {shlex.quote(f":s3,{options}:{remote}")} {path} "$@"
 """
-    return MountPlan(command=script, server_env=_credentials_env())
+    return MountPlan(command=script, server_env=_server_env(endpoint),
+                     flush_command=FLUSH_SCRIPT)  # fmt: skip
+
+
+#: Waits while rclone's VFS cache (where the mount script puts it) holds a file not yet
+#: written to its bucket: rclone marks it "Dirty" in its metadata until the upload is
+#: done, and on SIGTERM it exits without writing back.
+FLUSH_SCRIPT = """cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/skyhop-rclone"
+if [ "$(id -u)" = 0 ]; then cache_dir=/var/cache/skyhop-rclone; fi
+[ -d "$cache_dir/vfsMeta" ] || exit 0
+while grep -rqsE '"Dirty": *true' "$cache_dir/vfsMeta"; do
+  pgrep -x rclone >/dev/null || { echo "rclone is not running; its cache holds writes not yet in the bucket" >&2; exit 1; }
+  sleep 0.2
+done
+"""
+
+
+def _server_env(endpoint: str | None) -> dict[str, str]:
+    """What rclone on a node of the server's machine needs from the server: its AWS
+    credentials as env_auth reads them, and for a TLS endpoint the content of its CA
+    bundle (base64: one line), which the node writes where rclone reads it."""
+    import base64
+
+    env = _credentials_env()
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle and endpoint and endpoint.startswith("https:"):
+        try:
+            with open(bundle, "rb") as f:
+                env["SKYHOP_S3_CA_B64"] = base64.b64encode(f.read()).decode()
+        except OSError as exc:
+            raise StorageError(f"AWS_CA_BUNDLE {bundle}: cannot read it ({exc}).") from None
+    return env
 
 
 def _credentials_env() -> dict[str, str]:

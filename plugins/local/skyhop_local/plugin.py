@@ -126,6 +126,24 @@ async def _stop_layers(ctx: BackendContext, handle: ClusterHandle, remove: bool)
             await trio.to_thread.run_sync(layer.remove if remove else layer.stop)
 
 
+def _unmount_under(root: str) -> None:
+    """Unmount (lazily, deepest first) whatever is mounted under ``root`` on the host: a
+    plain node's storage mounts (rclone exits once its mount is gone)."""
+    import subprocess
+
+    root = os.path.realpath(root)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    except OSError:
+        return
+    for point in sorted((p for p in points if p.startswith(root + os.sep)), reverse=True):
+        for command in (["fusermount3", "-u", "-z", point], ["umount", "-l", point]):
+            with contextlib.suppress(OSError):
+                if subprocess.run(command, capture_output=True, timeout=30).returncode == 0:
+                    break
+
+
 @hookimpl
 def skyhop_backend_info() -> BackendInfo:
     return BackendInfo(
@@ -249,6 +267,7 @@ async def skyhop_provision(ctx: BackendContext, request: ProvisionRequest) -> Cl
             layer = _layer(ctx, root, rank, net.isolated)
             await trio.to_thread.run_sync(layer.start)
             extra["job_launcher"] = json.dumps(layer.launcher())
+            extra["mount_launcher"] = json.dumps(layer.mount_launcher())
             if layer.net is not None:
                 ip = await trio.to_thread.run_sync(layer.net.address)
         nodes.append(
@@ -296,6 +315,7 @@ async def _stop_agent(handle: ClusterHandle) -> None:
 async def skyhop_stop(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
     await _stop_layers(ctx, handle, remove=False)  # the layers stay; the namespaces go
+    await trio.to_thread.run_sync(_unmount_under, cluster_dir(ctx, handle.cluster_name))
     root = cluster_dir(ctx, handle.cluster_name)
     if os.path.isdir(root):
         with open(os.path.join(root, STOPPED_MARKER), "w") as f:
@@ -324,6 +344,8 @@ async def skyhop_start(ctx: BackendContext, handle: ClusterHandle) -> ClusterHan
 async def skyhop_down(ctx: BackendContext, handle: ClusterHandle) -> None:
     await _stop_agent(handle)
     await _stop_layers(ctx, handle, remove=True)  # before the rmtree: no holder may remain
+    # Nor a mount: the rmtree would walk into a bucket and delete its files.
+    await trio.to_thread.run_sync(_unmount_under, cluster_dir(ctx, handle.cluster_name))
     await trio.to_thread.run_sync(
         lambda: shutil.rmtree(cluster_dir(ctx, handle.cluster_name), ignore_errors=True)
     )

@@ -16,9 +16,12 @@ Each node of a local cluster gets a *layer*, ``<cluster>/layers/node-<rank>/``:
   the overlay. ``enter`` is a shell script: ``sh enter '<command line>'`` runs the line
   inside the node (``nsenter`` into the holder's namespaces and root) with a clean
   environment whose ``HOME`` is the node's home. It is the node's job launcher.
+  ``enter-root`` is the same without ``run_as``'s user switch: storage mounts (rclone,
+  holding the store's credentials) run through it.
 
-Stopping a node kills its holder (the namespace and its mounts go with it) and keeps the
-layer; starting it again makes a new holder over the same layer; ``down`` removes it.
+Stopping a node ends every process in its mount namespace (SIGTERM, then SIGKILL: a
+storage mount's rclone writes back its cache), then kills its holder (the namespace and
+its mounts go with it) and keeps the layer; starting it again makes a new holder over the same layer; ``down`` removes it.
 
 A holder proves it is the right process by a random token that it writes into the
 overlay (``/.skyhop-node``) and that ``enter`` checks through ``/proc/<pid>/root``, so a
@@ -31,6 +34,7 @@ file mounts outside its home.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
@@ -127,9 +131,18 @@ class Layer:
     def _pid_file(self) -> str:
         return os.path.join(self.dir, "holder.pid")
 
+    @property
+    def enter_root(self) -> str:
+        return os.path.join(self.dir, "enter-root")
+
     def launcher(self) -> list[str]:
         """The argv prefix that runs one shell command line inside the node."""
         return ["sh", self.enter]
+
+    def mount_launcher(self) -> list[str]:
+        """The same, but as root even where jobs run as ``run_as``: storage mounts (rclone
+        holds the store's credentials, which the jobs' user must not read)."""
+        return ["sh", self.enter_root]
 
     def holder(self) -> int | None:
         """The pid of this node's live holder, or None."""
@@ -200,12 +213,16 @@ class Layer:
                 )
             time.sleep(0.005)
         _write_atomic(self.enter, self._enter_script(pid, token))
+        _write_atomic(self.enter_root, self._enter_script(pid, token, as_root=True))
         return pid
 
     def stop(self) -> None:
         """Kill the holder (the namespace and its mounts go away); the layer stays."""
         pid = self.holder()
         if pid is not None:
+            # Whatever else lives in the node (a storage mount's rclone) would keep the
+            # namespace, and its mounts, alive: end it first, as a machine's shutdown.
+            _end_processes(_namespace_members(pid))
             kill_and_wait(pid)
         if self.net is not None:
             self.net.stop()
@@ -281,10 +298,10 @@ class Layer:
             path = os.path.dirname(path)
         return cover
 
-    def _enter_script(self, pid: int, token: str) -> str:
+    def _enter_script(self, pid: int, token: str, as_root: bool = False) -> str:
         keep = " ".join(f'{name}="${{{name}:-}}"' for name in _KEEP_ENV if name != "PATH")
         user = []
-        if self.run_as:
+        if self.run_as and not as_root:
             import pwd
 
             entry = pwd.getpwnam(self.run_as)
@@ -304,6 +321,50 @@ class Layer:
             "fi\n"
             f'exec {nsenter} env -i -C {home} HOME={home} PATH="$PATH" {keep} bash -c "$1"\n'
         )
+
+
+def _namespace_members(holder: int) -> list[int]:
+    """The processes in the holder's mount namespace, the holder excepted."""
+    try:
+        namespace = os.readlink(f"/proc/{holder}/ns/mnt")
+    except OSError:
+        return []
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != holder:
+            try:
+                if os.readlink(f"/proc/{entry}/ns/mnt") == namespace:
+                    members.append(int(entry))
+            except OSError:
+                continue  # gone, or not ours to look at
+    return members
+
+
+def _end_processes(pids: list[int], grace: float = 5.0) -> None:
+    """SIGTERM ``pids`` (rclone then writes back what it cached and unmounts), SIGKILL
+    what is left after ``grace`` seconds."""
+    import signal
+
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _running(pid)]
+        if alive:
+            time.sleep(0.02)
+    for pid in alive:
+        kill_and_wait(pid)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _own_temp_dirs(upper: str) -> None:

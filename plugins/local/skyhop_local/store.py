@@ -32,7 +32,12 @@ def bucket_dir(ctx: BackendContext, bucket: Bucket) -> str:
             "'_' and '-', starting with a letter or digit."
         )
     path = os.path.join(ctx.state_dir, bucket.name)
-    return os.path.join(path, bucket.prefix) if bucket.prefix else path
+    if not bucket.prefix:
+        return path
+    inside = os.path.normpath(os.path.join(path, bucket.prefix))
+    if not inside.startswith(path + os.sep):  # local://mine/../someone-elses
+        raise StorageError(f"{bucket.uri}: the path inside the bucket leaves the bucket.")
+    return inside
 
 
 @hookimpl
@@ -63,9 +68,17 @@ async def skyhop_store_upload(ctx: BackendContext, bucket: Bucket, source: str) 
 @hookimpl
 async def skyhop_store_download(ctx: BackendContext, bucket: Bucket, dest: str) -> None:
     path = bucket_dir(ctx, bucket)
+    if os.path.isfile(path) and not os.path.islink(path):  # a URI naming one file
+        await trio.to_thread.run_sync(_replace_with_file, path, dest)
+        return
     if not os.path.isdir(path):
         raise StorageError(f"The local bucket {bucket.uri} does not exist.")
     await trio.to_thread.run_sync(_copy_into, path, dest)
+
+
+def _replace_with_file(source: str, dest: str) -> None:
+    os.rmdir(dest)  # empty: the hook's contract
+    shutil.copy2(source, dest)
 
 
 @hookimpl

@@ -112,3 +112,16 @@ def test_other_sections_are_kept() -> None:
     assert load("infra_forms.yaml").resources[2].infra == "*/us-west-2"
     assert load("infra_forms.yaml").resources[2].region == "us-west-2"
     assert load("full_reference.yaml").file_mounts["/checkpoint/13b"] == "~/tmp-workdir"
+
+
+def test_envs_are_filled_into_the_service_section_and_storage_source_lists() -> None:
+    task = load("service_envs.yaml")
+    probe = task.service["readiness_probe"]
+    assert probe["path"] == "/v1/models"
+    assert probe["post_data"] == {"model": "meta-llama/Llama-3.1-8B", "prompt": "$NOT_AN_ENV"}
+    assert probe["headers"] == {"Authorization": "Bearer meta-llama/Llama-3.1-8B"}
+    assert task.service["replicas"] == 2  # numbers stay numbers
+    assert task.run == "vllm serve $MODEL_NAME --port 8080"  # the node's shell expands it
+    storage = task.storage_mounts["/mounted"]
+    assert storage.name == "models-llama3"
+    assert storage.source == ("./" + "/v1/models", "./plain")
