@@ -7,8 +7,9 @@ tmp dir (``shot``).
 
 One local API server (``server``) serves every module of this package that needs one:
 it starts once, and at once submits the slow things those modules use — the ticking
-cluster, the cluster the stop/down test stops, the service of the services page — so
-they come up in parallel while the browser starts and the first tests run.
+cluster, the cluster the stop/down test stops, a managed job, the service of the
+services page — so they come up in parallel while the browser starts and the first
+tests run.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def booting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashServer]:
         return {
             "dash-a": launch("dash-a", TICKING, wait=False),
             "dash-b": launch("dash-b", "echo hi", wait=False),
+            "dash-mj": sky.jobs.launch(sky.Task(
+                name="dash-mj", run="for i in $(seq 1 2000); do echo mj $i; sleep 0.3; done",
+                resources=sky.Resources(infra="local"))),
             "dash-web": sky.serve.up(web_task(free_port(), sys.executable),
                                      service_name="dash-web"),
         }

@@ -127,9 +127,7 @@ def test_managed_job_page_streams_output_and_controller_log_and_cancels(
 ) -> None:
     from playwright.sync_api import expect
 
-    task = sky.Task(name="dash-mj", run="for i in $(seq 1 2000); do echo mj $i; sleep 0.3; done",
-                    resources=sky.Resources(infra="local"))
-    job_id, _ = sky.get(sky.jobs.launch(task))
+    job_id, _ = server.result("dash-mj")  # submitted as the server booted
     page.goto(url(server, "/jobs"))
     job = row(page, f'data-job="{job_id}"')
     expect(job.locator(".status")).to_have_text("RUNNING", timeout=90_000)
