@@ -5,6 +5,9 @@
   ``/dashboard/requests`` with every request of the run so far; the figure is the
   navigation's ``loadEventEnd`` (HTML, htmx, CSS, script; the table is in the first
   response). Baseline: the same browser loading ``/api/health`` (one small JSON).
+- **Services page first load**: likewise ``/dashboard/services`` with one service
+  (``bench-web``: one replica of Python's ``http.server``, READY, behind its load
+  balancer) started on the warm server for this figure and taken down after it.
 - **Log line, job to browser**: a job on the ``bench`` cluster prints its wall-clock
   time every 0.2 s; the job's page follows its log as server-sent events, and a
   ``MutationObserver`` notes when each line appears in the page (lines written before
@@ -127,8 +130,57 @@ def first_load(run: Run) -> list[Figure]:
                 note=f"{reps} fresh browser contexts (empty cache) after 1 warm-up; {what}; "
                 "navigation loadEventEnd",
             ))
+        with _service() as status:
+            samples = [_load_ms(browser, f"{base}/dashboard/services") for _ in range(reps)]
+        s = summary(samples)
+        figures.append(Figure(
+            "dashboard", "dashboard first load: services", "ms",
+            p50=s["p50"], p99=s["p99"], baseline="same browser, /api/health",
+            baseline_p50=hb["p50"], baseline_p99=hb["p99"], target=Target("<", 500),
+            note=f"{reps} fresh browser contexts (empty cache); 1 service, 1 replica "
+            f"({status}); navigation loadEventEnd",
+        ))
     figures.append(_html_figure(run, reps * 5, bulk))
     return figures
+
+
+@contextmanager
+def _service(timeout: float = 90) -> Iterator[str]:
+    """``bench-web`` up on the warm server (waits up to ``timeout`` for its replica to
+    be READY); yields its status as the page will show it, then takes it down."""
+    import sys
+
+    import skyhop as sky
+    from bench.util import free_port
+
+    port = free_port()
+    task = {
+        "name": "bench-web", "resources": {"infra": "local"},
+        "run": f"exec {sys.executable} -u -m http.server {port} --bind 127.0.0.1",
+        "service": {"readiness_probe": {"path": "/", "initial_delay_seconds": 120},
+                    "replicas": 1, "ports": port},
+    }
+    sky.get(sky.serve.up(task, service_name="bench-web"))
+    try:
+        deadline = time.monotonic() + timeout
+        status = ""
+        while time.monotonic() < deadline:
+            record = sky.get(sky.serve.status("bench-web"))[0]
+            status = record["status"].value
+            if status == "READY":
+                break
+            time.sleep(0.5)
+        import httpx
+
+        from skyhop.client import current_client
+
+        table = httpx.get(f"{current_client().endpoint}/dashboard/services?fragment=table",
+                          timeout=30).text
+        if 'data-service="bench-web"' not in table:
+            raise RuntimeError(f"the services page does not list bench-web: {table[:300]}")
+        yield status
+    finally:
+        sky.get(sky.serve.down("bench-web", purge=True))
 
 
 def _html_figure(run: Run, reps: int, bulk: int) -> Figure:

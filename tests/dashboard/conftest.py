@@ -1,19 +1,30 @@
-"""A real browser for the dashboard tests: Debian's chromium driven by Playwright.
+"""A real browser and a real local API server for the dashboard tests.
 
-One headless chromium for these tests; each test gets a fresh context (its own cookies,
-so its own dashboard session) and page. Tests skip, saying why, only where chromium or
-Playwright is missing. Screenshots go to the test's tmp dir (``shot``).
+One headless chromium per module (Debian's, driven by Playwright); each test gets a
+fresh context (its own cookies, so its own dashboard session) and page. Tests skip,
+saying why, only where chromium or Playwright is missing. Screenshots go to the test's
+tmp dir (``shot``).
+
+One local API server (``server``) serves every module of this package that needs one:
+it starts once, and at once submits the slow things those modules use — the ticking
+cluster, the cluster the stop/down test stops, a managed job, the service of the
+services page — so they come up in parallel while the browser starts and the first
+tests run.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serverproc import kill_processes_under
+
+from .dashcalls import FAST, TICKING, DashServer, free_port, launch, serve_port_range, web_task
 
 CHROMIUM = os.environ.get("SKYHOP_TEST_CHROMIUM", "/usr/bin/chromium")
 
@@ -67,3 +78,50 @@ def shot(tmp_path: Path) -> Callable[[Any, str], Path]:
         return path
 
     return take
+
+
+@pytest.fixture(scope="package")
+def booting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashServer]:
+    """This package's local server, booting in the background (see ``server``)."""
+    root = tmp_path_factory.mktemp("dash")
+    srv = DashServer(root, env={**FAST, "SKYHOP_SERVE_PORTS": serve_port_range()})
+
+    def submit() -> dict[str, str]:
+        import skyhop as sky
+
+        return {
+            "dash-a": launch("dash-a", TICKING, wait=False),
+            "dash-b": launch("dash-b", "echo hi", wait=False),
+            "dash-mj": sky.jobs.launch(sky.Task(
+                name="dash-mj", run="for i in $(seq 1 2000); do echo mj $i; sleep 0.3; done",
+                resources=sky.Resources(infra="local"))),
+            "dash-web": sky.serve.up(web_task(free_port(), sys.executable),
+                                     service_name="dash-web"),
+        }
+
+    srv.boot(submit)
+    try:
+        yield srv
+    finally:
+        try:
+            srv.ready()
+        finally:
+            try:
+                srv.stop()
+            finally:
+                srv.kill()
+                kill_processes_under(root)
+
+
+@pytest.fixture
+def server(booting: DashServer) -> Iterator[DashServer]:
+    """The package's server, up, with the SDK in the test talking to it.
+
+    Function-scoped over the package-scoped ``booting`` so that the server boots (and
+    launches the ticking cluster, the stop/down cluster and the service) while the
+    module's chromium starts: module fixtures are set up before function ones."""
+    from skyhop.client import using
+
+    booting.ready()
+    with using(booting.client):
+        yield booting

@@ -8,75 +8,35 @@ page filters and pages thousands of rows on the server.
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from serverproc import ServerProcess, kill_processes_under
 
 import skyhop as sky
-from skyhop.client import ApiClient, identity, using
+from skyhop.client import identity
+
+from .dashcalls import TICKING, DashServer, launch, row, url
 
 pytestmark = pytest.mark.timeout(240)
 
-FAST = {
-    "SKYHOP_JOBS_POLL_SECONDS": "0.2",
-    "SKYHOP_LOCAL_SANDBOX": "off",
-    "SKYHOP_JOBS_RETRY_BASE": "0.2",
-    "SKYHOP_STREAM_HEARTBEAT_SECONDS": "1",
-}
-TICKING = "for i in $(seq 1 2000); do echo tick $i; sleep 0.3; done"
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("dash")
-    srv = ServerProcess(root, env=FAST).start()
-    client = ApiClient(srv.endpoint, auto_start=False)
-    with using(client):
-        yield srv
-    client.close()
-    try:
-        srv.stop()
-    finally:
-        srv.kill()
-        kill_processes_under(root)
-
-
-def launch(cluster: str, run: str, wait: bool = True) -> Any:
-    task = sky.Task(run=run, resources=sky.Resources(infra="local"))
-    request_id = sky.launch(task, cluster_name=cluster)
-    if not wait:
-        return request_id
-    return sky.stream_and_get(request_id, output_stream=io.StringIO())
-
-
-@pytest.fixture(scope="module")
-def ticking(server: ServerProcess) -> str:
-    """A cluster whose job 1 prints a tick every 0.3 s."""
-    result = launch("dash-a", TICKING)
-    assert result["job_id"] == 1
+@pytest.fixture
+def ticking(server: DashServer) -> str:
+    """A cluster whose job 1 prints a tick every 0.3 s (launched as the server booted)."""
+    assert server.result("dash-a")["job_id"] == 1
     return "dash-a"
 
 
-def url(server: ServerProcess, path: str) -> str:
-    return f"{server.endpoint}/dashboard{path}"
-
-
-def row(page: Any, selector: str) -> Any:
-    return page.locator(f"tr[{selector}]")
-
-
 def test_clusters_page_lists_clusters_and_refreshes_without_reload(
-    server: ServerProcess, ticking: str, page: Any, shot: Callable[..., Path]
+    server: DashServer, ticking: str, page: Any, shot: Callable[..., Path]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -98,7 +58,7 @@ def test_clusters_page_lists_clusters_and_refreshes_without_reload(
 
 
 def test_a_job_log_streams_into_the_page_as_it_is_written(
-    server: ServerProcess, ticking: str, page: Any, shot: Callable[..., Path]
+    server: DashServer, ticking: str, page: Any, shot: Callable[..., Path]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -114,7 +74,7 @@ def test_a_job_log_streams_into_the_page_as_it_is_written(
 
 
 def test_cancel_a_job_asks_first_then_the_job_is_cancelled(
-    server: ServerProcess, ticking: str, page: Any, shot: Callable[..., Path]
+    server: DashServer, ticking: str, page: Any, shot: Callable[..., Path]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -130,7 +90,7 @@ def test_cancel_a_job_asks_first_then_the_job_is_cancelled(
 
     page.once("dialog", dismiss)
     job.get_by_role("button", name="Cancel").click()
-    time.sleep(1.5)
+    time.sleep(0.6)  # a request the dismissal wrongly let through would be on its way
     assert asked == [f"Cancel job {job_id} on {ticking}?"]
     expect(job.locator(".status")).to_have_text("RUNNING")
     page.once("dialog", lambda dialog: dialog.accept())
@@ -143,11 +103,11 @@ def test_cancel_a_job_asks_first_then_the_job_is_cancelled(
 
 
 def test_stop_then_down_a_cluster_from_the_page(
-    server: ServerProcess, page: Any, shot: Callable[..., Path]
+    server: DashServer, page: Any, shot: Callable[..., Path]
 ) -> None:
     from playwright.sync_api import expect
 
-    launch("dash-b", "echo hi")
+    server.result("dash-b")
     page.goto(url(server, "/clusters"))
     cluster = row(page, 'data-cluster="dash-b"')
     page.once("dialog", lambda dialog: dialog.accept())
@@ -163,13 +123,11 @@ def test_stop_then_down_a_cluster_from_the_page(
 
 
 def test_managed_job_page_streams_output_and_controller_log_and_cancels(
-    server: ServerProcess, page: Any, shot: Callable[..., Path]
+    server: DashServer, page: Any, shot: Callable[..., Path]
 ) -> None:
     from playwright.sync_api import expect
 
-    task = sky.Task(name="dash-mj", run="for i in $(seq 1 2000); do echo mj $i; sleep 0.3; done",
-                    resources=sky.Resources(infra="local"))
-    job_id, _ = sky.get(sky.jobs.launch(task))
+    job_id, _ = server.result("dash-mj")  # submitted as the server booted
     page.goto(url(server, "/jobs"))
     job = row(page, f'data-job="{job_id}"')
     expect(job.locator(".status")).to_have_text("RUNNING", timeout=90_000)
@@ -188,7 +146,7 @@ def test_managed_job_page_streams_output_and_controller_log_and_cancels(
 
 
 def test_requests_page_filters_and_streams_and_cancels_a_request(
-    server: ServerProcess, ticking: str, page: Any, shot: Callable[..., Path]
+    server: DashServer, ticking: str, page: Any, shot: Callable[..., Path]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -222,7 +180,7 @@ def test_requests_page_filters_and_streams_and_cancels_a_request(
 
 
 def test_requests_page_pages_thousands_of_rows_on_the_server(
-    server: ServerProcess, page: Any, shot: Callable[..., Path]
+    server: DashServer, page: Any, shot: Callable[..., Path]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -262,7 +220,7 @@ def test_requests_page_pages_thousands_of_rows_on_the_server(
     shot(page, "requests-paged")
 
 
-def test_backends_page_shows_check(server: ServerProcess, page: Any) -> None:
+def test_backends_page_shows_check(server: DashServer, page: Any) -> None:
     from playwright.sync_api import expect
 
     page.goto(url(server, "/backends"))
@@ -270,7 +228,7 @@ def test_backends_page_shows_check(server: ServerProcess, page: Any) -> None:
 
 
 def test_actions_refuse_requests_not_from_the_dashboard(
-    server: ServerProcess, ticking: str
+    server: DashServer, ticking: str
 ) -> None:
     # A cross-site form post carries no HX-Request header; a cross-site script that
     # sets it still sends its own Origin.
@@ -293,6 +251,6 @@ def test_the_server_starts_without_importing_the_dashboard() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_dashboard_routes_stay_out_of_the_openapi_document(server: ServerProcess) -> None:
+def test_dashboard_routes_stay_out_of_the_openapi_document(server: DashServer) -> None:
     paths = httpx.get(f"{server.endpoint}/api/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/dashboard")]

@@ -7,8 +7,7 @@ confirmation. Logs stream as server-sent events (``sse``), read in the browser b
 script (``static/dashboard.js``) that appends text nodes, never HTML.
 
 Every page is a module in :mod:`skyhop_core.dashboard.pages` registered in
-:data:`skyhop_core.dashboard.registry.PAGE_MODULES`: a services page is one more module
-there. Nothing here is imported when the server starts; the server's
+:data:`skyhop_core.dashboard.registry.PAGE_MODULES`. Nothing here is imported when the server starts; the server's
 :class:`~skyhop_core.server.app.LazyDashboard` imports :func:`build_dashboard` on the
 first ``/dashboard`` request.
 """

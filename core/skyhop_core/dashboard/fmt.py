@@ -51,11 +51,24 @@ def status_class(status: Any) -> str:
     value = status_value(status)
     if value in ("UP", "SUCCEEDED", "READY"):
         return "ok"
-    if value.startswith("FAILED") or value in ("FAILED",):
+    if "FAILED" in value:  # FAILED_SETUP, a replica's FAILED_PROBING, CONTROLLER_FAILED
         return "bad"
-    if value in ("CANCELLED", "STOPPED", "CANCELLING"):
+    if value in ("CANCELLED", "STOPPED", "CANCELLING", "SHUTTING_DOWN", "NO_REPLICA",
+                 "PREEMPTED"):
         return "off"
     return "run"
+
+
+def rate(value: float | None) -> str:
+    """Requests per second, as the services page shows QPS."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}/s" if value < 100 else f"{value:,.0f}/s"
+
+
+def positive_int(value: str | None) -> int | None:
+    """A query parameter that must be a positive integer (a replica ID), else None."""
+    return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 
 def url_with(query: Any, **changes: Any) -> str:
@@ -73,6 +86,7 @@ FILTERS = {
     "money": money,
     "status": status_value,
     "status_class": status_class,
+    "rate": rate,
 }
 
 

@@ -2,8 +2,8 @@
 
 A page module defines ``PAGE``, a :class:`Page`: its URL slug (``/dashboard/<slug>``),
 the title in the navigation bar, and a function returning its Starlette routes (the
-page, its table fragment, its actions). Adding a page — services, say — is one module
-in :mod:`skyhop_core.dashboard.pages` and one entry here.
+page, its table fragment, its actions). Adding a page is one module in
+:mod:`skyhop_core.dashboard.pages` and one entry here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from skyhop_core.dashboard.context import Dashboard
 
 #: Page modules under ``skyhop_core.dashboard.pages``, in navigation order.
-PAGE_MODULES = ("clusters", "managed_jobs", "requests", "backends")
+PAGE_MODULES = ("clusters", "managed_jobs", "services", "requests", "backends")
 
 
 @attrs.frozen

@@ -6,6 +6,9 @@
   is cancelled when the browser goes away.
 - ``/sse/managed/{job_id}`` (``?controller=true``: its controller's log): likewise with a
   ``jobs_logs`` request.
+- ``/sse/service/{name}/controller`` and ``.../load_balancer``: a service's controller
+  or load-balancer log; ``/sse/service/{name}/replica/{id}``: a replica's job log;
+  likewise with a ``serve_logs`` request.
 
 Events: ``log`` (``data`` is a JSON string of text; ``id`` the byte offset after it, so a
 reconnecting ``EventSource`` resumes from ``Last-Event-ID``), ``end`` when the request
@@ -131,7 +134,26 @@ def routes(dash: Dashboard) -> list[Route]:
         }
         return await submitted(user, "jobs_logs", body, _last_event_id(request))
 
+    async def service_log(request: Request, user: User) -> Response:
+        target = request.path_params["target"]
+        if target not in ("controller", "load_balancer"):
+            return _sse(_error_stream(f"No log named {target!r}: controller or load_balancer."))
+        body = {"service_name": request.path_params["name"], "target": target, "follow": True}
+        return await submitted(user, "serve_logs", body, _last_event_id(request))
+
+    async def replica_log(request: Request, user: User) -> Response:
+        body = {
+            "service_name": request.path_params["name"],
+            "target": "replica",
+            "replica_id": request.path_params["replica_id"],
+            "follow": True,
+        }
+        return await submitted(user, "serve_logs", body, _last_event_id(request))
+
     return [
+        Route("/sse/service/{name}/replica/{replica_id:int}", guarded(dash, replica_log),
+              methods=["GET"]),
+        Route("/sse/service/{name}/{target}", guarded(dash, service_log), methods=["GET"]),
         Route("/sse/request/{request_id}", guarded(dash, request_log), methods=["GET"]),
         Route("/sse/job/{cluster}/{job_id:int}", guarded(dash, job_log), methods=["GET"]),
         Route("/sse/managed/{job_id:int}", guarded(dash, managed_log), methods=["GET"]),

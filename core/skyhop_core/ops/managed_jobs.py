@@ -23,6 +23,7 @@ from skyhop_core.ops import params as P
 from skyhop_core.ops.common import (
     MAX_CLUSTER_NAME,
     check_no_client_paths,
+    may_act_for_all,
     parse_task,
     require_all_users_allowed,
     validate_cluster_name,
@@ -284,10 +285,13 @@ async def jobs_cancel(ctx: RequestContext, p: P.JobsCancelParams) -> list[int]:
 
 
 async def _find(ctx: RequestContext, p: P.JobsLogsParams) -> Any:
+    # A job named by ID may be anyone's for an admin (or on a local server), as every
+    # other -u read; by name or "the latest", it is always the caller's own.
+    owner = None if p.job_id is not None and may_act_for_all(ctx) else ctx.user.hash
     rows = await ctx.services.store.run(
         lambda c: js.list_rows(
             c,
-            user_hash=ctx.user.hash,
+            user_hash=owner,
             job_ids=[p.job_id] if p.job_id is not None else None,
             name=p.name,
         )

@@ -180,7 +180,10 @@ def routes(dash: Dashboard) -> list[Route]:
 
     async def job_page(request: Request, user: User) -> Response:
         cluster, job_id = request.path_params["name"], request.path_params["job_id"]
-        return dash.render(request, "job.html", cluster=cluster, job_id=job_id)
+        # Its row comes from the cluster's queue: everyone's, for a viewer who may see
+        # everyone's (whose log stream the API allows too).
+        return dash.render(request, "job.html", cluster=cluster, job_id=job_id,
+                           all_users=dash.may_see_all(user))
 
     async def stop(request: Request, user: User) -> Response:
         name = request.path_params["name"]
