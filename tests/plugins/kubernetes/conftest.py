@@ -8,6 +8,7 @@ the fake kubelet cannot make pod namespaces (not root, no ``ip``/``bwrap``).
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import sys
@@ -43,7 +44,10 @@ def fake_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     root = Path(tmp_path_factory.mktemp("fakekube"))
     clusters: dict[str, FakeCluster] = {}
     try:
-        subnet = 10 + secrets.randbelow(239)  # two distinct pod subnets, 10.214.N.0/24
+        # Two distinct pod subnets, 10.214.N.0/24 and N+1; parallel test workers
+        # (pytest-xdist gwK) start at N = 10 + 4k + K*2 so theirs never meet.
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        subnet = 10 + 4 * secrets.randbelow(59) + 2 * (worker % 2)
         clusters["alpha"] = FakeCluster("alpha", root / "alpha", ALPHA_NODES, subnet)
         clusters["beta"] = FakeCluster("beta", root / "beta", BETA_NODES, subnet + 1)
         yield clusters

@@ -51,7 +51,13 @@ def _free_subnet() -> int:
     """A ``10.213.N.0/24`` that no route on this host uses yet (two sets of fake hosts
     alive at once must not share a subnet)."""
     routes = _ip("-4", "route", "show", "table", "all", check=False).stdout
-    free = [n for n in range(10, 250) if f"10.213.{n}." not in routes]
+    # Parallel test workers (pytest-xdist) take turns: gw0 the even subnets, gw1 the odd.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    free = [
+        n for n in range(10, 250)
+        if f"10.213.{n}." not in routes and n % workers == worker % workers
+    ]  # fmt: skip
     return free[secrets.randbelow(len(free))]
 
 
