@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from skyhop_core.context import BackendContext
-from skyhop_core.exceptions import CapacityError
+from skyhop_core.exceptions import CapacityError, SkyhopError
 from skyhop_core.models.records import (
     ClusterHandle,
     NodeInfo,
@@ -292,15 +292,43 @@ async def stop(ctx: BackendContext, compute: Compute, handle: ClusterHandle) -> 
     await wait_for(ctx, zone, [n.instance_id for n in handle.nodes], "TERMINATED")
 
 
+def instances_gone(handle: ClusterHandle, zone: str, names: Sequence[str]) -> SkyhopError:
+    """The error for starting a cluster some of whose instances no longer exist."""
+    gone = ", ".join(f"{n.instance_id} (rank {n.rank})" for n in handle.nodes
+                     if n.instance_id in names)  # fmt: skip
+    name = handle.cluster_name
+    return SkyhopError(
+        f"Cannot start cluster {name!r}: its instance(s) {gone} in {zone} no longer exist "
+        "(deleted outside skyhop, or preempted), and their disks went with them. Run "
+        f"`skyhop down {name}` to remove what is left, then launch the cluster again."
+    )
+
+
 async def start(ctx: BackendContext, compute: Compute, handle: ClusterHandle) -> ClusterHandle:
-    """Start the stopped instances; their external IPs change, so the handle is rebuilt."""
+    """Start the stopped instances; their external IPs change, so the handle is rebuilt.
+
+    An instance deleted behind skyhop's back cannot be started: that is an error naming
+    the cluster and the instances, saying to ``down`` and relaunch (not Google's 404).
+    """
     zone = _zone_of(compute, handle)
     names = [n.instance_id for n in handle.nodes]
     current = {n: await zone.get(n) for n in names}
+    missing = [n for n, i in current.items() if i is None]
+    if missing:
+        raise instances_gone(handle, zone.zone, missing)
     stopping = [n for n, i in current.items() if i and i["status"] == "STOPPING"]
     if stopping:
         await wait_for(ctx, zone, stopping, "TERMINATED")
-    await _all([functools.partial(_start_one, zone, n) for n in names])
+
+    async def start_one(name: str) -> None:
+        try:
+            await _start_one(zone, name)
+        except GcpApiError as exc:
+            if exc.status == 404:  # deleted since we looked
+                raise instances_gone(handle, zone.zone, [name]) from exc
+            raise
+
+    await _all([functools.partial(start_one, n) for n in names])
     found = await wait_for(ctx, zone, names, "RUNNING")
     return build_handle(ctx, handle.cluster_name, [found[n] for n in names], zone,
                         use_spot=handle.use_spot, accelerators=dict(handle.head.gpus),
@@ -324,7 +352,7 @@ async def query(ctx: BackendContext, compute: Compute, handle: ClusterHandle) ->
     for node in handle.nodes:
         inst = found[node.instance_id]
         if inst is None:
-            gone = "instance not found"
+            gone = f"instance {node.instance_id} not found (deleted outside skyhop)"
             if handle.use_spot and await _preempted(zone, {node.extra.get("gce_id", "")}):
                 gone = "preempted (spot VM deleted by Google)"
             out.append(NodeStatus(node.rank, NodeState.TERMINATED, gone))
