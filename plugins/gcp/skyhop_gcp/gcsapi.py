@@ -182,8 +182,7 @@ class Gcs:
 
 
 @asynccontextmanager
-async def open_gcs(config: Mapping[str, Any], credentials: Any, project: str,
-                   tokens: TokenSource | None = None) -> AsyncIterator[Gcs]:  # fmt: skip
+async def open_gcs(config: Mapping[str, Any], credentials: Any, project: str) -> AsyncIterator[Gcs]:
     """A :class:`Gcs` for the duration of a hook call (one connection pool)."""
     async with httpx.AsyncClient() as client:
-        yield Gcs(client, endpoint(config), project, tokens or TokenSource(credentials))
+        yield Gcs(client, endpoint(config), project, TokenSource(credentials))

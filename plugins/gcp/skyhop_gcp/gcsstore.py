@@ -35,10 +35,11 @@ NAME_RULES = (
 
 
 class GcsStore:
-    """The store's hooks; credentials and their access token are kept per config."""
+    """The store's hooks; credentials (which hold the access token) are kept per config,
+    so a valid token is reused across hook calls."""
 
     def __init__(self) -> None:
-        self._tokens: dict[tuple[Any, ...], tuple[Any, str, Any]] = {}
+        self._credentials: dict[tuple[Any, ...], tuple[Any, str]] = {}
 
     @asynccontextmanager
     async def gcs(self, ctx: BackendContext) -> AsyncIterator[Any]:
@@ -51,11 +52,10 @@ class GcsStore:
         path = auth.credentials_path(ctx.config)
         key = (path, os.path.getmtime(path) if path and os.path.exists(path) else None,
                ctx.config.get("project_id"), bool(ctx.config.get("use_metadata_server")))  # fmt: skip
-        if key not in self._tokens:
-            credentials, project = auth.load(ctx.config)
-            self._tokens[key] = (credentials, project, auth.TokenSource(credentials))
-        credentials, project, tokens = self._tokens[key]
-        async with open_gcs(ctx.config, credentials, project, tokens) as gcs:
+        if key not in self._credentials:
+            self._credentials[key] = auth.load(ctx.config)
+        credentials, project = self._credentials[key]
+        async with open_gcs(ctx.config, credentials, project) as gcs:
             yield gcs
 
     @asynccontextmanager

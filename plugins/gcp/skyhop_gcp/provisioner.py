@@ -94,7 +94,7 @@ def _image(ctx: BackendContext, request: ProvisionRequest) -> str:
 
 async def wait_for(ctx: BackendContext, zone: Gce, names: Sequence[str], status: str,
                    timeout: float = WAIT_TIMEOUT) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Poll until every instance in ``names`` has ``status`` (None: is gone).
+    """Poll until every instance in ``names`` has ``status`` (for TERMINATED: or is gone).
 
     An instance that vanishes or stops while we wait for RUNNING (a spot VM taken back,
     a VM Google could not start) is a capacity error in its zone.
@@ -103,7 +103,9 @@ async def wait_for(ctx: BackendContext, zone: Gce, names: Sequence[str], status:
         while True:
             found = {n: await zone.get(n) for n in names}
             states = {n: (i or {}).get("status") for n, i in found.items()}
-            if all(s == status for s in states.values()):
+            # Stopping: an instance deleted meanwhile is as stopped as it will get.
+            if all(s == status or (s is None and status == "TERMINATED")
+                   for s in states.values()):  # fmt: skip
                 return {n: i for n, i in found.items() if i is not None}
             if status == "RUNNING" and any(s in (None, "TERMINATED") for s in states.values()):
                 raise CapacityError(f"An instance stopped or vanished while starting in {zone.zone}.",
@@ -283,13 +285,26 @@ async def down(ctx: BackendContext, compute: Compute, handle: ClusterHandle) -> 
 
 
 async def stop(ctx: BackendContext, compute: Compute, handle: ClusterHandle) -> None:
+    """Stop every instance; one deleted outside skyhop has nothing left to stop (said in
+    the log; ``start`` then refuses with what to do)."""
     zone = _zone_of(compute, handle)
+    live = []
+    for node in handle.nodes:
+        if await zone.get(node.instance_id) is None:
+            ctx.log(f"Instance {node.instance_id} (rank {node.rank}) of {handle.cluster_name!r} "
+                    f"no longer exists in {zone.zone}; nothing to stop there.")  # fmt: skip
+        else:
+            live.append(node.instance_id)
 
     async def stop_one(name: str) -> None:
-        await zone.wait(await zone("POST", f"zones/{zone.zone}/instances/{name}/stop"))
+        try:
+            await zone.wait(await zone("POST", f"zones/{zone.zone}/instances/{name}/stop"))
+        except GcpApiError as exc:
+            if exc.status != 404:  # deleted since we looked: stopped enough
+                raise
 
-    await _all([functools.partial(stop_one, n.instance_id) for n in handle.nodes])
-    await wait_for(ctx, zone, [n.instance_id for n in handle.nodes], "TERMINATED")
+    await _all([functools.partial(stop_one, n) for n in live])
+    await wait_for(ctx, zone, live, "TERMINATED")
 
 
 def instances_gone(handle: ClusterHandle, zone: str, names: Sequence[str]) -> SkyhopError:

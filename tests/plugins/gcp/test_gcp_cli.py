@@ -71,7 +71,6 @@ def test_launch_fail_over_jobs_stop_start_down(
         assert "gcp-rank-0-of-2 shard-zero weights" in out, out
         assert "gcp-rank-1-of-2 shard-zero weights" in out, out
         assert gce_hosts.control("gcs/state")["buckets"]["fk-gdev-ckpt"] == {"w.txt": "weights\n"}
-        assert "fk-gdev-ckpt" in skyhop(server, "storage", "ls")
         fake = gce_hosts.instances()
         assert [(i["zone"], i["status"]) for i in fake] == [("us-central1-b", "RUNNING")] * 2
         single = skyhop(server, "exec", "gdev", "echo single-$SKYHOP_NUM_NODES-on-$(hostname -I)")
@@ -87,11 +86,12 @@ def test_launch_fail_over_jobs_stop_start_down(
         again = skyhop(server, "exec", "gdev", "--num-nodes", "2", "echo again-$SKYHOP_NODE_RANK")
         assert "again-0" in again and "again-1" in again, again
 
-        # Someone deletes a stopped VM in the console: start says what happened and what
-        # to do, and status --refresh tells the truth.
-        skyhop(server, "stop", "-y", "gdev")
+        # Someone deletes a VM in the console: stop stops the rest, start says what
+        # happened and what to do, and status --refresh tells the truth.
         victim = next(i for i in gce_hosts.instances() if i["labels"]["skyhop-rank"] == "1")
         delete_instance(gce_hosts, victim)
+        stopped = skyhop(server, "stop", "-y", "gdev")
+        assert f"Instance {victim['name']} (rank 1) of 'gdev' no longer exists" in stopped, stopped
         start = subprocess.run([sys.executable, "-m", "skyhop.cli", "start", "-y", "gdev"],
                                env=server.env, capture_output=True, text=True, timeout=120)  # fmt: skip
         said = start.stdout + start.stderr

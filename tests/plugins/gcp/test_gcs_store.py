@@ -21,14 +21,15 @@ from skyhop_core.storage.stores import Stores
 from skyhop_core.testing.stores import check_store
 
 
-def api(fake: Any, verb: str, path: str, expect: int = 200, **kw: Any) -> Any:
-    response = session(fake.credentials).request(verb, f"{fake.base}/storage/v1/{path}", **kw)
-    assert response.status_code == expect, (verb, path, response.status_code, response.text)
-    return response.json() if response.content else None
-
-
 def test_the_fake_speaks_the_storage_json_api(gcp_env: Any) -> None:
     fake = gcp_env
+    s = session(fake.credentials)  # one token for the whole test
+
+    def api(fake: Any, verb: str, path: str, expect: int = 200, **kw: Any) -> Any:
+        response = s.request(verb, f"{fake.base}/storage/v1/{path}", **kw)
+        assert response.status_code == expect, (verb, path, response.status_code, response.text)
+        return response.json() if response.content else None
+
     project = {"project": fake.project}
     api(fake, "POST", "b", params=project, json={"name": "fk-data", "location": "us"})
     assert api(fake, "POST", "b", 409, params=project, json={"name": "fk-data"})
@@ -54,7 +55,6 @@ def test_the_fake_speaks_the_storage_json_api(gcp_env: Any) -> None:
     assert names == ["a/1.txt", "a/2.txt", "a/sub/3.txt", "b.txt"]
     meta = api(fake, "GET", "b/fk-data/o/a%2Fsub%2F3.txt")
     assert meta["size"] == "5"
-    s = session(fake.credentials)
     assert s.get(meta["mediaLink"]).content == b"three"
     ranged = s.get(meta["mediaLink"], headers={"Range": "bytes=1-2"})
     assert ranged.status_code == 206 and ranged.content == b"hr"
@@ -101,6 +101,13 @@ def test_gcs_store_conformance_and_resumable_uploads(gcp_env: Any, tmp_path: Pat
     assert (tmp_path / "back" / "weights.bin").read_bytes() == big.read_bytes()
     state = gcp_env.control("gcs/state")
     assert "ckpt/weights.bin" in state["buckets"]["fk-big"] and state["uploads"][-1] == "resumable"
+    # An object whose name climbs out of the destination is not written there.
+    gcp_env.control("gcs/put", {"bucket": "fk-big", "objects": {"ckpt/../../escape.txt": "x"}})
+    (tmp_path / "again").mkdir()
+    trio.run(lambda: stores.call("gcs", "skyhop_store_download", ctx=ctx, bucket=target,
+                                 dest=str(tmp_path / "again")))  # fmt: skip
+    assert sorted(os.listdir(tmp_path / "again")) == ["weights.bin"]
+    assert not (tmp_path / "escape.txt").exists()
 
 
 def test_a_refused_bucket_name_and_a_missing_bucket_say_what_to_do(gcp_env: Any,
