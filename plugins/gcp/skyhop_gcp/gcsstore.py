@@ -82,12 +82,7 @@ class GcsStore:
 
     @hookimpl
     async def skyhop_store_upload(self, ctx: BackendContext, bucket: Bucket, source: str) -> None:
-        if os.path.isfile(source):
-            files = [(source, os.path.basename(source))]
-        else:
-            files = [(os.path.join(top, name),
-                      os.path.relpath(os.path.join(top, name), source).replace(os.sep, "/"))
-                     for top, _dirs, names in os.walk(source) for name in names]  # fmt: skip
+        files = await trio.to_thread.run_sync(_files, source)  # a big tree takes a while
         async with self.call(ctx, bucket) as gcs:
             await _each(files, lambda item: gcs.upload_file(bucket.name, _key(bucket, item[1]),
                                                             item[0]))  # fmt: skip
@@ -104,8 +99,7 @@ class GcsStore:
                 if not relative or relative.endswith("/") or not path.startswith(root + os.sep):
                     continue  # folder placeholders, and names that would escape dest
                 wanted.append((str(obj["name"]), path))
-            for _name, path in wanted:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+            await trio.to_thread.run_sync(_make_parents, [path for _, path in wanted])
             await _each(wanted, lambda item: gcs.download_file(bucket.name, *item))
 
     @hookimpl
@@ -192,6 +186,20 @@ def _credentials_env(ctx: BackendContext) -> dict[str, str]:
     if not isinstance(info, dict) or info.get("type") != "service_account":
         return {}
     return {"RCLONE_GCS_SERVICE_ACCOUNT_CREDENTIALS": json.dumps(info, separators=(",", ":"))}
+
+
+def _files(source: str) -> list[tuple[str, str]]:
+    """(path, object name relative to ``source``) of every file to upload."""
+    if os.path.isfile(source):
+        return [(source, os.path.basename(source))]
+    return [(os.path.join(top, name),
+             os.path.relpath(os.path.join(top, name), source).replace(os.sep, "/"))
+            for top, _dirs, names in os.walk(source) for name in names]  # fmt: skip
+
+
+def _make_parents(paths: list[str]) -> None:
+    for path in paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
 
 
 def _key(bucket: Bucket, relative: str) -> str:
