@@ -370,6 +370,15 @@ async def _refresh(ctx: RequestContext, record: ClusterRecord) -> ClusterRecord 
     if not nodes or states == {NodeState.TERMINATED}:
         await store.run(cl.delete, record.name)
         return None
+    gone = [n for n in nodes if n.state is NodeState.TERMINATED]
+    if gone and not record.metadata.get("operation"):
+        # Some nodes are gone for good (deleted behind our back, preempted): the cluster
+        # cannot work as it is, and `start` cannot bring them back.
+        detail = "; ".join(f"node {n.rank}: {n.detail or 'terminated'}" for n in gone)
+        reason = f"{detail}. Run `skyhop down {record.name}` and launch it again."
+        await store.run(lambda c: cl.mark_init(c, record.name, reason))
+        meta = {**record.metadata, "status_reason": reason}
+        return attrs.evolve(record, status=ClusterStatus.INIT, metadata=meta)
     if states == {NodeState.RUNNING}:
         new = ClusterStatus.UP if record.status is not ClusterStatus.STOPPED else ClusterStatus.INIT
         if record.status is ClusterStatus.INIT:

@@ -89,9 +89,16 @@ async def apply_storage_mounts(
         bucket, managed = resolve_bucket(storage, remote, handle.backend, ctx.user.hash)
         sctx = services.store_ctx(bucket.store, ctx)
         services.stores.info(bucket.store)  # a precise error for a store not installed
-        await _claim(ctx, bucket, storage, managed, cluster_name)
+        recorded = await _claim(ctx, bucket, storage, managed, cluster_name)
         if managed:
-            await services.stores.call(bucket.store, "skyhop_store_create", ctx=sctx, bucket=bucket)
+            try:
+                await services.stores.call(bucket.store, "skyhop_store_create", ctx=sctx,
+                                           bucket=bucket)  # fmt: skip
+            except BaseException:
+                if recorded:  # the store refused it (a bad name): no record of a non-bucket
+                    with trio.CancelScope(shield=True):
+                        await services.store.run(bk.delete, bucket.store, bucket.name)
+                raise
         if storage.source is not None and bucket_uri_store(str(storage.source)) is None:
             for source in _sources(storage):
                 path = await _upload_path(ctx, source)
@@ -130,15 +137,19 @@ async def _upload_path(ctx: Any, source: str) -> str:
     return str(await store.run(store.resolve, ctx.user.hash, upload))
 
 
-async def _claim(ctx: Any, bucket: Bucket, storage: Storage, managed: bool, cluster: str) -> None:
-    """Record the bucket for this user, or refuse one that another user owns."""
+async def _claim(ctx: Any, bucket: Bucket, storage: Storage, managed: bool, cluster: str) -> bool:
+    """Record the bucket for this user, or refuse one that another user owns; whether
+    this call made the record."""
     user = ctx.user
+    made = False
 
     def claim(conn: Any) -> dict[str, Any] | None:
+        nonlocal made
         row = bk.get(conn, bucket.store, bucket.name)
         if row is not None and row["user_hash"] != user.hash:
             return row
         if row is None and managed:
+            made = True
             bk.record(
                 conn, store=bucket.store, name=bucket.name, user_name=user.name,
                 user_hash=user.hash, persistent=storage.persistent, cluster_name=cluster,
@@ -154,6 +165,7 @@ async def _claim(ctx: Any, bucket: Bucket, storage: Storage, managed: bool, clus
             f"The {bucket.store} bucket name {bucket.name!r} is taken (bucket names are "
             "shared by every user of a store); choose another `name:`."
         )
+    return made
 
 
 async def _copy(ctx: Any, bctx: Any, handle: ClusterHandle, sctx: Any, bucket: Bucket,

@@ -7,7 +7,8 @@ and ``storage delete`` drive: ``skyhop_store_info`` (the store is found by name)
 (the same files come back), ``skyhop_store_mount_plan`` (a host path or a command) and
 ``skyhop_store_delete`` (twice; the bucket is gone from the list). Store authors call it
 from a test against their service (or its emulator); the built-in stores run it in
-tests/plugins (``local`` on disk, ``s3`` on moto's S3 server).
+tests/plugins (``local`` on disk, ``s3`` on moto's S3 server, ``gcs`` on the fake Cloud
+Storage JSON API of tests/plugins/gcp).
 
 Backends whose nodes can bind a host directory implement ``skyhop_mount_host_path``;
 :func:`check_mount_host_path` checks that a file written on every node lands in it.

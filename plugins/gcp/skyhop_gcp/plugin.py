@@ -208,3 +208,14 @@ skyhop_down = _DEFAULT.skyhop_down
 skyhop_query = _DEFAULT.skyhop_query
 skyhop_open_ports = _DEFAULT.skyhop_open_ports
 skyhop_command_runner = _DEFAULT.skyhop_command_runner
+
+# The ``gcs`` store comes with the GCP backend (pluggy finds these hooks here).
+from skyhop_gcp.gcsstore import (  # noqa: E402, F401
+    skyhop_store_create,
+    skyhop_store_delete,
+    skyhop_store_download,
+    skyhop_store_info,
+    skyhop_store_list,
+    skyhop_store_mount_plan,
+    skyhop_store_upload,
+)

@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from skyhop_core.context import BackendContext
-from skyhop_core.exceptions import CapacityError
+from skyhop_core.exceptions import CapacityError, SkyhopError
 from skyhop_core.models.records import (
     ClusterHandle,
     NodeInfo,
@@ -94,7 +94,7 @@ def _image(ctx: BackendContext, request: ProvisionRequest) -> str:
 
 async def wait_for(ctx: BackendContext, zone: Gce, names: Sequence[str], status: str,
                    timeout: float = WAIT_TIMEOUT) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Poll until every instance in ``names`` has ``status`` (None: is gone).
+    """Poll until every instance in ``names`` has ``status`` (for TERMINATED: or is gone).
 
     An instance that vanishes or stops while we wait for RUNNING (a spot VM taken back,
     a VM Google could not start) is a capacity error in its zone.
@@ -103,7 +103,9 @@ async def wait_for(ctx: BackendContext, zone: Gce, names: Sequence[str], status:
         while True:
             found = {n: await zone.get(n) for n in names}
             states = {n: (i or {}).get("status") for n, i in found.items()}
-            if all(s == status for s in states.values()):
+            # Stopping: an instance deleted meanwhile is as stopped as it will get.
+            if all(s == status or (s is None and status == "TERMINATED")
+                   for s in states.values()):  # fmt: skip
                 return {n: i for n, i in found.items() if i is not None}
             if status == "RUNNING" and any(s in (None, "TERMINATED") for s in states.values()):
                 raise CapacityError(f"An instance stopped or vanished while starting in {zone.zone}.",
@@ -283,24 +285,65 @@ async def down(ctx: BackendContext, compute: Compute, handle: ClusterHandle) -> 
 
 
 async def stop(ctx: BackendContext, compute: Compute, handle: ClusterHandle) -> None:
+    """Stop every instance; one deleted outside skyhop has nothing left to stop (said in
+    the log; ``start`` then refuses with what to do)."""
     zone = _zone_of(compute, handle)
+    live = []
+    for node in handle.nodes:
+        if await zone.get(node.instance_id) is None:
+            ctx.log(f"Instance {node.instance_id} (rank {node.rank}) of {handle.cluster_name!r} "
+                    f"no longer exists in {zone.zone}; nothing to stop there.")  # fmt: skip
+        else:
+            live.append(node.instance_id)
 
     async def stop_one(name: str) -> None:
-        await zone.wait(await zone("POST", f"zones/{zone.zone}/instances/{name}/stop"))
+        try:
+            await zone.wait(await zone("POST", f"zones/{zone.zone}/instances/{name}/stop"))
+        except GcpApiError as exc:
+            if exc.status != 404:  # deleted since we looked: stopped enough
+                raise
 
-    await _all([functools.partial(stop_one, n.instance_id) for n in handle.nodes])
-    await wait_for(ctx, zone, [n.instance_id for n in handle.nodes], "TERMINATED")
+    await _all([functools.partial(stop_one, n) for n in live])
+    await wait_for(ctx, zone, live, "TERMINATED")
+
+
+def instances_gone(handle: ClusterHandle, zone: str, names: Sequence[str]) -> SkyhopError:
+    """The error for starting a cluster some of whose instances no longer exist."""
+    gone = ", ".join(f"{n.instance_id} (rank {n.rank})" for n in handle.nodes
+                     if n.instance_id in names)  # fmt: skip
+    name = handle.cluster_name
+    return SkyhopError(
+        f"Cannot start cluster {name!r}: its instance(s) {gone} in {zone} no longer exist "
+        "(deleted outside skyhop, or preempted), and their disks went with them. Run "
+        f"`skyhop down {name}` to remove what is left, then launch the cluster again."
+    )
 
 
 async def start(ctx: BackendContext, compute: Compute, handle: ClusterHandle) -> ClusterHandle:
-    """Start the stopped instances; their external IPs change, so the handle is rebuilt."""
+    """Start the stopped instances; their external IPs change, so the handle is rebuilt.
+
+    An instance deleted behind skyhop's back cannot be started: that is an error naming
+    the cluster and the instances, saying to ``down`` and relaunch (not Google's 404).
+    """
     zone = _zone_of(compute, handle)
     names = [n.instance_id for n in handle.nodes]
     current = {n: await zone.get(n) for n in names}
+    missing = [n for n, i in current.items() if i is None]
+    if missing:
+        raise instances_gone(handle, zone.zone, missing)
     stopping = [n for n, i in current.items() if i and i["status"] == "STOPPING"]
     if stopping:
         await wait_for(ctx, zone, stopping, "TERMINATED")
-    await _all([functools.partial(_start_one, zone, n) for n in names])
+
+    async def start_one(name: str) -> None:
+        try:
+            await _start_one(zone, name)
+        except GcpApiError as exc:
+            if exc.status == 404:  # deleted since we looked
+                raise instances_gone(handle, zone.zone, [name]) from exc
+            raise
+
+    await _all([functools.partial(start_one, n) for n in names])
     found = await wait_for(ctx, zone, names, "RUNNING")
     return build_handle(ctx, handle.cluster_name, [found[n] for n in names], zone,
                         use_spot=handle.use_spot, accelerators=dict(handle.head.gpus),
@@ -324,7 +367,7 @@ async def query(ctx: BackendContext, compute: Compute, handle: ClusterHandle) ->
     for node in handle.nodes:
         inst = found[node.instance_id]
         if inst is None:
-            gone = "instance not found"
+            gone = f"instance {node.instance_id} not found (deleted outside skyhop)"
             if handle.use_spot and await _preempted(zone, {node.extra.get("gce_id", "")}):
                 gone = "preempted (spot VM deleted by Google)"
             out.append(NodeStatus(node.rank, NodeState.TERMINATED, gone))

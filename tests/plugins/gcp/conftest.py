@@ -5,7 +5,8 @@
 change state but nothing answers SSH; tests that run commands skip). ``gcp_env`` gives
 each test a fresh world and the standard Google environment pointing at it: the
 service-account key file in ``GOOGLE_APPLICATION_CREDENTIALS`` (its ``token_uri`` is the
-fake) and ``SKYHOP_GCP_COMPUTE_ENDPOINT``.
+fake), ``SKYHOP_GCP_COMPUTE_ENDPOINT`` and ``SKYHOP_GCP_STORAGE_ENDPOINT`` (the fake's Cloud
+Storage JSON API, :mod:`fakegce.gcs`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def gcp_env(
     fake_gce.control("reset", {})
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake_gce.credentials))
     monkeypatch.setenv("SKYHOP_GCP_COMPUTE_ENDPOINT", fake_gce.compute_endpoint)
+    monkeypatch.setenv("SKYHOP_GCP_STORAGE_ENDPOINT", fake_gce.storage_endpoint)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no gcloud ADC file
     for key in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "GCE_METADATA_HOST"):
         monkeypatch.delenv(key, raising=False)

@@ -45,6 +45,7 @@ class FakeGceProcess:
         self.base = f"http://127.0.0.1:{(root / 'port').read_text()}"
         self.credentials = root / "credentials.json"
         self.compute_endpoint = self.base + "/compute/v1/"
+        self.storage_endpoint = self.base + "/"  # the root: storage/v1/, upload/storage/v1/
 
     def log_text(self) -> str:
         return (self.root / "fakegce.log").read_text(errors="replace")[-5000:]

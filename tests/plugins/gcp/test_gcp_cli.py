@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +51,26 @@ def test_check_and_show_gpus(gcp_env: Any, make_server: Any, tmp_path: Path) -> 
 def test_launch_fail_over_jobs_stop_start_down(
     gce_hosts: Any, make_server: Any, tmp_path: Path
 ) -> None:
+    """Also: a gs:// bucket COPY and a temporary bucket (``persistent: false``, in the
+    backend's own store, gcs) on GCP nodes, and a VM deleted behind skyhop's back."""
     server = gcp_server(make_server, tmp_path)
     gce_hosts.control("inject", {"zone": "us-central1-a", "code": "ZONE_RESOURCE_POOL_EXHAUSTED"})
+    gce_hosts.control("gcs/put", {"bucket": "fk-shared", "objects": {"ds/0.txt": "shard-zero\n"}})
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "w.txt").write_text("weights\n")
     task = tmp_path / "task.yaml"
     task.write_text(
         "num_nodes: 2\nresources:\n  infra: gcp/us-central1\n  instance_type: e2-standard-2\n"
-        "run: echo gcp-rank-$SKYHOP_NODE_RANK-of-$SKYHOP_NUM_NODES\n"
+        "file_mounts:\n  ~/data: gs://fk-shared/ds\n"
+        f"  ~/ckpt: {{name: fk-gdev-ckpt, source: {tmp_path}/ckpt, mode: COPY, persistent: false}}\n"
+        "run: echo gcp-rank-$SKYHOP_NODE_RANK-of-$SKYHOP_NUM_NODES $(cat ~/data/0.txt ~/ckpt/w.txt)\n"
     )
     try:
         out = skyhop(server, "launch", "-y", "-c", "gdev", str(task))
         assert "ZONE_RESOURCE_POOL_EXHAUSTED" in out and "us-central1-b" in out, out
-        assert "gcp-rank-0-of-2" in out and "gcp-rank-1-of-2" in out, out
+        assert "gcp-rank-0-of-2 shard-zero weights" in out, out
+        assert "gcp-rank-1-of-2 shard-zero weights" in out, out
+        assert gce_hosts.control("gcs/state")["buckets"]["fk-gdev-ckpt"] == {"w.txt": "weights\n"}
         fake = gce_hosts.instances()
         assert [(i["zone"], i["status"]) for i in fake] == [("us-central1-b", "RUNNING")] * 2
         single = skyhop(server, "exec", "gdev", "echo single-$SKYHOP_NUM_NODES-on-$(hostname -I)")
@@ -75,7 +85,39 @@ def test_launch_fail_over_jobs_stop_start_down(
         assert restarted["0"]["natIP"] != head_ip  # a new external IP after the restart
         again = skyhop(server, "exec", "gdev", "--num-nodes", "2", "echo again-$SKYHOP_NODE_RANK")
         assert "again-0" in again and "again-1" in again, again
+
+        # Someone deletes a VM in the console: stop stops the rest, start says what
+        # happened and what to do, and status --refresh tells the truth.
+        victim = next(i for i in gce_hosts.instances() if i["labels"]["skyhop-rank"] == "1")
+        delete_instance(gce_hosts, victim)
+        stopped = skyhop(server, "stop", "-y", "gdev")
+        assert f"Instance {victim['name']} (rank 1) of 'gdev' no longer exists" in stopped, stopped
+        start = subprocess.run([sys.executable, "-m", "skyhop.cli", "start", "-y", "gdev"],
+                               env=server.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        said = start.stdout + start.stderr
+        assert start.returncode != 0, said
+        assert f"Cannot start cluster 'gdev': its instance(s) {victim['name']} (rank 1) in " \
+               "us-central1-b no longer exist" in said and "`skyhop down gdev`" in said, said
+        assert "notFound" not in said, said  # not Google's raw 404
+        status = skyhop(server, "status", "--refresh")
+        assert f"gdev: INIT, node 1: instance {victim['name']} not found (deleted outside " \
+               "skyhop). Run `skyhop down gdev` and launch it again." in status, status
     finally:
         skyhop(server, "down", "-y", "gdev")
     assert gce_hosts.instances() == []
     assert gce_hosts.control("firewalls")["firewalls"] == []
+    buckets = gce_hosts.control("gcs/state")["buckets"]
+    assert "fk-gdev-ckpt" not in buckets and "fk-shared" in buckets  # only ours went
+
+
+def delete_instance(fake: Any, instance: dict[str, Any]) -> None:
+    """Delete a VM through the Compute API (as the console would) and wait until it is gone."""
+    from test_fakegce import session
+
+    url = f"{fake.compute_endpoint}projects/{fake.project}/zones/{instance['zone']}/instances/"
+    response = session(fake.credentials).delete(url + instance["name"])
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 30
+    while any(i["name"] == instance["name"] for i in fake.instances()):
+        assert time.monotonic() < deadline, "the fake never deleted the instance"
+        time.sleep(0.05)

@@ -1,5 +1,6 @@
-"""Routes and request validation of the fake, read from Google's ``compute.v1`` discovery
-document (the copy google-api-python-client ships for offline use).
+"""Routes and request validation of the fake, read from Google's ``compute.v1`` and
+``storage.v1`` discovery documents (the copies google-api-python-client ships for offline
+use); every function takes the API's document name (``api``), Compute by default.
 
 Every method of every resource becomes a :class:`Route` (HTTP method + ``flatPath``
 template). A request is matched to its route, its query parameters are checked against
@@ -37,13 +38,17 @@ class ApiError(Exception):
                                       "reason": self.reason}]}}  # fmt: skip
 
 
+COMPUTE = "compute.v1"
+STORAGE = "storage.v1"
+
+
 @functools.cache
-def document() -> dict[str, Any]:
-    """The ``compute.v1`` discovery document shipped inside google-api-python-client."""
+def document(api: str = COMPUTE) -> dict[str, Any]:
+    """The discovery document ``api`` shipped inside google-api-python-client."""
     import googleapiclient
 
     path = os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache",
-                        "documents", "compute.v1.json")  # fmt: skip
+                        "documents", f"{api}.json")  # fmt: skip
     with open(path) as f:
         return dict(json.load(f))
 
@@ -57,6 +62,9 @@ class Route:
     parameters: Mapping[str, Any]
     request_ref: str | None
     response_ref: str | None
+    api: str = COMPUTE
+    #: Whether ``alt=media`` (the object's bytes) is allowed.
+    media_download: bool = False
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -75,22 +83,23 @@ def _methods(resources: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 @functools.cache
-def routes() -> tuple[Route, ...]:
+def routes(api: str = COMPUTE) -> tuple[Route, ...]:
     found = []
-    for m in _methods(document()["resources"]):
+    for m in _methods(document(api)["resources"]):
         template = m.get("flatPath") or m["path"]
         found.append(Route(
             m["id"], m["httpMethod"], template, _compile(template), m.get("parameters", {}),
             (m.get("request") or {}).get("$ref"), (m.get("response") or {}).get("$ref"),
+            api, bool(m.get("supportsMediaDownload")),
         ))  # fmt: skip
     # Literal segments beat parameters: ".../instances/{instance}/start" before "{instance}".
     return tuple(sorted(found, key=lambda r: -len(re.sub(r"\{[^}]+\}", "", r.template))))
 
 
-def match(http_method: str, path: str) -> tuple[Route, dict[str, str]]:
-    """The route of ``path`` (below ``/compute/v1/``) and its path parameters."""
+def match(http_method: str, path: str, api: str = COMPUTE) -> tuple[Route, dict[str, str]]:
+    """The route of ``path`` (below the API's service path) and its path parameters."""
     known_path = False
-    for route in routes():
+    for route in routes(api):
         m = route.pattern.match(path)
         if m:
             known_path = True
@@ -98,7 +107,8 @@ def match(http_method: str, path: str) -> tuple[Route, dict[str, str]]:
                 return route, m.groupdict()
     if known_path:
         raise ApiError(405, f"Method {http_method} is not allowed on {path}.", "methodNotAllowed")
-    raise ApiError(404, f"The requested URL /compute/v1/{path} was not found.", "notFound")
+    service = "/" + str(document(api)["servicePath"])
+    raise ApiError(404, f"The requested URL {service}{path} was not found.", "notFound")
 
 
 def _check_scalar(spec: Mapping[str, Any], value: Any, where: str) -> None:
@@ -123,10 +133,12 @@ def _check_scalar(spec: Mapping[str, Any], value: Any, where: str) -> None:
         raise ApiError(400, f"Invalid value at '{where}' ({value!r}), expected a number.")
 
 
-def validate(value: Any, spec: Mapping[str, Any], where: str = "resource") -> None:
+def validate(
+    value: Any, spec: Mapping[str, Any], where: str = "resource", api: str = COMPUTE
+) -> None:
     """Check ``value`` against a discovery schema; raise the API's 400 on the first fault."""
     if "$ref" in spec:
-        spec = document()["schemas"][spec["$ref"]]
+        spec = document(api)["schemas"][spec["$ref"]]
     kind = spec.get("type")
     if kind == "object":
         if not isinstance(value, dict):
@@ -135,9 +147,9 @@ def validate(value: Any, spec: Mapping[str, Any], where: str = "resource") -> No
         extra = spec.get("additionalProperties")
         for key, item in value.items():
             if props is not None and key in props:
-                validate(item, props[key], f"{where}.{key}")
+                validate(item, props[key], f"{where}.{key}", api)
             elif extra is not None:
-                validate(item, extra, f"{where}[{key!r}]")
+                validate(item, extra, f"{where}[{key!r}]", api)
             else:
                 raise ApiError(400, f'Invalid JSON payload received. Unknown name "{key}" at '
                                     f"'{where}': Cannot find field.")  # fmt: skip
@@ -145,7 +157,7 @@ def validate(value: Any, spec: Mapping[str, Any], where: str = "resource") -> No
         if not isinstance(value, list):
             raise ApiError(400, f"Invalid JSON payload received. Expected a list at '{where}'.")
         for i, item in enumerate(value):
-            validate(item, spec.get("items", {}), f"{where}[{i}]")
+            validate(item, spec.get("items", {}), f"{where}[{i}]", api)
     elif kind == "any":
         return
     else:
@@ -158,7 +170,7 @@ GLOBAL_SKIP = {"alt", "prettyPrint", "fields", "key", "quotaUser", "userIp", "$.
 
 def check_query(route: Route, query: Mapping[str, list[str]]) -> dict[str, str]:
     """The query parameters of a request, checked against the method; one value each."""
-    known = {**document()["parameters"], **route.parameters}
+    known = {**document(route.api)["parameters"], **route.parameters}
     out: dict[str, str] = {}
     for name, values in query.items():
         spec = known.get(name)
@@ -172,6 +184,8 @@ def check_query(route: Route, query: Mapping[str, list[str]]) -> dict[str, str]:
             _check_scalar(spec, value, name)
         if spec.get("enum") and value not in spec["enum"]:
             raise ApiError(400, f"Invalid value for parameter {name!r}: {value!r}.")
+        if name == "alt" and value == "media" and not route.media_download:
+            raise ApiError(400, f"{route.method_id} does not support alt=media.")
         out[name] = value
     for name, spec in route.parameters.items():
         if spec.get("location") == "query" and spec.get("required") and name not in out:
@@ -194,10 +208,10 @@ def check_body(route: Route, body: Any) -> None:
         return
     if body is None:
         raise ApiError(400, f"{route.method_id} needs a request body ({route.request_ref}).")
-    validate(body, {"$ref": route.request_ref})
+    validate(body, {"$ref": route.request_ref}, api=route.api)
 
 
 def check_response(route: Route, body: Any) -> None:
     """The fake's own answer must fit the method's response schema (a bug here is a 500)."""
     if route.response_ref is not None:
-        validate(body, {"$ref": route.response_ref}, "response")
+        validate(body, {"$ref": route.response_ref}, "response", route.api)

@@ -7,8 +7,12 @@
 - ``/compute/v1/...``: every request needs ``Authorization: Bearer`` with a token the
   endpoint issued and a scope that covers Compute; it is matched, checked and answered
   by the discovery document's rules (:mod:`fakegce.discovery`).
+- ``/storage/v1/...``, ``/upload/storage/v1/...``, ``/download/storage/v1/...``: Cloud
+  Storage's JSON API (:mod:`fakegce.gcs`), with the same tokens.
 - ``/_fake/...``: what a test does to the world: inject stockouts and quota errors,
-  preempt a spot VM, list instances with their host slots, reset.
+  preempt a spot VM, list instances with their host slots, seed or read buckets, reset.
+
+Request bodies may be sent chunked (Go's HTTP client does for uploads of unknown length).
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ COMPUTE_SCOPES = {"https://www.googleapis.com/auth/cloud-platform",
 
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+STORAGE_PREFIXES = ("/storage/v1/", "/upload/storage/v1/", "/resumable/upload/storage/v1/",
+                    "/download/storage/v1/")  # fmt: skip
 
 
 class FakeGce:
     """The fake's state besides the world: the service account and issued tokens."""
 
     def __init__(self, world: World, account: dict[str, str], public_key: str) -> None:
+        from fakegce.gcs import FakeGcs
+
         self.world, self.account, self.public_key = world, account, public_key
+        self.gcs = FakeGcs(world.project, world.base.rsplit("/compute", 1)[0])
         self.tokens: dict[str, tuple[str, set[str], float]] = {}
         self.token_requests = 0
         self.revoked = False
@@ -67,14 +76,18 @@ class FakeGce:
         self.tokens[token] = (claims["iss"], scopes, time.time() + 3600)
         return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
 
-    def authorize(self, header: str | None) -> None:
+    def scopes(self, header: str | None) -> set[str]:
+        """The scopes of the bearer token in ``header``; 401 for a missing or bad one."""
         token = (header or "").removeprefix("Bearer ").strip()
         grant = self.tokens.get(token)
         if not header or grant is None or grant[2] < time.time():
             raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth "
                                 "2 access token, login cookie or other valid authentication "
                                 "credential.", "authError")  # fmt: skip
-        if not grant[1] & COMPUTE_SCOPES:
+        return grant[1]
+
+    def authorize(self, header: str | None) -> None:
+        if not self.scopes(header) & COMPUTE_SCOPES:
             raise ApiError(
                 403, "Request had insufficient authentication scopes.", "insufficientPermissions"
             )
@@ -239,6 +252,8 @@ class FakeGce:
 
     def control(self, verb: str, what: str, body: Any) -> Any:
         w = self.world
+        if what.startswith("gcs/"):
+            return self.gcs.control(verb, what, body)
         with w.lock:
             if what == "inject" and verb == "POST":
                 w.injections.append(dict(body))
@@ -268,6 +283,8 @@ class FakeGce:
                 return {"token_requests": self.token_requests}
             if what == "reset" and verb == "POST":
                 w.reset()
+                with self.gcs.lock:
+                    self.gcs.reset()
                 self.revoked = False
                 return {}
         raise ApiError(404, f"no fake control {verb} {what}", "notFound")
@@ -288,11 +305,38 @@ def make_handler(fake: FakeGce) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _body(self) -> bytes:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                data = bytearray()
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return bytes(data)
+                    data.extend(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _reply(self, reply: Any) -> None:
+            self.send_response(reply.status)
+            for key, value in reply.headers.items():
+                if key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(reply.body)
+
         def _handle(self) -> None:
             url = urllib.parse.urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
+            raw = self._body()
             try:
+                if url.path.startswith(STORAGE_PREFIXES):
+                    scopes = fake.scopes(self.headers.get("Authorization"))
+                    self._reply(fake.gcs.handle(self.command, url, self.headers, raw, scopes))
+                    return
                 if url.path == "/token" and self.command == "POST":
                     self._send(*fake.issue_token(urllib.parse.parse_qs(raw.decode())))
                     return
