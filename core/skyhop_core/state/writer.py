@@ -13,7 +13,8 @@ commit that holds its write, so whatever it then acknowledges to a client is on 
 (SQLite WAL; survives a SIGKILL of the server). If a batch fails, it is rolled back and
 each of its writes is retried in a transaction of its own, so one bad write fails alone.
 A caller that is cancelled while waiting still has its write applied (it was queued):
-waiting is shielded, as ``trio.to_thread.run_sync`` without abandoning is.
+waiting cannot be cancelled, as ``trio.to_thread.run_sync`` without abandoning cannot
+(the caller's cancellation is delivered at its next checkpoint).
 
 The thread starts at the first write and exits after :data:`IDLE_SECONDS` without work.
 """
@@ -36,12 +37,19 @@ IDLE_SECONDS = 10.0
 
 
 class _Write:
-    __slots__ = ("fn", "args", "token", "event", "value", "error")
+    __slots__ = ("fn", "args", "token", "task", "value", "error")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], token: Any, event: Any):
-        self.fn, self.args, self.token, self.event = fn, args, token, event
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], token: Any, task: Any):
+        self.fn, self.args, self.token, self.task = fn, args, token, task
         self.value: Any = None
         self.error: BaseException | None = None
+
+
+def _refuse_abort(_raise_cancel: Any) -> Any:
+    """A write's caller cannot be cancelled out of its wait: its write is queued."""
+    import trio
+
+    return trio.lowlevel.Abort.FAILED
 
 
 class GroupWriter:
@@ -60,9 +68,9 @@ class GroupWriter:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue ``fn(connection, *args)``; return its value once its batch committed."""
-        import trio
+        from trio import lowlevel
 
-        write = _Write(fn, args, trio.lowlevel.current_trio_token(), trio.Event())
+        write = _Write(fn, args, lowlevel.current_trio_token(), lowlevel.current_task())
         with self._cond:
             if self._closed:
                 raise RuntimeError("the store's writer is closed")
@@ -74,8 +82,9 @@ class GroupWriter:
                 self._thread.start()
             else:
                 self._cond.notify()
-        with trio.CancelScope(shield=True):
-            await write.event.wait()
+        # Parked until the writer reschedules us, uncancellably (as a shielded wait, for
+        # the price of no cancel scope and no Event: this is every request's path).
+        await lowlevel.wait_task_rescheduled(_refuse_abort)
         if write.error is not None:
             raise write.error
         return write.value  # type: ignore[no-any-return]
@@ -135,8 +144,10 @@ class GroupWriter:
         for token, writes in by_token.items():
 
             def wake(writes: list[_Write] = writes) -> None:
+                from trio.lowlevel import reschedule
+
                 for write in writes:
-                    write.event.set()
+                    reschedule(write.task)
 
             try:
                 token.run_sync_soon(wake)
