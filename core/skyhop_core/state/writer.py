@@ -174,10 +174,11 @@ class InlineWriter:
     holds up the event loop meanwhile, so ``fn`` must stay short, as for the thread
     writer.
 
-    Opt-in (``SKYHOP_DB_WRITER=inline``): it uses less CPU per write (140 against 180 us
-    for a ``status`` read), but on a machine whose cores are oversubscribed a single
-    client's read took longer (the one busy thread waits for a core; the thread writer's
-    event loop sleeps and is woken first). See bench/RESULTS.md, "Request path".
+    Opt-in (``SKYHOP_DB_WRITER=inline``): a bare write took less CPU (140 against 180 us
+    for a ``status`` query), but a whole read through the server took more, and on a
+    machine whose cores were oversubscribed a single client's read took 6 ms instead of
+    1 (the one busy thread waits for a core; the thread writer's event loop sleeps and
+    is woken first). See bench/RESULTS.md, "Request path, round 3".
     """
 
     def __init__(self, engine: sa.Engine, *, max_batch: int = MAX_BATCH) -> None:
