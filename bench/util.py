@@ -129,23 +129,22 @@ def tree_rss(pid: int) -> int:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) of a process: (its main thread, all its threads)."""
-    main = total = 0.0
+def _stat_cpu(path: str) -> float | None:
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return main, total
-    for tid in tasks:
-        try:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        used = (int(fields[11]) + int(fields[12])) / CLK_TCK
-        total += used
-        if int(tid) == pid:
-            main = used
-    return main, total
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a process: (its main thread, all its threads).
+
+    All threads: the process's own count, which keeps the CPU of threads that have
+    exited (a worker thread that ended between two samples would otherwise be
+    subtracted from the second)."""
+    main = _stat_cpu(f"/proc/{pid}/task/{pid}/stat") or 0.0
+    return main, _stat_cpu(f"/proc/{pid}/stat") or 0.0
 
 
 def alive(pid: int) -> bool:

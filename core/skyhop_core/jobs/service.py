@@ -25,11 +25,11 @@ import attrs
 import trio
 
 from skyhop_core.jobs import state as js
-from skyhop_core.jobs.controller import Controller
 from skyhop_core.jobs.output import LogFlusher, OutputWriter
 from skyhop_core.requests.logs import LogHub
 
 if TYPE_CHECKING:
+    from skyhop_core.jobs.controller import Controller
     from skyhop_core.requests.engine import Engine
     from skyhop_core.services import Services
 
@@ -147,6 +147,10 @@ class JobsService:
         assert self._nursery is not None, "jobs service not started"
         if row.job_id in self.controllers:
             return
+        # Imported with the first job: the controller's launch/recovery modules are not
+        # part of the server's start-up.
+        from skyhop_core.jobs.controller import Controller
+
         controller = Controller(self, row)
         self.controllers[row.job_id] = controller
         self._nursery.start_soon(controller.run)

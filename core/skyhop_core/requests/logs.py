@@ -78,6 +78,8 @@ class RequestLogWriter:
         self._file: IO[bytes] | None = None  # opened at the first write: most reads log nothing
         self._closed = False
         self._live = hub.open_live(request_id) if live else None
+        #: Bytes this writer put in the log file (a new request's: the file's size).
+        self.file_bytes = 0
 
     async def send(self, data: bytes) -> None:
         """Relayed bytes: into the live log (waiting for the reader), else the file."""
@@ -100,6 +102,7 @@ class RequestLogWriter:
         if self._file is None:
             self._file = open_private(self._hub.path(self._request_id), "ab", buffering=0)
         self._file.write(data)
+        self.file_bytes += len(data)
         self._hub.notify(self._request_id)
 
     def line(self, message: str) -> None:

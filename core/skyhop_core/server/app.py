@@ -184,8 +184,12 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         except Exception as exc:
             return error_response(exc)
         if row is not None:  # finished within ?wait=: the result, as GET /api/get has it
-            # ...and how long its log is, so a client need not ask for an empty one.
-            return JSONResponse({**_outcome(row), "log_bytes": _size(services.logs.path(request_id))})
+            # ...and how long its log is, so a client need not ask for an empty one (the
+            # engine counted what it wrote: no stat of the file, which gives up the GIL).
+            log_bytes = getattr(row, "log_bytes", None)
+            if log_bytes is None:
+                log_bytes = _size(services.logs.path(request_id))
+            return JSONResponse({**_outcome(row), "log_bytes": log_bytes})
         return JSONResponse({"request_id": request_id}, status_code=202)
 
     async def get(request: Request) -> Response:

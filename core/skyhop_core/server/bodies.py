@@ -88,6 +88,10 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+#: One decoder for every body (``json.loads`` with ``parse_float`` builds a new one per call).
+_DECODER = json.JSONDecoder(parse_float=_number)
+
+
 def parse_json(raw: bytes) -> Any:
     """The JSON document in ``raw`` (empty means ``{}``); ValueError when it is not JSON
     or nests deeper than :data:`MAX_JSON_DEPTH`."""
@@ -95,7 +99,8 @@ def parse_json(raw: bytes) -> Any:
         f"The request body nests arrays/objects more than {MAX_JSON_DEPTH} levels deep."
     )
     try:
-        value = json.loads(raw or b"{}", parse_float=_number)
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if raw else "{}"
+        value = _DECODER.decode(text)
     except RecursionError:
         raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:

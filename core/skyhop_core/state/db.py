@@ -278,14 +278,14 @@ class Store:
     """The database plus a limiter for the worker threads that talk to it, and the
     group-commit writer for the request rows (see :mod:`skyhop_core.state.writer`)."""
 
-    def __init__(self, engine: sa.Engine, max_threads: int = 8) -> None:
+    def __init__(self, engine: sa.Engine, max_threads: int = 8, writer: str | None = None) -> None:
         self.engine = engine
         import trio  # here, so the tables import without trio (the CLI's token commands)
 
-        from skyhop_core.state.writer import GroupWriter
+        from skyhop_core.state.writer import make_writer
 
         self.limiter = trio.CapacityLimiter(max_threads)
-        self.writer = GroupWriter(engine)
+        self.writer = make_writer(engine, writer)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` in a transaction on a worker thread."""
@@ -299,11 +299,11 @@ class Store:
         return await trio.to_thread.run_sync(work, limiter=self.limiter)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(connection, *args)`` on the store's one writer thread, in one
-        transaction with the other calls queued meanwhile; returns once it committed.
-        For the short writes and reads of the request path (``fn`` must be quick: it
-        holds up the others in its batch); under load, a batch costs one thread hop
-        and one commit for all of them."""
+        """Run ``fn(connection, *args)`` in one transaction with the other calls queued
+        meanwhile (on the store's writer thread; see :mod:`skyhop_core.state.writer`);
+        returns once it committed. For the short writes and reads of the request path
+        (``fn`` must be quick: it holds up the others in its batch); under load, a
+        batch costs one commit for all of them."""
         return await self.writer.run(fn, *args)
 
     def close(self) -> None:
@@ -317,10 +317,11 @@ class Store:
             return fn(conn, *args)
 
 
-def open_store(persistent_path: Path) -> Store:
-    """Open the state store, upgrading its schema in place first."""
+def open_store(persistent_path: Path, *, writer: str | None = None) -> Store:
+    """Open the state store, upgrading its schema in place first. ``writer``: see
+    :func:`skyhop_core.state.writer.make_writer`."""
     from skyhop_core.state.migrate import upgrade
 
     engine = create_engine(persistent_path)
     upgrade(engine)
-    return Store(engine)
+    return Store(engine, writer=writer)

@@ -1,8 +1,10 @@
-"""The group-commit writer of the state store: batching, ordering, failures, durability."""
+"""The group-commit writers of the state store (on a thread, the default, or on the event
+loop, SQLite's opt-in): batching, ordering, failures, durability."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import trio.testing
 from skyhop_core.models.status import RequestStatus
 from skyhop_core.state import open_store
 from skyhop_core.state import requests as rq
+from skyhop_core.state.writer import GroupWriter, InlineWriter, make_writer
 
 
 def _row(request_id: str) -> dict:
@@ -22,9 +25,9 @@ def _row(request_id: str) -> dict:
     )  # fmt: skip
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    store = open_store(tmp_path)
+@pytest.fixture(params=["inline", "thread"])
+def store(tmp_path: Path, request):
+    store = open_store(tmp_path, writer=request.param)
     yield store
     store.close()
 
@@ -99,17 +102,49 @@ def test_writes_apply_in_the_order_they_were_queued(store):
     assert store.run_sync(rq.get_row, "o").status == "FAILED"
 
 
-def test_a_cancelled_caller_still_gets_its_write_and_close_stops_the_thread(store, tmp_path):
+def test_a_cancelled_caller_still_gets_its_write_and_close_stops_the_writer(store, tmp_path):
     async def main() -> None:
         with trio.move_on_after(0):  # already cancelled when it starts waiting
             await store.write(lambda c: rq.insert(c, **_row("kept")))
 
     trio.run(main)
     assert "kept" in _ids(tmp_path)
-    thread = store.writer._thread
-    assert thread is not None and thread.is_alive()
+    thread = getattr(store.writer, "_thread", None)
+    if isinstance(store.writer, GroupWriter):
+        assert thread is not None and thread.is_alive()
     store.close()
-    thread.join(5)
-    assert not thread.is_alive()
+    if thread is not None:
+        thread.join(5)
+        assert not thread.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         trio.run(store.write, lambda c: None)
+
+
+def test_the_writer_is_a_thread_unless_sqlite_opts_in(tmp_path, monkeypatch):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    assert isinstance(make_writer(engine), GroupWriter)
+    monkeypatch.setenv("SKYHOP_DB_WRITER", "inline")
+    assert isinstance(make_writer(engine), InlineWriter)
+    pytest.importorskip("psycopg")
+    server_db = sa.create_engine("postgresql+psycopg://u@127.0.0.1:1/x")  # never connects
+    assert isinstance(make_writer(server_db), GroupWriter), "inline is for SQLite only"
+    monkeypatch.setenv("SKYHOP_DB_WRITER", "fast")
+    with pytest.raises(ValueError, match="SKYHOP_DB_WRITER='fast': use inline or thread"):
+        make_writer(engine)
+    engine.dispose()
+
+
+def test_an_inline_batch_commits_once_for_every_task_that_could_run(tmp_path):
+    store = open_store(tmp_path, writer="inline")
+    threads_before = threading.active_count()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(store.write, lambda c, i=i: rq.insert(c, **_row(f"i{i}")))
+
+    trio.run(main)
+    assert threading.active_count() == threads_before, "an inline write started a thread"
+    assert store.writer.writes == 100 and store.writer.batches <= 2
+    assert len(_ids(tmp_path)) == 100
+    store.close()
