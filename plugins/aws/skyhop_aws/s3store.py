@@ -11,7 +11,6 @@ which needs rclone and FUSE there and says so when either is missing.
 from __future__ import annotations
 
 import os
-import shlex
 from typing import Any
 
 import trio
@@ -20,6 +19,7 @@ from skyhop_aws.aws import limiter
 from skyhop_core.context import BackendContext
 from skyhop_core.exceptions import CredentialsError, StorageError
 from skyhop_core.hookspecs import hookimpl
+from skyhop_core.storage import rclone
 from skyhop_core.storage.records import Bucket, MountPlan, StoreInfo
 
 NAME = "s3"
@@ -187,64 +187,19 @@ def skyhop_store_mount_plan(
     if endpoint:
         # Quoted with ' inside the connection string: the URL holds ':' (rclone's syntax).
         options += f",endpoint='{endpoint}'"
-    path = '"$HOME"' + shlex.quote(mount_path[1:]) if mount_path.startswith("~") else \
-        shlex.quote(mount_path)
-    # MOUNT: rclone writes a file to the bucket when it is closed; MOUNT_CACHED: reads and
-    # writes go through a local cache, written back a second after the file is closed.
-    cache = "--vfs-cache-mode full --vfs-write-back 1s" if cached else \
-        "--vfs-cache-mode writes --vfs-write-back 0s"
-    # What the mount table shows as its source: a second launch tells its own bucket.
-    device = shlex.quote(f"skyhop-{'cached' if cached else 'mount'}:{bucket.uri}")
-    script = f"""set -e
-if ! command -v rclone >/dev/null 2>&1; then
-  echo "MOUNT of {bucket.uri} needs rclone on the node (Debian: apt-get install rclone fuse3); use mode: COPY instead" >&2; exit 1
-fi
-if [ ! -e /dev/fuse ] || {{ ! command -v fusermount3 && ! command -v fusermount; }} >/dev/null 2>&1; then
-  echo "MOUNT of {bucket.uri} needs FUSE (/dev/fuse and fusermount) on the node, which it does not have; use mode: COPY instead" >&2; exit 1
-fi
-mkdir -p {path}
-if mountpoint -q {path}; then
-  # A second launch: the same bucket stays mounted, another one replaces it.
-  if [ "$(findmnt -n -o SOURCE --mountpoint {path} 2>/dev/null)" = {device} ]; then exit 0; fi
-  fusermount3 -u -z {path} 2>/dev/null || fusermount -u -z {path} 2>/dev/null || umount -l {path}
-fi
-cache_dir="${{XDG_CACHE_HOME:-$HOME/.cache}}/skyhop-rclone"
-set -- --daemon --config /dev/null --devname {device} {cache}
-if [ "$(id -u)" = 0 ]; then
-  # Mounted by root for the node's user (the owner of its home): jobs get its files,
-  # root keeps the credentials (its environment is not theirs to read) and the cache.
-  cache_dir=/var/cache/skyhop-rclone
-  set -- "$@" --allow-other --uid "$(stat -c %u "$HOME")" --gid "$(stat -c %g "$HOME")"
-fi
-mkdir -p "$cache_dir"
-set -- "$@" --cache-dir "$cache_dir"
-# rclone takes a custom CA bundle as a flag (its AWS SDK fails on AWS_CA_BUNDLE): the
-# server's (its content: the server's path need not exist here), else the node's own.
-if [ -n "${{SKYHOP_S3_CA_B64:-}}" ]; then
+    # rclone takes a custom CA bundle as a flag (its AWS SDK fails on AWS_CA_BUNDLE): the
+    # server's (its content: the server's path need not exist here), else the node's own.
+    setup = """if [ -n "${SKYHOP_S3_CA_B64:-}" ]; then
   ca="$cache_dir/ca-$(printf %s "$SKYHOP_S3_CA_B64" | cksum | cut -d' ' -f1).pem"
   printf %s "$SKYHOP_S3_CA_B64" | base64 -d > "$ca.$$" && mv "$ca.$$" "$ca"
   set -- "$@" --ca-cert "$ca"
-elif [ -n "${{AWS_CA_BUNDLE:-}}" ]; then
+elif [ -n "${AWS_CA_BUNDLE:-}" ]; then
   set -- "$@" --ca-cert "$AWS_CA_BUNDLE"
 fi
-unset AWS_CA_BUNDLE SKYHOP_S3_CA_B64
-rclone mount {shlex.quote(f":s3,{options}:{remote}")} {path} "$@"
-"""
+unset AWS_CA_BUNDLE SKYHOP_S3_CA_B64"""
+    script = rclone.mount_script(bucket.uri, f":s3,{options}:{remote}", mount_path, cached, setup)
     return MountPlan(command=script, server_env=_server_env(endpoint),
-                     flush_command=FLUSH_SCRIPT)  # fmt: skip
-
-
-#: Waits while rclone's VFS cache (where the mount script puts it) holds a file not yet
-#: written to its bucket: rclone marks it "Dirty" in its metadata until the upload is
-#: done, and on SIGTERM it exits without writing back.
-FLUSH_SCRIPT = """cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/skyhop-rclone"
-if [ "$(id -u)" = 0 ]; then cache_dir=/var/cache/skyhop-rclone; fi
-[ -d "$cache_dir/vfsMeta" ] || exit 0
-while grep -rqsE '"Dirty": *true' "$cache_dir/vfsMeta"; do
-  pgrep -x rclone >/dev/null || { echo "rclone is not running; its cache holds writes not yet in the bucket" >&2; exit 1; }
-  sleep 0.2
-done
-"""
+                     flush_command=rclone.FLUSH_SCRIPT)  # fmt: skip
 
 
 def _server_env(endpoint: str | None) -> dict[str, str]:

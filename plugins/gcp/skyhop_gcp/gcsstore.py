@@ -13,7 +13,6 @@ so when either is missing.
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +22,7 @@ import trio
 from skyhop_core.context import BackendContext
 from skyhop_core.exceptions import CredentialsError, StorageError
 from skyhop_core.hookspecs import hookimpl
+from skyhop_core.storage import rclone
 from skyhop_core.storage.records import Bucket, MountPlan, StoreInfo
 
 NAME = "gcs"
@@ -144,28 +144,16 @@ def mount_plan(bucket: Bucket, mount_path: str, cached: bool, root: str,
     options = "bucket_policy_only=true"
     if root != DEFAULT_ENDPOINT:  # rclone wants the JSON API's base, not the root
         options += f',endpoint="{root}storage/v1/"'  # quoted: the URL has colons
-    path = '"$HOME"' + shlex.quote(mount_path[1:]) if mount_path.startswith("~") else \
-        shlex.quote(mount_path)
-    cache = "full" if cached else "writes"
-    script = f"""set -e
-if ! command -v rclone >/dev/null 2>&1; then
-  echo "MOUNT of {bucket.uri} needs rclone on the node (Debian: apt-get install rclone fuse3); use mode: COPY instead" >&2; exit 1
-fi
-if [ ! -e /dev/fuse ] || {{ ! command -v fusermount3 && ! command -v fusermount; }} >/dev/null 2>&1; then
-  echo "MOUNT of {bucket.uri} needs FUSE (/dev/fuse and fusermount) on the node, which it does not have; use mode: COPY instead" >&2; exit 1
-fi
-# Credentials: the server's key (local nodes), else the node's key file, else the VM's
-# service account (rclone's env_auth).
-if [ -z "${{RCLONE_GCS_SERVICE_ACCOUNT_CREDENTIALS:-}}" ] && [ -n "${{GOOGLE_APPLICATION_CREDENTIALS:-}}" ]; then
+    # Credentials: the server's key (local nodes), else the node's key file, else the VM's
+    # service account (rclone's env_auth).
+    setup = """if [ -z "${RCLONE_GCS_SERVICE_ACCOUNT_CREDENTIALS:-}" ] && [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ]; then
   export RCLONE_GCS_SERVICE_ACCOUNT_FILE="$GOOGLE_APPLICATION_CREDENTIALS"
 fi
-if [ -z "${{RCLONE_GCS_SERVICE_ACCOUNT_CREDENTIALS:-}}${{RCLONE_GCS_SERVICE_ACCOUNT_FILE:-}}" ]; then
+if [ -z "${RCLONE_GCS_SERVICE_ACCOUNT_CREDENTIALS:-}${RCLONE_GCS_SERVICE_ACCOUNT_FILE:-}" ]; then
   export RCLONE_GCS_ENV_AUTH=true
-fi
-mkdir -p {path}
-rclone mount {shlex.quote(f":gcs,{options}:{remote}")} {path} --daemon --vfs-cache-mode {cache}
-"""
-    return MountPlan(command=script, server_env=server_env)
+fi"""
+    script = rclone.mount_script(bucket.uri, f":gcs,{options}:{remote}", mount_path, cached, setup)
+    return MountPlan(command=script, server_env=server_env, flush_command=rclone.FLUSH_SCRIPT)
 
 
 def _credentials_env(ctx: BackendContext) -> dict[str, str]:
