@@ -132,7 +132,9 @@ def _seconds(name: str, default: int) -> int:
     try:
         return max(1, int(value)) if value else default
     except ValueError:
-        raise ValueError(f"{name}={value!r} is not a whole number of seconds") from None
+        raise ValueError(
+            f"{name}={value!r} is not a whole number of seconds: set it to one (e.g. 5) or unset it"
+        ) from None
 
 
 def remote_line(
