@@ -102,6 +102,18 @@ def test_cancel_a_log_stream_stops_it_and_its_processes(server):
     assert request_status(server, logs_id) == "CANCELLED"
     for pid in tails:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    # What `sky.api_cancel` sends — an `api_cancel` request answered with its result — is
+    # answered after the cancelled request's CANCELLED row is stored (the two rows share a
+    # commit): a status read right after the answer sees it.
+    for _ in range(3):
+        logs_id = submit(server, "logs", {"cluster_name": "lg", "job_id": job_id, "follow": True})
+        wait_status(server, logs_id, "RUNNING")
+        answer = httpx.post(
+            f"{server.endpoint}/api/v1/api_cancel", params={"wait": "10"}, headers=HEADERS,
+            json={"request_ids": [logs_id], "all": False, "all_users": False}, timeout=30,
+        ).json()
+        assert answer["status"] == "SUCCEEDED" and answer["result"] == [logs_id]
+        assert request_status(server, logs_id) == "CANCELLED"
     # Cancelling the stream did not cancel the job.
     statuses = result(server, submit(server, "job_status", {"cluster_name": "lg", "job_ids": [job_id]}))
     assert statuses["result"] == {str(job_id): "RUNNING"}

@@ -67,8 +67,10 @@ async def cancel_requests(
     *,
     deploy: bool,
     except_id: str | None = None,
+    queued_is_enough: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """Cancel what ``body`` names for ``user``; returns (cancelled, already finished)."""
+    """Cancel what ``body`` names for ``user``; returns (cancelled, already finished).
+    ``queued_is_enough``: see :meth:`Engine.cancel`."""
     if body.all_users:
         check_all_users(user, "cancel", deploy)
     if body.request_ids:
@@ -82,7 +84,7 @@ async def cancel_requests(
     ids = [i for i in ids if i != except_id]
     if not deploy and not body.all_users:
         await check_foreign(engine, ids, user)
-    return await engine.cancel(ids)
+    return await engine.cancel(ids, queued_is_enough=queued_is_enough)
 
 
 async def api_cancel(ctx: RequestContext, p: CancelRequestsParams) -> list[str]:
@@ -91,7 +93,8 @@ async def api_cancel(ctx: RequestContext, p: CancelRequestsParams) -> list[str]:
     if engine is None:
         raise exceptions.ApiServerError("This server has no request engine to cancel with.")
     cancelled, finished = await cancel_requests(
-        engine, p, ctx.user, deploy=ctx.services.deploy, except_id=ctx.request_id
+        engine, p, ctx.user, deploy=ctx.services.deploy, except_id=ctx.request_id,
+        queued_is_enough=True,  # this request's own row is written after theirs
     )
     if cancelled:
         ctx.log(f"Cancelled {len(cancelled)} request(s): {', '.join(cancelled)}")

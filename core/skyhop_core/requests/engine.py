@@ -134,6 +134,9 @@ class Engine:
         self._sealed: set[str] = set()
         #: Rows of running requests not written yet (see :meth:`submit_and_wait`).
         self._unwritten: dict[str, dict[str, Any]] = {}
+        #: Set when a request's outcome write is queued (only for those a cancel awaits).
+        self._outcome_queued: dict[str, trio.Event] = {}
+        self._outcome_queued_ids: set[str] = set()
         self._ids = RequestIds()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -352,6 +355,10 @@ class Engine:
                 scrub = redact if request_id in self._sealed else None
                 self._sealed.discard(request_id)
                 unwritten = self._unwritten.pop(request_id, None)
+                # Its outcome is queued by the write below before that call yields.
+                self._outcome_queued_ids.add(request_id)
+                if (queued := self._outcome_queued.pop(request_id, None)) is not None:
+                    queued.set()
                 if unwritten is not None:  # never written: one row, already finished
                     await store.write(
                         lambda conn: rq.insert_finished(
@@ -372,6 +379,7 @@ class Engine:
                 self._scopes.pop(request_id, None)
                 self._owners.pop(request_id, None)
                 self._users.pop(request_id, None)
+                self._outcome_queued_ids.discard(request_id)
                 self._done.pop(request_id).set()
 
     def _remember(
@@ -461,17 +469,28 @@ class Engine:
         for scope in list(self._scopes.values()):
             scope.cancel()
 
-    async def cancel(self, request_ids: list[str]) -> tuple[list[str], list[str]]:
+    async def cancel(
+        self, request_ids: list[str], *, queued_is_enough: bool = False
+    ) -> tuple[list[str], list[str]]:
         """Cancel requests, here or on the replica that runs them; returns (cancelled,
-        already finished) once their cleanup is done."""
+        already finished) once their cleanup is done.
+
+        ``queued_is_enough``: for those running here, return once their CANCELLED row is
+        queued for the store rather than committed — for a caller that writes after
+        them and answers only after its own commit (the ``api_cancel`` request): the
+        store applies writes in order, so both land in one batch instead of two.
+        """
         local = [i for i in request_ids if self.cancel_local(i)]
         others = [i for i in request_ids if i not in local]
         # Cancelling what runs here needs no database round trip before its cleanup.
         remote = await self.services.store.run(rq.request_cancel, others) if others else []
         for request_id in local:
-            event = self._done.get(request_id)
-            if event is not None:
-                await event.wait()
+            if request_id not in self._done:
+                continue
+            if queued_is_enough and request_id not in self._outcome_queued_ids:
+                await self._outcome_queued.setdefault(request_id, trio.Event()).wait()
+            else:
+                await self._done[request_id].wait()
         with trio.move_on_after(REMOTE_CANCEL_WAIT_SECONDS):
             for request_id in remote:
                 await self.wait(request_id)
