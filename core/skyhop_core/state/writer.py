@@ -1,7 +1,10 @@
 """Group commit: queued writes applied together, one transaction per batch.
 
-Two writers share the contract below: :class:`GroupWriter` (the default) applies a
-batch on one writer thread; :class:`InlineWriter` (SQLite only, opt-in) on the event loop.
+Two writers share the contract below: :class:`GroupWriter` applies a batch on one
+writer thread; :class:`InlineWriter` (SQLite only) on the event loop. The default for a
+SQLite file is both: writes that come one at a time go inline (a hop to a thread and back
+costs more than the write), writes that come together are batched on the thread (where
+SQLite's own work runs beside the event loop instead of on it).
 
 Every request writes its row at least once (submitted, finished). Giving each write its
 own worker thread and its own transaction costs a thread hop, a commit and — worst on a
@@ -19,8 +22,9 @@ A caller that is cancelled while waiting still has its write applied (it was que
 waiting cannot be cancelled, as ``trio.to_thread.run_sync`` without abandoning cannot
 (the caller's cancellation is delivered at its next checkpoint).
 
-The thread starts at the first write and exits after :data:`IDLE_SECONDS` without work.
-``SKYHOP_DB_WRITER=inline`` picks the inline writer for SQLite (see :func:`make_writer`).
+The thread starts at the first write it gets and exits after :data:`IDLE_SECONDS`
+without work. ``SKYHOP_DB_WRITER`` picks ``thread`` or ``inline`` only (see
+:func:`make_writer`).
 """
 
 from __future__ import annotations
@@ -78,19 +82,39 @@ def apply_batch(engine: sa.Engine, batch: list[_Write]) -> None:
 class GroupWriter:
     """Applies ``fn(connection, *args)`` calls from trio tasks in grouped transactions."""
 
-    def __init__(self, engine: sa.Engine, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, engine: sa.Engine, *, max_batch: int = MAX_BATCH, inline: InlineWriter | None = None
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self._queue: collections.deque[_Write] = collections.deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._applying = False
+        #: Applies writes on the event loop while they come one at a time (see run).
+        self.inline = inline
         #: Batches committed and writes applied (for tests and the benchmark).
         self.batches = 0
         self.writes = 0
+        self.last_batch = 0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Queue ``fn(connection, *args)``; return its value once its batch committed."""
+        """Queue ``fn(connection, *args)``; return its value once its batch committed.
+
+        With an :attr:`inline` writer, a write that comes alone — the last batch held
+        one write, and this thread has nothing queued or under way — is applied on the
+        event loop instead (no hop to this thread and back: a single client's read is
+        two writes); as soon as writes come together, they are batched here again. Order
+        is kept: a write goes inline only when nothing is pending here, and while an
+        inline batch is under way every write joins it.
+        """
+        inline = self.inline
+        if inline is not None and (inline.leading or (self.last_batch <= 1 and self._idle())):
+            try:
+                return await inline.run(fn, *args)
+            finally:
+                self.last_batch = inline.last_batch  # the most recent batch, either writer
         write = _Write(fn, args, lowlevel.current_trio_token(), lowlevel.current_task())
         with self._cond:
             if self._closed:
@@ -110,8 +134,14 @@ class GroupWriter:
             raise write.error
         return write.value  # type: ignore[no-any-return]
 
+    def _idle(self) -> bool:
+        with self._cond:
+            return not self._queue and not self._applying and not self._closed
+
     def close(self, timeout: float = 10.0) -> None:
         """Apply what is queued, then stop the thread (later writes raise)."""
+        if self.inline is not None:
+            self.inline.close()
         with self._cond:
             self._closed = True
             thread = self._thread
@@ -130,13 +160,17 @@ class GroupWriter:
             batch: list[_Write] = []
             while self._queue and len(batch) < self.max_batch:
                 batch.append(self._queue.popleft())
+            self._applying = True
             return batch
 
     def _loop(self) -> None:
         while (batch := self._take()) is not None:
             self._apply(batch)
+            with self._cond:
+                self._applying = False
             self.batches += 1
             self.writes += len(batch)
+            self.last_batch = len(batch)
             self._wake(batch)
 
     def _apply(self, batch: list[_Write]) -> None:
@@ -160,26 +194,28 @@ class GroupWriter:
 
 
 class InlineWriter:
-    """Group commit on the event loop itself, for SQLite (no thread, no hop).
+    """Group commit on the event loop itself, for a SQLite file (no thread, no hop).
 
     A SQLite transaction of a few short statements commits in tens of microseconds (WAL,
     ``synchronous=NORMAL``: no fsync per commit), less than handing it to a thread costs
     — and the hand-off is worse than its CPU: the thread and the event loop then take
-    turns at the GIL, and a single client's read waited milliseconds for it. The first
-    caller to find no batch under way leads one: it yields once, so that every task that
-    can run now queues its write too, then applies all of them in one transaction and
-    reschedules their callers; the others park until then (uncancellably, like the
-    thread writer's callers). Same durability: nobody resumes before the commit that
-    holds its write. A write that waits for a lock (another connection's transaction)
-    holds up the event loop meanwhile, so ``fn`` must stay short, as for the thread
-    writer.
+    turns at the GIL, twice per write. The first caller to find no batch under way leads
+    one: it yields once, so that every task that can run now queues its write too, then
+    applies all of them in one transaction and reschedules their callers; the others
+    park until then (uncancellably, like the thread writer's callers). Same durability:
+    nobody resumes before the commit that holds its write.
 
-    Opt-in (``SKYHOP_DB_WRITER=inline``): a bare write took less CPU (140 against 180 us
-    for a ``status`` query), but a whole read through the server took more, and on a
-    machine whose cores were oversubscribed a single client's read took 6 ms instead of
-    1 (the one busy thread waits for a core; the thread writer's event loop sleeps and
-    is woken first). See bench/RESULTS.md, "Request path, round 3".
+    The event loop never waits on the disk or on another connection: the batch runs on
+    a connection of its own that takes SQLite's write lock with ``BEGIN IMMEDIATE`` and
+    no busy timeout, so when another connection holds the lock (a ``Store.run``
+    transaction on a worker thread, another process) the batch is applied on a worker
+    thread instead, waiting there; and that connection never checkpoints the WAL on
+    commit (which writes the database file and syncs it): every
+    :data:`CHECKPOINT_EVERY` commits a passive checkpoint runs on a worker thread.
     """
+
+    #: Inline commits between two WAL checkpoints (SQLite's own default is 1,000 pages).
+    CHECKPOINT_EVERY = 500
 
     def __init__(self, engine: sa.Engine, *, max_batch: int = MAX_BATCH) -> None:
         self.engine = engine
@@ -187,8 +223,18 @@ class InlineWriter:
         self._queue: collections.deque[_Write] = collections.deque()
         self._leading = False
         self._closed = False
+        self._inline = _inline_engine(engine)
+        self._since_checkpoint = 0
         self.batches = 0
         self.writes = 0
+        self.last_batch = 0
+        #: Batches handed to a worker thread because SQLite's write lock was taken.
+        self.deferred = 0
+
+    @property
+    def leading(self) -> bool:
+        """Whether a batch is being gathered or applied (a new write joins it)."""
+        return self._leading
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue ``fn(connection, *args)``; return its value once its batch committed."""
@@ -205,9 +251,7 @@ class InlineWriter:
                 while self._queue:
                     count = min(len(self._queue), self.max_batch)
                     batch = [self._queue.popleft() for _ in range(count)]
-                    apply_batch(self.engine, batch)
-                    self.batches += 1
-                    self.writes += len(batch)
+                    await self._apply(batch)
                     for other in batch:
                         if other is not write:
                             lowlevel.reschedule(other.task)
@@ -217,20 +261,91 @@ class InlineWriter:
             raise write.error
         return write.value  # type: ignore[no-any-return]
 
+    async def _apply(self, batch: list[_Write]) -> None:
+        """Apply ``batch`` here, or — the write lock taken, or the batch failed — on a
+        worker thread, where it waits for the lock and each write is retried alone."""
+        import trio
+
+        if not _apply_if_unlocked(self._inline, batch):
+            self.deferred += 1
+            await trio.to_thread.run_sync(apply_batch, self.engine, batch)
+        self.batches += 1
+        self.writes += len(batch)
+        self.last_batch = len(batch)
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= self.CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            await trio.to_thread.run_sync(_checkpoint, self.engine)
+
     def close(self, timeout: float = 10.0) -> None:
         """Later writes raise (nothing is ever left queued: a batch is applied at once)."""
-        self._closed = True
+        if not self._closed:
+            self._closed = True
+            self._inline.dispose()
+
+
+def _inline_engine(engine: sa.Engine) -> sa.Engine:
+    """One connection to ``engine``'s SQLite file for the event loop: no busy timeout,
+    no checkpoint on commit, transactions begun explicitly (``BEGIN IMMEDIATE``)."""
+    from sqlalchemy.pool import StaticPool
+
+    inline = sa.create_engine(
+        engine.url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+
+    def configure(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the sqlite3 module begins nothing itself
+        for pragma in ("busy_timeout=0", "wal_autocheckpoint=0", "foreign_keys=ON",
+                       "synchronous=NORMAL"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    sa.event.listen(inline, "connect", configure)
+    return inline
+
+
+def _apply_if_unlocked(inline: sa.Engine, batch: list[_Write]) -> bool:
+    """Run ``batch`` in one transaction on ``inline`` if SQLite's write lock is free at
+    once; False (nothing applied) if it is not, or if the batch failed and rolled back."""
+    with inline.connect() as conn:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except sa.exc.OperationalError:  # SQLITE_BUSY: another connection is writing
+            conn.rollback()
+            return False
+        try:
+            for write in batch:
+                write.value = write.fn(conn, *write.args)
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            for write in batch:
+                write.value = None
+            return False
+    return True
+
+
+def _checkpoint(engine: sa.Engine) -> None:
+    """Copy the WAL into the database file as far as no reader needs it (never waits)."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def make_writer(engine: sa.Engine, kind: str | None = None) -> GroupWriter | InlineWriter:
-    """The writer for ``engine``: ``kind`` (``inline`` or ``thread``), else
-    ``SKYHOP_DB_WRITER``, else the thread writer. Inline is for SQLite only (a server
-    database's statements wait on the network: never on the event loop)."""
+    """The writer for ``engine``: ``kind``, else ``SKYHOP_DB_WRITER``, else ``auto``.
+
+    ``auto``: the thread writer, which applies writes that come one at a time on the event
+    loop when the database is a SQLite file (see :meth:`GroupWriter.run`); ``thread``:
+    always the thread; ``inline``: always the event loop (SQLite only). A server
+    database's statements wait on the network, so PostgreSQL always gets the thread.
+    """
     import os
 
-    kind = kind or os.environ.get("SKYHOP_DB_WRITER") or "thread"
-    if kind not in ("inline", "thread"):
-        raise ValueError(f"SKYHOP_DB_WRITER={kind!r}: use inline or thread.")
-    if kind == "inline" and engine.dialect.name == "sqlite":
+    kind = kind or os.environ.get("SKYHOP_DB_WRITER") or "auto"
+    if kind not in ("auto", "inline", "thread"):
+        raise ValueError(f"SKYHOP_DB_WRITER={kind!r}: use auto, inline or thread.")
+    sqlite_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+    if kind == "inline" and sqlite_file:
         return InlineWriter(engine)
+    if kind == "auto" and sqlite_file:
+        return GroupWriter(engine, inline=InlineWriter(engine))
     return GroupWriter(engine)

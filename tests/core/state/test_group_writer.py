@@ -25,7 +25,7 @@ def _row(request_id: str) -> dict:
     )  # fmt: skip
 
 
-@pytest.fixture(params=["inline", "thread"])
+@pytest.fixture(params=["inline", "thread", "auto"])
 def store(tmp_path: Path, request):
     store = open_store(tmp_path, writer=request.param)
     yield store
@@ -48,8 +48,9 @@ def test_concurrent_writes_share_transactions_and_are_all_committed(store, tmp_p
 
     trio.run(main)
     assert len(_ids(tmp_path)) == n
-    assert store.writer.writes == n
-    assert store.writer.batches < n / 4, "writes queued together were not grouped"
+    writers = [store.writer, getattr(store.writer, "inline", None)]
+    assert sum(w.writes for w in writers if w) == n
+    assert sum(w.batches for w in writers if w) < n / 4, "writes queued together were not grouped"
 
 
 def test_a_write_is_committed_before_its_caller_resumes(store, tmp_path):
@@ -110,7 +111,7 @@ def test_a_cancelled_caller_still_gets_its_write_and_close_stops_the_writer(stor
     trio.run(main)
     assert "kept" in _ids(tmp_path)
     thread = getattr(store.writer, "_thread", None)
-    if isinstance(store.writer, GroupWriter):
+    if isinstance(store.writer, GroupWriter) and store.writer.inline is None:
         assert thread is not None and thread.is_alive()
     store.close()
     if thread is not None:
@@ -120,18 +121,79 @@ def test_a_cancelled_caller_still_gets_its_write_and_close_stops_the_writer(stor
         trio.run(store.write, lambda c: None)
 
 
-def test_the_writer_is_a_thread_unless_sqlite_opts_in(tmp_path, monkeypatch):
+def test_the_writer_is_a_thread_that_goes_inline_only_for_a_sqlite_file(tmp_path, monkeypatch):
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    assert isinstance(make_writer(engine), GroupWriter)
+    auto = make_writer(engine)
+    assert isinstance(auto, GroupWriter) and isinstance(auto.inline, InlineWriter)
+    monkeypatch.setenv("SKYHOP_DB_WRITER", "thread")
+    assert make_writer(engine).inline is None
     monkeypatch.setenv("SKYHOP_DB_WRITER", "inline")
     assert isinstance(make_writer(engine), InlineWriter)
+    memory = make_writer(sa.create_engine("sqlite://"), "auto")
+    assert memory.inline is None, "an in-memory database has no second connection"
     pytest.importorskip("psycopg")
     server_db = sa.create_engine("postgresql+psycopg://u@127.0.0.1:1/x")  # never connects
-    assert isinstance(make_writer(server_db), GroupWriter), "inline is for SQLite only"
+    for kind in ("auto", "inline"):
+        writer = make_writer(server_db, kind)
+        assert isinstance(writer, GroupWriter) and writer.inline is None, "SQLite only"
     monkeypatch.setenv("SKYHOP_DB_WRITER", "fast")
-    with pytest.raises(ValueError, match="SKYHOP_DB_WRITER='fast': use inline or thread"):
+    with pytest.raises(ValueError, match="SKYHOP_DB_WRITER='fast': use auto, inline or thread"):
         make_writer(engine)
     engine.dispose()
+
+
+def test_writes_that_come_alone_skip_the_thread_and_a_crowd_is_batched_there(tmp_path):
+    store = open_store(tmp_path, writer="auto")
+    writer = store.writer
+
+    async def main() -> None:
+        for i in range(20):  # one client: one write at a time
+            await store.write(lambda c, i=i: rq.insert(c, **_row(f"a{i}")))
+        assert writer.inline.writes == 20 and writer.writes == 0
+        for _ in range(3):  # a crowd: 200 writes queued at once
+            async with trio.open_nursery() as nursery:
+                for i in range(200):
+                    nursery.start_soon(
+                        store.write, lambda c, i=i, n=_: rq.insert(c, **_row(f"b{n}-{i}"))
+                    )
+        assert writer.writes > 0, "a crowd of writes never reached the thread"
+        assert writer.batches + writer.inline.batches < 600 / 4, "the crowd was not batched"
+
+    trio.run(main)
+    assert len(_ids(tmp_path)) == 620
+    store.close()
+
+
+def test_an_inline_write_never_waits_for_another_connections_lock(tmp_path):
+    """While another connection holds SQLite's write lock, a write meant for the event
+    loop is applied on a worker thread once the lock frees; the loop keeps running."""
+    store = open_store(tmp_path, writer="inline")
+    other = sqlite3.connect(tmp_path / "skyhop.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = []
+
+    async def main() -> None:
+        async def tick() -> None:
+            while True:
+                ticks.append(trio.current_time())
+                await trio.sleep(0.01)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tick)
+            nursery.start_soon(store.write, lambda c: rq.insert(c, **_row("late")))
+            await trio.sleep(0.3)
+            assert "late" not in _ids(tmp_path)
+            other.execute("COMMIT")
+            with trio.fail_after(10):
+                while "late" not in _ids(tmp_path):
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert store.writer.deferred == 1
+    assert len(ticks) >= 20, "the event loop was blocked while the lock was held"
+    other.close()
+    store.close()
 
 
 def test_an_inline_batch_commits_once_for_every_task_that_could_run(tmp_path):
