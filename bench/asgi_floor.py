@@ -3,7 +3,9 @@
 The same 100 closed-loop clients (:mod:`bench.throughput`'s lean client) call, in turn:
 
 - a raw ASGI app (one canned JSON body) under hypercorn's trio worker, skyhop's HTTP
-  server — what any request costs before routing;
+  server — what any request costs before routing; and the reads figure's own clients
+  (``bench.throughput.closed_loop``) against it: the latency and rate no server on this
+  stack can beat with those clients on this machine;
 - the same under Starlette (one route): what the routing layer adds;
 - the warm skyhop server's ``GET /api/health`` (Starlette plus skyhop's middlewares);
 - a skyhop read: ``POST /api/v1/status?wait=`` (a whole request: row, scope, result).
@@ -28,10 +30,13 @@ import trio
 from bench import throughput
 from bench.report import Figure
 from bench.servers import wait_healthy
-from bench.util import Run, cpu_seconds, free_port, stop_process
+from bench.util import Run, cpu_seconds, free_port, stop_process, summary
 
 CLIENTS = 100
 BODY = b'{"status": "healthy"}'
+#: What the raw app answers a POST: a finished read, as skyhop's ``?wait=`` answer looks.
+READ_BODY = (b'{"request_id": "0", "name": "status", "status": "SUCCEEDED", "result": [], '
+             b'"error": null, "log_bytes": 0}')
 
 
 async def _raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -40,10 +45,15 @@ async def _raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
+    body = BODY
+    if scope["method"] == "POST":  # read the request body, as any real route does
+        while (await receive()).get("more_body"):
+            pass
+        body = READ_BODY
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(BODY)).encode())]})
-    await send({"type": "http.response.body", "body": BODY})
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _starlette() -> Any:
@@ -66,6 +76,9 @@ def main(kind: str, port: int) -> None:
     config.accesslog = None
     config.keep_alive_timeout = 75.0
     app = _raw if kind == "asgi" else _starlette()
+    from skyhop_core.server.main import tune_gc
+
+    tune_gc()  # as the skyhop server does, so the comparison is of the work per request
     trio.run(serve, app, config)  # type: ignore[arg-type]
 
 
@@ -110,6 +123,8 @@ def floor(run: Run) -> list[Figure]:
             wait_healthy(endpoint + "/api/health", proc, 20)
             results[kind] = _cpu_per_request(proc.pid, endpoint, "GET", "/api/health", None,
                                              seconds)
+            if kind == "asgi":  # the reads figure's own clients against a no-op server
+                reads = trio.run(throughput.closed_loop, endpoint, CLIENTS, 1.0, seconds)
         finally:
             stop_process(proc)
     server = run.server
@@ -127,6 +142,13 @@ def floor(run: Run) -> list[Figure]:
     figures = [Figure("asgi_floor", "hypercorn (trio), raw ASGI app: CPU per request", "ms",
                       base, None, "", None, None, None,
                       f"{CLIENTS} clients for {seconds:g} s; {results['asgi'][1]:,.0f} req/s")]
+    lat = summary(reads["lat"], 1000)
+    figures.append(Figure(
+        "asgi_floor", f"hypercorn (trio), raw ASGI app: {CLIENTS} read clients' latency", "ms",
+        lat["p50"], lat["p99"], "", None, None, None,
+        f"the reads figure's clients and requests against an app that answers at once: "
+        f"{reads['rps']:,.0f} req/s, {len(reads['errors'])} errors — the floor of the "
+        "reads figures on this stack", errors=len(reads["errors"])))
     for key, label in rows:
         cpu, rate = results[key]
         figures.append(Figure("asgi_floor", f"{label}: CPU per request", "ms", cpu, None,
