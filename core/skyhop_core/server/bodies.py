@@ -43,12 +43,31 @@ def _too_large(limit: int) -> BodyTooLargeError:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, or :class:`BodyTooLargeError` once it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
+    return await _read(request.headers.get("content-length", ""), request.stream(), limit)
+
+
+async def receive_body(scope: Any, receive: Any, limit: int) -> bytes:
+    """:func:`read_body` for a bare ASGI endpoint (``receive`` of its call)."""
+    declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+    return await _read(declared.decode("latin-1"), _chunks(receive), limit)
+
+
+async def _chunks(receive: Any) -> Any:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if body := message.get("body", b""):
+            yield body
+        if not message.get("more_body", False):
+            return
+
+
+async def _read(declared: str, stream: Any, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    stream = request.stream()
     async for chunk in stream:
         size += len(chunk)
         if size > limit:
