@@ -147,12 +147,16 @@ def revoke(conn: sa.Connection, name: str) -> int:
     return int(result.rowcount)
 
 
+#: Built once: every request to a deployed server looks its token up.
+_BY_ID = sa.select(api_tokens).where(api_tokens.c.token_id == sa.bindparam("token_id"))
+
+
 def authenticate(conn: sa.Connection, token: str) -> TokenRecord | None:
     """The active token record matching ``token``, else None (constant-time comparison)."""
     token_id = parse_token(token)
     if token_id is None:
         return None
-    row = conn.execute(sa.select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
+    row = conn.execute(_BY_ID, {"token_id": token_id}).first()
     if row is None or not hmac.compare_digest(row.token_hash, hash_token(token)):
         return None
     if row.revoked_at is not None:
