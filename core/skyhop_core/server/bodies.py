@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -41,9 +42,14 @@ def _too_large(limit: int) -> BodyTooLargeError:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, or :class:`BodyTooLargeError` once it passes ``limit`` bytes."""
-    return await _read(request.headers.get("content-length", ""), request.stream(), limit)
+async def read_body(
+    request: Request, limit: int, too_large: Callable[[int], Exception] | None = None
+) -> bytes:
+    """The raw body, or :class:`BodyTooLargeError` once it passes ``limit`` bytes (or what
+    ``too_large(bytes received)`` makes, for a route with an error of its own)."""
+    return await _read(
+        request.headers.get("content-length", ""), request.stream(), limit, too_large
+    )
 
 
 async def receive_body(scope: Any, receive: Any, limit: int) -> bytes:
@@ -63,9 +69,12 @@ async def _chunks(receive: Any) -> Any:
             return
 
 
-async def _read(declared: str, stream: Any, limit: int) -> bytes:
+async def _read(
+    declared: str, stream: Any, limit: int, too_large: Callable[[int], Exception] | None = None
+) -> bytes:
+    refuse = too_large or (lambda _size: _too_large(limit))
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise refuse(int(declared))
     chunks: list[bytes] = []
     size = 0
     async for chunk in stream:
@@ -76,7 +85,7 @@ async def _read(declared: str, stream: Any, limit: int) -> bytes:
                 size += len(rest)
                 if size > limit + DRAIN_BYTES:
                     break
-            raise _too_large(limit)
+            raise refuse(size)
         chunks.append(chunk)
     return b"".join(chunks)
 

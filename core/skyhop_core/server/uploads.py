@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from skyhop_core import exceptions
+from skyhop_core.server import bodies
 from skyhop_core.server.auth import current_user
 from skyhop_core.storage import manifest as mf
 from skyhop_core.storage.uploads import (
@@ -41,8 +42,6 @@ log = logging.getLogger("skyhop.uploads")
 
 #: A manifest of MAX_ENTRIES entries fits in this (its own limit, not the 16 MiB one).
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-#: A body over its limit is read (and dropped) up to this many times the limit.
-DRAIN_LIMIT = 4
 
 _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (exceptions.UploadNotFoundError, 404),
@@ -54,23 +53,15 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) past ``limit`` bytes without reading it all."""
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received <= limit:
-            chunks.append(chunk)
-        elif received > DRAIN_LIMIT * limit:
-            break  # a client sending this much is not ours: stop reading it
-    if received > limit:
-        # The rest was read and dropped, so the client gets this answer instead of a
-        # write that blocks forever.
-        raise exceptions.UploadTooLargeError(
+    """The request body, refusing (413, naming the size and the limit) past ``limit``."""
+
+    def too_large(received: int) -> Exception:
+        return exceptions.UploadTooLargeError(
             f"The body of {received} bytes or more is over this route's limit of {limit} "
             "bytes.", limit=limit, total=received,
         )  # fmt: skip
-    return b"".join(chunks)
+
+    return await bodies.read_body(request, limit, too_large)
 
 
 def upload_routes(
