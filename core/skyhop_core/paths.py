@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -99,11 +100,24 @@ def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, An
     return merged
 
 
-def load_config(*, overrides: bool = True) -> dict[str, Any]:
-    """The user's config file as a dict ({} when there is none), with the overrides of
-    ``SKYHOP_CONFIG_OVERRIDES`` (a JSON mapping) merged over it unless ``overrides`` is
-    False (code that rewrites the file reads it that way)."""
-    path = config_file()
+#: (path, its stat signature) -> the file's parsed mapping: every SDK call resolves the
+#: endpoint and token from the config, and parsing YAML costs about a millisecond.
+_CONFIG_CACHE: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def _parsed_config(path: Path) -> dict[str, Any]:
+    """The config file's mapping, parsed again only when the file changed."""
+    try:
+        st = path.stat()
+        signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        _CONFIG_CACHE.pop(path, None)
+        return {}
+    cached = _CONFIG_CACHE.get(path)
+    # A file changed in the last second may change again within the clock's granularity
+    # with the same signature ("racy" like git's index): only an older one is trusted.
+    if cached is not None and cached[0] == signature and time.time_ns() - st.st_mtime_ns > 10**9:
+        return cached[1]
     try:
         text = path.read_text()
     except (FileNotFoundError, NotADirectoryError, PermissionError):
@@ -115,6 +129,18 @@ def load_config(*, overrides: bool = True) -> dict[str, Any]:
         data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise PersistentPathError(f"{path}: the config file must be a mapping, not {type(data).__name__}.")
+    _CONFIG_CACHE[path] = (signature, data)
+    return data
+
+
+def load_config(*, overrides: bool = True) -> dict[str, Any]:
+    """The user's config file as a dict ({} when there is none), with the overrides of
+    ``SKYHOP_CONFIG_OVERRIDES`` (a JSON mapping) merged over it unless ``overrides`` is
+    False (code that rewrites the file reads it that way)."""
+    import copy
+
+    path = config_file()
+    data = copy.deepcopy(_parsed_config(path))
     raw_overrides = os.environ.get(CONFIG_OVERRIDES_ENV) if overrides else None
     if raw_overrides:
         import json
