@@ -44,7 +44,9 @@ from .procs import kill_groups, pid_alive
 POLL_SECONDS = 0.2
 HEARTBEAT_SECONDS = 1.0
 LOCK_RETRY_SECONDS = 1.0
-START_TIMEOUT = 10.0
+#: How long a start waits for the daemon to hold its lock (it gives up at once if the
+#: daemon exits): on a loaded machine a fresh interpreter took over 10 s.
+START_TIMEOUT = 30.0
 STOP_TIMEOUT = 3.0
 
 
