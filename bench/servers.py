@@ -25,7 +25,8 @@ from bench.util import free_port, kill_pids, processes_under, stop_process
 class ApiServer:
     """A skyhop API server on loopback with its own temporary persistent path."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, env: dict[str, str | None] | None = None) -> None:
+        """``env``: variables to set for the server (None: unset), e.g. a bytecode cache."""
         self.root = root or Path(tempfile.mkdtemp(prefix="skyhop-bench-"))
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -38,6 +39,13 @@ class ApiServer:
             # of its own (bench/sandbox.py): the default bridge would outlive the run.
             "SKYHOP_LOCAL_NETWORK": os.environ.get("SKYHOP_LOCAL_NETWORK", "off"),
         }
+        for key, value in (env or {}).items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = value
+        #: ``time.perf_counter()`` when :meth:`start` spawned the process.
+        self.started_at = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,7 +56,7 @@ class ApiServer:
     def start(self, timeout: float = 30) -> float:
         """Start the server; return the seconds until ``/api/health`` answered 200."""
         log = open(self.root / "bench-server.log", "ab")  # noqa: SIM115 - the child owns it
-        start = time.perf_counter()
+        start = self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skyhop_core.server", "--host", "127.0.0.1",
              "--port", str(self.port)],
