@@ -79,6 +79,25 @@ class _Samples:
         self.rss: list[float] = []
         self.base: list[float] = []
         self.base_rss: list[float] = []
+        self.imports: list[float] = []
+
+
+#: The libraries the server cannot answer without (state store, event loop, HTTP server
+#: and its protocols, routing, the wire format, plugins, YAML): importing them is the
+#: floor of a cold start on this stack.
+LIBRARIES = (
+    "sqlalchemy, sqlalchemy.pool, trio, hypercorn.trio, hypercorn.config, "
+    "starlette.applications, starlette.routing, starlette.responses, attrs, cattrs, "
+    "pluggy, yaml"
+)
+
+
+def _import_floor(cache: dict[str, str | None]) -> float:
+    """Seconds for a fresh interpreter to import :data:`LIBRARIES` and exit."""
+    env = {k: v for k, v in {**os.environ, **cache}.items() if v is not None}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {LIBRARIES}"], env=env, check=True)
+    return time.perf_counter() - start
 
 
 def _cold(run: Run, cache: dict[str, str | None]) -> _Samples:
@@ -103,6 +122,9 @@ def _cold(run: Run, cache: dict[str, str | None]) -> _Samples:
                 samples.uncached.append(elapsed)
         finally:
             server.cleanup()
+        imports = _import_floor(cache)
+        if i:
+            samples.imports.append(imports)
         trivial = TrivialServer()
         try:
             elapsed = trivial.start()
@@ -123,7 +145,7 @@ def server_figures(run: Run) -> list[Figure]:
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
     s, u, f = summary(got.cached, 1000), summary(got.uncached, 1000), summary(got.first_read, 1000)
-    b = summary(got.base, 1000)
+    b, imp = summary(got.base, 1000), summary(got.imports, 1000)
     r, br = summary(got.rss), summary(got.base_rss)
     n = len(got.cached)
     return [
@@ -131,6 +153,11 @@ def server_figures(run: Run) -> list[Figure]:
                "stdlib http.server", b["p50"], b["p99"], Target("<", 400),
                f"{n} starts on fresh persistent paths, after 1 warm-up, with skyhop's "
                f"bytecode cached (as a wheel install); without: {u['p50']:.0f} ms (next row)"),
+        Figure("server", "server cold start to healthy, against its libraries' import",
+               "ms", s["p50"], s["p99"], "python importing the server's libraries",
+               imp["p50"], imp["p99"], None,
+               f"the floor of a start on this stack: a fresh interpreter importing {LIBRARIES} "
+               "(same bytecode cache), nothing else"),
         Figure("server", "server cold start to healthy, no bytecode cache", "ms", u["p50"],
                u["p99"], "stdlib http.server", b["p50"], b["p99"], None,
                f"{n} starts alternating with the above; PYTHONDONTWRITEBYTECODE=1 on an "
