@@ -104,6 +104,28 @@ def test_failover_recovers_in_the_same_region_first(
     assert (row["infra"], row["recovery_count"]) == ("regional/r1", 1)
 
 
+def test_a_node_whose_agent_forgot_the_job_is_recovered(
+    regional: ServerProcess, tmp_path: Path
+) -> None:
+    """A node wiped and made again (its directory back, its agent's job database empty)
+    answers the controller but does not know the job: that is a lost job, recovered."""
+    full(regional)
+    job_id = launch("forgot", two_attempts(tmp_path), job_recovery="FAILOVER")
+    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"
+    where = regional.root / "backends" / "regional" / "clusters" / f"forgot-{job_id}"
+    databases = list(where.rglob("agent.db"))
+    assert databases, "the node has no agent database"
+    kill_processes_under(where)
+    for db in databases:
+        for path in db.parent.glob("agent.db*"):
+            path.unlink()
+    row = wait_status(job_id, "SUCCEEDED", timeout=90)
+    assert row["recovery_count"] == 1
+    assert "no longer knows job" in controller_log(job_id) or "did not answer" in controller_log(
+        job_id
+    )
+
+
 def test_eager_next_region_keeps_a_region_the_user_pinned(
     regional: ServerProcess, tmp_path: Path
 ) -> None:

@@ -302,7 +302,7 @@ class Controller:
         bctx = self.service.services.backend_ctx(handle.backend, self.ctx)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._copy_output, handle, agent_job_id, output_offset, tail_done)
-            failures = 0
+            failures = missing = 0
             outcome: JobStatus | None = None
             while True:
                 if tail_done.is_set():
@@ -325,6 +325,12 @@ class Controller:
                         break
                     continue
                 failures = 0
+                # An agent that answers but no longer knows the job: its node was wiped
+                # and made again (a reset machine, a replaced node), so the job is lost.
+                missing = missing + 1 if status is None else 0
+                if missing >= AGENT_FAILURES_AS_PREEMPTION:
+                    self.log(f"The cluster's agent no longer knows job {agent_job_id}.")
+                    break
                 if status is not None and status.is_terminal():
                     outcome = status
                     with trio.move_on_after(max(5.0, 10 * poll)):
