@@ -157,7 +157,7 @@ def _timed_reads(read: Any, seconds: float, pause: float = 0.05) -> list[float]:
 
 
 def held_running(run: Run) -> list[Figure]:
-    """N managed jobs (10,000; 1,000 with ``--quick``) held RUNNING at once on the
+    """N managed jobs (10,000; 1,000 with ``--quick``; ``SKYHOP_BENCH_HELD_JOBS``) held RUNNING at once on the
     in-memory backend (its own server): the controllers' own cost, and reads while they
     run against the same reads before.
 
@@ -172,7 +172,8 @@ def held_running(run: Run) -> list[Figure]:
     from bench.util import environment, summary
     from skyhop.client import ApiClient, using
 
-    total = run.reps(1000, 10_000)
+    # SKYHOP_BENCH_HELD_JOBS: another N, for iterating on a change (e.g. 3,000).
+    total = int(os.environ.get("SKYHOP_BENCH_HELD_JOBS") or run.reps(1000, 10_000))
     window = run.reps(20, 60)
     launches = 64
     server = ApiServer()

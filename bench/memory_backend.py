@@ -9,6 +9,7 @@ the scheduler and the state store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -184,6 +185,46 @@ def _profile_step() -> None:
         prof.dump_stats(_PROFILE)
         _profiler.append(None)
 
+
+class _SlowSteps(trio.abc.Instrument):
+    """Profiling aid (``MEMORY_SLOW_STEPS=<file>``): a trio instrument that appends one
+    line per event-loop task step longer than ``MEMORY_SLOW_STEP_MS`` (default 10) to
+    ``<file>``: its length, the task, where it resumed and where it stopped."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.threshold = float(os.environ.get("MEMORY_SLOW_STEP_MS", "10")) / 1000
+        self.started = 0.0
+        self.resumed = ""
+
+    @staticmethod
+    def _where(task: trio.lowlevel.Task) -> str:
+        coro: object = task.coro
+        frame = None
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or frame
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if frame is None:
+            return "?"
+        return f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}"
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.started = time.perf_counter()
+        self.resumed = self._where(task)
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        took = time.perf_counter() - self.started
+        if took >= self.threshold:
+            with open(self.path, "a") as f:
+                f.write(f"{time.time():.3f} {took * 1000:.1f} ms {task.name} "
+                        f"{self.resumed} -> {self._where(task)}\n")
+
+
+if os.environ.get("MEMORY_SLOW_STEPS"):
+    # The server loads its plugins inside trio.run; imported outside it, there is
+    # nothing to instrument.
+    with contextlib.suppress(RuntimeError):
+        trio.lowlevel.add_instrument(_SlowSteps(os.environ["MEMORY_SLOW_STEPS"]))
 
 if os.environ.get("MEMORY_TRACEMALLOC"):
     _trace_allocations(os.environ["MEMORY_TRACEMALLOC"])

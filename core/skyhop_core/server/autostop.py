@@ -32,7 +32,7 @@ async def autostop_loop(engine: Engine, interval: float) -> None:
         await trio.sleep(interval)
         if not await engine.replica.is_leader(engine):
             continue  # with several replicas, one of them stops idle clusters
-        records = await engine.services.store.run(cl.list_all)
+        records = await engine.services.store.run(cl.list_autostop_candidates)
         for record in records:
             try:
                 await _maybe_stop(engine, record)

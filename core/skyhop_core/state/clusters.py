@@ -76,6 +76,20 @@ def list_all(conn: sa.Connection) -> list[ClusterRecord]:
     return [_to_record(r) for r in rows]
 
 
+def list_autostop_candidates(conn: sa.Connection) -> list[ClusterRecord]:
+    """UP clusters with autostop set: the only ones the autostop loop can act on.
+    Filtered in SQL, so the loop does not decode every cluster each round (10,000
+    managed jobs' clusters held the GIL for about 2 s every 30 s, stalling reads)."""
+    rows = conn.execute(
+        sa.select(clusters)
+        .where(clusters.c.status == ClusterStatus.UP.value)
+        .where(clusters.c.autostop >= 0)
+        .where(clusters.c.handle.is_not(None))
+        .order_by(clusters.c.launched_at)
+    ).all()
+    return [_to_record(r) for r in rows]
+
+
 @functools.cache
 def _visible_query(named: bool, by_user: bool, hide_managed: bool) -> sa.Select[Any]:
     """``list_visible``'s statement for one shape, built once with bound parameters
