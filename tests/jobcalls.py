@@ -45,5 +45,8 @@ def wait_status(job_id: int, *wanted: str, timeout: float = 60) -> dict[str, Any
         if row["status"].value in wanted:
             return row
         assert not row["status"].is_terminal(), (row, controller_log(job_id))
-        assert time.monotonic() < deadline, f"job {job_id} is {row['status']}, not {wanted}"
+        assert time.monotonic() < deadline, (
+            f"job {job_id} is {row['status']}, not {wanted}; its controller's log:\n"
+            + controller_log(job_id)
+        )
         time.sleep(0.1)

@@ -67,12 +67,20 @@ def launch(name: str, run: str, **resources: Any) -> int:
 def preempt(server: ServerProcess, job_id: int, name: str) -> None:
     where = server.root / "backends" / "regional" / "clusters" / f"{name}-{job_id}"
     assert where.is_dir()
-    # Twice, back to back: under load a process of the node can be starting while the
-    # first sweep runs (and would write the directory back). Not longer: the controller
-    # relaunches into the same directory within a poll (0.2 s).
-    for _ in range(2):
+    # Swept again until the controller says it noticed: under load a process of the node
+    # can be starting while a sweep runs (and write the directory back). Never after it
+    # noticed: it relaunches into the same directory, and sweeping a node it is building
+    # would be a second preemption in the middle of a recovery.
+    noticed = ("is not UP (preempted?)", "did not answer", "no longer knows job")
+    for _ in range(20):
         kill_processes_under(where)
         shutil.rmtree(where, ignore_errors=True)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if any(line in controller_log(job_id) for line in noticed):
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"the controller never noticed the preemption:\n{controller_log(job_id)}")
 
 
 def two_attempts(tmp_path: Path) -> str:
