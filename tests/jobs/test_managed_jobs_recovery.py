@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from jobcalls import Capture, controller_log, record, wait_status
-from serverproc import ServerProcess, kill_processes_under
+from serverproc import ServerProcess, kill_processes_under, processes_under
 
 import skyhop as sky
 from skyhop.client import ApiClient, using
@@ -64,16 +64,30 @@ def launch(name: str, run: str, **resources: Any) -> int:
     return int(sky.get(sky.jobs.launch(task))["job_id"])
 
 
+def kill_until_none_left(where: Path) -> None:
+    """SIGKILL whatever runs under ``where`` until two scans in a row find nothing."""
+    empty = 0
+    for _ in range(200):
+        pids = processes_under(where)
+        empty = 0 if pids else empty + 1
+        if empty >= 2:
+            return
+        kill_processes_under(where)
+        time.sleep(0.01)
+    raise AssertionError(f"processes under {where} kept coming back: {processes_under(where)}")
+
+
 def preempt(server: ServerProcess, job_id: int, name: str) -> None:
     where = server.root / "backends" / "regional" / "clusters" / f"{name}-{job_id}"
     assert where.is_dir()
-    # Swept again until the controller says it noticed: under load a process of the node
-    # can be starting while a sweep runs (and write the directory back). Never after it
-    # noticed: it relaunches into the same directory, and sweeping a node it is building
-    # would be a second preemption in the middle of a recovery.
+    # Every process of the node is killed before its directory goes: one forked while a
+    # sweep ran would outlive the node (a preempted machine leaves no survivors) and,
+    # sharing the relaunched node's paths and job IDs, write the old attempt's status over
+    # the new one's. Swept again until the controller says it noticed, never after: it
+    # relaunches into the same directory.
     noticed = ("is not UP (preempted?)", "did not answer", "no longer knows job")
     for _ in range(20):
-        kill_processes_under(where)
+        kill_until_none_left(where)
         shutil.rmtree(where, ignore_errors=True)
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
@@ -123,7 +137,7 @@ def test_a_node_whose_agent_forgot_the_job_is_recovered(
     where = regional.root / "backends" / "regional" / "clusters" / f"forgot-{job_id}"
     databases = list(where.rglob("agent.db"))
     assert databases, "the node has no agent database"
-    kill_processes_under(where)
+    kill_until_none_left(where)
     for db in databases:
         for path in db.parent.glob("agent.db*"):
             path.unlink()
