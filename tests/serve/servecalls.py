@@ -97,7 +97,9 @@ def ready_count(name: str, version: int | None = None) -> int:
                for s, v in replicas(name).values())
 
 
-def wait_ready(name: str, count: int, version: int | None = None, timeout: float = 90) -> None:
+def wait_ready(name: str, count: int, version: int | None = None, timeout: float = 180) -> None:
+    # A wait, not a timing claim: two local clusters launching under a two-worker suite
+    # on two cores took over 90 s once.
     wait_for(lambda: ready_count(name, version) >= count and record(name)["status"].value
              == "READY", timeout, f"{count} READY replica(s) of {name}")
 
