@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import time
 import types
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from skyhop_core import wire
 from skyhop_core.exceptions import RequestCancelledError, SkyhopError
 from skyhop_core.models.status import RequestStatus
 from skyhop_core.requests.context import RequestContext, User
+from skyhop_core.requests.ids import RequestIds
 from skyhop_core.requests.logs import RequestLogWriter
 from skyhop_core.requests.replicas import Replica
 from skyhop_core.requests.secrets import SecretBox, has_secrets, redact
@@ -50,29 +50,6 @@ REMOTE_CANCEL_WAIT_SECONDS = 10.0
 FINISHED_CACHE_SIZE = 20_000
 #: Results that are lists longer than this are not kept in that cache.
 CACHED_RESULT_MAX_ITEMS = 100
-
-
-class RequestIds:
-    """Random (version 4) request IDs, drawn from the OS a few hundred at a time.
-
-    ``uuid4()`` calls ``os.urandom`` for every ID, and that system call gives up the GIL:
-    on a busy server the event loop then waits for the writer thread to hand it back
-    (0.3 ms per request in a profile under load). One draw per :data:`BATCH` IDs keeps
-    the same randomness without that wait.
-    """
-
-    BATCH = 256
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._next = 0
-
-    def new(self) -> str:
-        if self._next >= len(self._pool):
-            self._pool, self._next = os.urandom(16 * self.BATCH), 0
-        raw = self._pool[self._next : self._next + 16]
-        self._next += 16
-        return str(uuid.UUID(bytes=raw, version=4))
 
 
 def slot_limits(spec: str | None = None) -> dict[str, int]:
@@ -134,9 +111,8 @@ class Engine:
         self._sealed: set[str] = set()
         #: Rows of running requests not written yet (see :meth:`submit_and_wait`).
         self._unwritten: dict[str, dict[str, Any]] = {}
-        #: Set when a request's outcome write is queued (only for those a cancel awaits).
+        #: Set once a running request's outcome write is queued (see :meth:`cancel`).
         self._outcome_queued: dict[str, trio.Event] = {}
-        self._outcome_queued_ids: set[str] = set()
         self._ids = RequestIds()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -295,6 +271,7 @@ class Engine:
         scope = trio.CancelScope()
         self._scopes[request_id] = scope
         self._done[request_id] = trio.Event()
+        self._outcome_queued[request_id] = trio.Event()
         self._owners[request_id] = user.hash
         self._users[request_id] = user
         self._nursery.start_soon(self._run, request_id, op, params, user, scope, holds_slot)
@@ -356,9 +333,7 @@ class Engine:
                 self._sealed.discard(request_id)
                 unwritten = self._unwritten.pop(request_id, None)
                 # Its outcome is queued by the write below before that call yields.
-                self._outcome_queued_ids.add(request_id)
-                if (queued := self._outcome_queued.pop(request_id, None)) is not None:
-                    queued.set()
+                self._outcome_queued[request_id].set()
                 if unwritten is not None:  # never written: one row, already finished
                     await store.write(
                         lambda conn: rq.insert_finished(
@@ -379,7 +354,7 @@ class Engine:
                 self._scopes.pop(request_id, None)
                 self._owners.pop(request_id, None)
                 self._users.pop(request_id, None)
-                self._outcome_queued_ids.discard(request_id)
+                self._outcome_queued.pop(request_id)
                 self._done.pop(request_id).set()
 
     def _remember(
@@ -487,10 +462,8 @@ class Engine:
         for request_id in local:
             if request_id not in self._done:
                 continue
-            if queued_is_enough and request_id not in self._outcome_queued_ids:
-                await self._outcome_queued.setdefault(request_id, trio.Event()).wait()
-            else:
-                await self._done[request_id].wait()
+            events = self._outcome_queued if queued_is_enough else self._done
+            await events[request_id].wait()
         with trio.move_on_after(REMOTE_CANCEL_WAIT_SECONDS):
             for request_id in remote:
                 await self.wait(request_id)
