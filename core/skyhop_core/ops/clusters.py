@@ -332,7 +332,7 @@ async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
     """
     if p.all_users:
         require_all_users_allowed(ctx, "list clusters of")
-    records = await ctx.services.store.write(  # grouped: one hop per batch
+    records = await ctx.services.store.read(  # no hop when quiet, batched when not
         lambda c: cl.list_visible(
             c,
             names=list(p.cluster_names) if p.cluster_names else None,

@@ -301,11 +301,11 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
                     limit=limit,
                 )
 
-            # A short listing (named requests, a small limit: what a client polls) takes
-            # the request path's writer, which has no thread hop when the server is quiet;
-            # a long one a worker thread, so it holds up no writes.
+            # A short listing (named requests, a small limit: what a client polls) is read
+            # on the event loop when the server is quiet (else with the writer's batch); a
+            # long one on a worker thread, so it holds up nothing.
             short = len(ids) <= 100 and (bool(ids) or (limit is not None and 0 < limit <= 100))
-            records = await (services.store.write if short else services.store.run)(listing)
+            records = await (services.store.read if short else services.store.run)(listing)
         except Exception as exc:
             return error_response(exc)
         return JSONResponse(wire.unstructure(records))

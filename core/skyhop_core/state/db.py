@@ -306,6 +306,12 @@ class Store:
         batch costs one commit for all of them."""
         return await self.writer.run(fn, *args)
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)``, a short read of the request path (``fn`` must
+        not write): on the event loop when the store is quiet (SQLite), else with the
+        writer's next batch; it sees everything written before it was called."""
+        return await self.writer.read(fn, *args)
+
     def close(self) -> None:
         """Apply queued writes, stop the writer thread and close the connections."""
         self.writer.close()

@@ -30,6 +30,7 @@ without work. ``SKYHOP_DB_WRITER`` picks ``thread`` or ``inline`` only (see
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -134,6 +135,16 @@ class GroupWriter:
             raise write.error
         return write.value  # type: ignore[no-any-return]
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` for a short read: on the event loop, outside any
+        write transaction, when a write would go inline (see :meth:`run`); else it
+        joins the thread's next batch. Either way it sees every write acknowledged
+        before it was called."""
+        inline = self.inline
+        if inline is not None and (inline.leading or (self.last_batch <= 1 and self._idle())):
+            return await inline.read(fn, *args)
+        return await self.run(fn, *args)
+
     def _idle(self) -> bool:
         with self._cond:
             return not self._queue and not self._applying and not self._closed
@@ -224,6 +235,9 @@ class InlineWriter:
         self._leading = False
         self._closed = False
         self._inline = _inline_engine(engine)
+        #: The event loop's one connection, kept open between batches (a checkout and
+        #: a check-in, with its reset, cost as much as a short write).
+        self._conn: sa.Connection | None = None
         self._since_checkpoint = 0
         self.batches = 0
         self.writes = 0
@@ -261,12 +275,45 @@ class InlineWriter:
             raise write.error
         return write.value  # type: ignore[no-any-return]
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` on the event loop's connection, outside a write
+        transaction: a read of the committed state (WAL readers take no lock), without
+        the ``BEGIN IMMEDIATE`` and commit a write costs. Writes queued but not yet
+        committed (a batch being gathered) are not seen: nobody was told they happened.
+        Should SQLite refuse the read at once (busy), it runs on a worker thread."""
+        import trio
+
+        if self._closed:
+            raise RuntimeError("the store's writer is closed")
+        if self._conn is None:
+            self._conn = self._inline.connect()
+        conn = self._conn
+        try:
+            return fn(conn, *args)
+        except sa.exc.OperationalError:
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                conn.rollback()  # ends the statement's implicit transaction
+
+        def on_thread() -> T:
+            with self.engine.begin() as other:
+                return fn(other, *args)
+
+        return await trio.to_thread.run_sync(on_thread)
+
     async def _apply(self, batch: list[_Write]) -> None:
         """Apply ``batch`` here, or — the write lock taken, or the batch failed — on a
         worker thread, where it waits for the lock and each write is retried alone."""
         import trio
 
-        if not _apply_if_unlocked(self._inline, batch):
+        if self._conn is None:
+            self._conn = self._inline.connect()
+        applied, usable = _apply_if_unlocked(self._conn, batch)
+        if not usable:
+            self._conn.close()
+            self._conn = None
+        if not applied:
             self.deferred += 1
             await trio.to_thread.run_sync(apply_batch, self.engine, batch)
         self.batches += 1
@@ -281,6 +328,9 @@ class InlineWriter:
         """Later writes raise (nothing is ever left queued: a batch is applied at once)."""
         if not self._closed:
             self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             self._inline.dispose()
 
 
@@ -303,25 +353,27 @@ def _inline_engine(engine: sa.Engine) -> sa.Engine:
     return inline
 
 
-def _apply_if_unlocked(inline: sa.Engine, batch: list[_Write]) -> bool:
-    """Run ``batch`` in one transaction on ``inline`` if SQLite's write lock is free at
-    once; False (nothing applied) if it is not, or if the batch failed and rolled back."""
-    with inline.connect() as conn:
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except sa.exc.OperationalError:  # SQLITE_BUSY: another connection is writing
+def _apply_if_unlocked(conn: sa.Connection, batch: list[_Write]) -> tuple[bool, bool]:
+    """Run ``batch`` in one transaction on ``conn`` if SQLite's write lock is free at
+    once. Returns (applied, usable): not applied (nothing was) if the lock is taken or
+    the batch failed and rolled back; not usable if the connection should be replaced
+    (a failed batch may have left it in any state)."""
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except sa.exc.OperationalError:  # SQLITE_BUSY: another connection is writing
+        conn.rollback()
+        return False, True
+    try:
+        for write in batch:
+            write.value = write.fn(conn, *write.args)
+        conn.commit()
+    except Exception:
+        with contextlib.suppress(Exception):
             conn.rollback()
-            return False
-        try:
-            for write in batch:
-                write.value = write.fn(conn, *write.args)
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            for write in batch:
-                write.value = None
-            return False
-    return True
+        for write in batch:
+            write.value = None
+        return False, False
+    return True, True
 
 
 def _checkpoint(engine: sa.Engine) -> None:

@@ -210,3 +210,49 @@ def test_an_inline_batch_commits_once_for_every_task_that_could_run(tmp_path):
     assert store.writer.writes == 100 and store.writer.batches <= 2
     assert len(_ids(tmp_path)) == 100
     store.close()
+
+
+def test_a_read_sees_every_acknowledged_write_and_takes_no_write_lock(store, tmp_path):
+    """``Store.read``: what a write committed before it is visible; while another
+    connection holds SQLite's write lock (a long transaction, another process), a read
+    answers at once instead of queueing behind it."""
+
+    async def main() -> None:
+        for i in range(5):
+            await store.write(lambda c, i=i: rq.insert(c, **_row(f"r{i}")))
+            got = await store.read(rq.get_row, f"r{i}")
+            assert got is not None and got.request_id == f"r{i}"
+        if store.engine.dialect.name != "sqlite" or getattr(store.writer, "inline", 1) is None:
+            return
+        other = sqlite3.connect(tmp_path / "skyhop.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with trio.fail_after(2):
+                assert (await store.read(rq.get_row, "r4")).request_id == "r4"
+        finally:
+            other.execute("COMMIT")
+            other.close()
+
+    trio.run(main)
+
+
+def test_a_read_that_sqlite_refuses_at_once_runs_on_a_thread(tmp_path):
+    store = open_store(tmp_path, writer="inline")
+    store.run_sync(lambda c: rq.insert(c, **_row("x")))
+    calls: list[str] = []
+
+    def flaky(conn, request_id):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            busy = sqlite3.OperationalError("database is locked")
+            raise sa.exc.OperationalError("SELECT", {}, busy)
+        return rq.get_row(conn, request_id)
+
+    async def main() -> None:
+        assert (await store.read(flaky, "x")).request_id == "x"
+        # ...and the event loop's connection still serves the next one
+        assert (await store.read(rq.get_row, "x")).request_id == "x"
+
+    trio.run(main)
+    assert calls[0] == threading.main_thread().name and calls[1] != calls[0]
+    store.close()
