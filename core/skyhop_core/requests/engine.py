@@ -32,6 +32,7 @@ from skyhop_core.requests.ids import RequestIds
 from skyhop_core.requests.logs import RequestLogWriter
 from skyhop_core.requests.replicas import Replica
 from skyhop_core.requests.secrets import SecretBox, has_secrets, redact
+from skyhop_core.requests.warmup import WarmUp
 from skyhop_core.state import requests as rq
 
 if TYPE_CHECKING:
@@ -114,11 +115,16 @@ class Engine:
         #: Set once a running request's outcome write is queued (see :meth:`cancel`).
         self._outcome_queued: dict[str, trio.Event] = {}
         self._ids = RequestIds()
+        #: Set-up a validated request waits for (see requests/warmup.py); None: none.
+        self.warm_up: WarmUp | None = None
+        #: ``trio.current_time()`` of the latest submission (or of the engine's start).
+        self.last_submit = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Register this replica, take over dead replicas' requests, then run requests."""
+        self.last_submit = trio.current_time()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await self.replica.register(self)
@@ -177,6 +183,11 @@ class Engine:
         stored. Until then it is known only to this replica (it resolves, streams and
         cancels here; ``GET /api/status`` lists it once it is written).
         """
+        self.last_submit = trio.current_time()
+        op = self.operations.get(name)
+        warm_up = self.warm_up
+        if op is not None and op.validate is not None and warm_up and not warm_up.done:
+            await warm_up.ensure()  # its validator, built on a thread if not yet
         params = self.parse(name, body)
         op = self.operations[name]
         if op.schedule != "short":

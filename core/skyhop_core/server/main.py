@@ -46,6 +46,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     )
     from skyhop_core.plugins import load_backends
     from skyhop_core.requests.engine import Engine, slot_limits
+    from skyhop_core.requests.warmup import WarmUp
     from skyhop_core.serve.service import ServeService, ServeSettings
     from skyhop_core.server.app import build_app
     from skyhop_core.server.autostop import autostop_loop
@@ -63,6 +64,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     )
     retention = float(os.environ.get("SKYHOP_REQUEST_RETENTION_SECONDS", 7 * 24 * 3600))
     engine = Engine(services, operations(), limits=slot_limits(), retention_seconds=retention)
+    engine.warm_up = warm = WarmUp(warm_up)
     services.engine = engine
     jobs_service = JobsService(services, engine)
     services.jobs = jobs_service
@@ -112,9 +114,9 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
 
             await nursery.start(run_http)
             tune_gc()
-            # Once it answers: build the task validator (jsonschema) off the event loop,
-            # so the first launch does not stall it, and start-up does not wait for it.
-            nursery.start_soon(trio.to_thread.run_sync, warm_up)
+            # Once it answers and is quiet: build the task validator (jsonschema) on a
+            # thread, so neither start-up nor the first command waits for it.
+            nursery.start_soon(warm.when_quiet, lambda: engine.last_submit)
     finally:
         store.close()  # the writer applies what it still holds before the process ends
 
@@ -153,12 +155,14 @@ def tune_gc(env: Mapping[str, str] | None = None) -> bool:
     pausing the event loop for tens of milliseconds (with 10,000 jobs, far longer; see
     bench/RESULTS.md). Memory in reference cycles is freed a little later; nothing else
     changes.
+
+    Start-up's heap is frozen as it is, without a collection first: collecting it found
+    a few dozen garbage objects and took ~45 ms of CPU before the server could answer.
     """
     import gc
 
     if (os.environ if env is None else env).get("SKYHOP_GC_TUNING", "1") == "0":
         return False
-    gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
