@@ -176,3 +176,20 @@ def test_the_sdk_without_waiting_uses_two_calls(server, monkeypatch):
         assert sky.get(sky.status()) == []
     client.close()
     assert seen == ["/api/v1/status", "/api/get"]
+
+
+def test_the_submit_route_takes_one_operation_name_and_only_post(server):
+    """``POST /api/v1/<op>`` and ``GET /api/health`` skip the router (server/app.py's
+    FastRoutes); around them, the router's answers are unchanged."""
+    assert post(server, "status", STATUS, wait=5).json()["status"] == "SUCCEEDED"
+    nested = post(server, "status/extra", STATUS)
+    assert nested.status_code == 404
+    assert post(server, "", STATUS).status_code == 404
+    wrong = httpx.get(f"{server.endpoint}/api/v1/status", headers=HEADERS)
+    assert wrong.status_code == 405 and "POST" in wrong.headers["allow"]
+    unknown = post(server, "no_such_op", {}).json()
+    assert "no_such_op" in unknown["error"]["message"]
+    health = httpx.get(f"{server.endpoint}/api/health", headers=HEADERS).json()
+    assert health["status"] == "healthy" and health["user"]["name"] == "alice"
+    head = httpx.head(f"{server.endpoint}/api/health", headers=HEADERS)
+    assert head.status_code == 200

@@ -172,7 +172,7 @@ class LazyDashboard:
         await self._app(scope, receive, send)
 
 
-def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlette:
+def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> FastRoutes:
     """The ASGI app. ``deploy``: a team server that authenticates callers by bearer token
     (see :mod:`skyhop_core.server.auth`) instead of trusting identity headers."""
     services = engine.services
@@ -184,8 +184,8 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
     def check_all_users(user: User, what: str) -> None:
         requests_cancel.check_all_users(user, what, deploy)
 
-    async def health(request: Request) -> Response:
-        user = current_user(request)
+    async def health(scope: Any, receive: Any, send: Any) -> None:
+        user = current_user(scope)
         info: dict[str, Any] = {
             "status": "healthy",
             "version": __version__,
@@ -193,15 +193,12 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
             "auth_required": deploy,
         }
         if user is None:  # anonymous on a deployed server: nothing about the machine
-            return JSONResponse({**info, "user": None})
-        return JSONResponse(
-            {
-                **info,
-                "persistent_path": str(services.persistent_path),
-                "pid": os.getpid(),
-                "user": {"name": user.name, "hash": user.hash, "role": user.role},
-            }
-        )
+            info["user"] = None
+        else:
+            info["persistent_path"] = str(services.persistent_path)
+            info["pid"] = os.getpid()
+            info["user"] = {"name": user.name, "hash": user.hash, "role": user.role}
+        await _send_json(send, 200, info)
 
     async def submit(scope: Any, receive: Any, send: Any) -> None:
         """``POST /api/v1/<operation>``: every request's way in, as a bare ASGI endpoint
@@ -338,7 +335,7 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         return JSONResponse(openapi_doc)
 
     routes = [
-        Route("/api/health", health, methods=["GET"]),
+        Route("/api/health", _Endpoint(health), methods=["GET"]),
         Route("/api/v1/{operation}", _Endpoint(submit), methods=["POST"]),
         Route("/api/get", get, methods=["GET"]),
         Route("/api/stream", stream, methods=["GET"]),
@@ -349,8 +346,42 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> Starlet
         Mount("/dashboard", app=LazyDashboard(engine, deploy)),
     ]
     routes.extend(upload_routes(UploadStore(services.persistent_path), error_response))
+    auth = AuthMiddleware(None, store=services.store, deploy=deploy)
     middleware = [
         Middleware(AuthMiddleware, store=services.store, deploy=deploy),
         Middleware(QueryCheckMiddleware, document=openapi_doc),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    return FastRoutes(Starlette(routes=routes, middleware=middleware), auth, submit, health)
+
+
+class FastRoutes:
+    """The routes every client calls all the time — ``POST /api/v1/<operation>`` and
+    ``GET /api/health`` — answered before Starlette's layers (its error and exception
+    middlewares wrap every ``send``, its router matches each route in turn): the caller
+    is identified exactly as :class:`AuthMiddleware` does, then the route's bare ASGI
+    endpoint runs, which answers every error itself. Anything else, including those
+    paths with another method, goes to ``app`` unchanged."""
+
+    _SUBMIT = "/api/v1/"
+
+    def __init__(self, app: Starlette, auth: AuthMiddleware, submit: Any, health: Any) -> None:
+        self.app = app
+        self.auth = auth
+        self.submit = submit
+        self.health = health
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if method == "POST" and path.startswith(self._SUBMIT):
+                operation = path[len(self._SUBMIT):]
+                if operation and "/" not in operation:
+                    if await self.auth.identify(scope, send):
+                        scope["path_params"] = {"operation": operation}
+                        await self.submit(scope, receive, send)
+                    return
+            elif method == "GET" and path == "/api/health":
+                if await self.auth.identify(scope, send):
+                    await self.health(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -108,14 +108,15 @@ class AuthMiddleware:
         self.deploy = deploy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or await self.identify(scope, send):
             await self.app(scope, receive, send)
-            return
+
+    async def identify(self, scope: Scope, send: Send) -> bool:
+        """Put the caller in ``scope``; False if refused (the 401 is sent already)."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if not self.deploy:
             scope[USER_KEY] = header_user(headers) or User("unknown", "unknown")
-            await self.app(scope, receive, send)
-            return
+            return True
         dashboard = _is_dashboard(scope.get("path", ""))
         token = bearer_token(headers) or (cookie_token(headers) if dashboard else None)
         # The request path's writer: a quick lookup with no thread hop on a quiet server.
@@ -124,8 +125,8 @@ class AuthMiddleware:
             scope[USER_KEY] = User(record.name, record.user_hash, record.role)
         elif not dashboard and scope.get("path") not in OPEN_PATHS:
             await self._refuse(scope, headers, send, has_token=token is not None)
-            return
-        await self.app(scope, receive, send)
+            return False
+        return True
 
     async def _refuse(
         self, scope: Scope, headers: dict[str, str], send: Send, *, has_token: bool
