@@ -331,14 +331,20 @@ def request_cancel(conn: sa.Connection, request_ids: Sequence[str]) -> list[str]
     return ids
 
 
+@functools.cache
+def cancel_requested_ids_query() -> sa.Select[Any]:
+    """Unfinished requests of ``:owner`` flagged for cancelling (read through the
+    partial index ``ix_requests_cancel_pending``)."""
+    return sa.select(requests.c.request_id).where(
+        requests.c.owner == sa.bindparam("owner"),
+        requests.c.cancel_requested.is_(True),
+        requests.c.status.in_(UNFINISHED),
+    )
+
+
 def cancel_requested_ids(conn: sa.Connection, owner: str) -> list[str]:
-    rows = conn.execute(
-        sa.select(requests.c.request_id).where(
-            requests.c.owner == owner,
-            requests.c.cancel_requested.is_(True),
-            requests.c.status.in_(UNFINISHED),
-        )
-    ).all()
+    """What another replica asked this one (``owner``) to cancel."""
+    rows = conn.execute(cancel_requested_ids_query(), {"owner": owner}).all()
     return [r.request_id for r in rows]
 
 
