@@ -285,9 +285,7 @@ class InlineWriter:
 
         if self._closed:
             raise RuntimeError("the store's writer is closed")
-        if self._conn is None:
-            self._conn = self._inline.connect()
-        conn = self._conn
+        conn = self._connection()
         try:
             return fn(conn, *args)
         except sa.exc.OperationalError:
@@ -302,17 +300,24 @@ class InlineWriter:
 
         return await trio.to_thread.run_sync(on_thread)
 
+    def _connection(self) -> sa.Connection:
+        if self._conn is None:
+            self._conn = self._inline.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     async def _apply(self, batch: list[_Write]) -> None:
         """Apply ``batch`` here, or — the write lock taken, or the batch failed — on a
         worker thread, where it waits for the lock and each write is retried alone."""
         import trio
 
-        if self._conn is None:
-            self._conn = self._inline.connect()
-        applied, usable = _apply_if_unlocked(self._conn, batch)
+        applied, usable = _apply_if_unlocked(self._connection(), batch)
         if not usable:
-            self._conn.close()
-            self._conn = None
+            self._drop_connection()
         if not applied:
             self.deferred += 1
             await trio.to_thread.run_sync(apply_batch, self.engine, batch)
@@ -328,9 +333,7 @@ class InlineWriter:
         """Later writes raise (nothing is ever left queued: a batch is applied at once)."""
         if not self._closed:
             self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop_connection()
             self._inline.dispose()
 
 
