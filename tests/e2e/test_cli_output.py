@@ -33,7 +33,9 @@ def launched(srv: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> st
             {
                 "num_nodes": 2,
                 "setup": "echo setting-up",
-                "run": 'echo running; [ "$SKYHOP_NODE_RANK" = 1 ] && exit 7; true',
+                # Rank 1 fails after a moment: a failed rank has the gang's others
+                # killed, and under load rank 0 could be killed before it printed.
+                "run": 'echo running; [ "$SKYHOP_NODE_RANK" = 1 ] && sleep 3 && exit 7; true',
             }
         )
     )
