@@ -110,8 +110,8 @@ class GroupWriter:
         is kept: a write goes inline only when nothing is pending here, and while an
         inline batch is under way every write joins it.
         """
-        inline = self.inline
-        if inline is not None and (inline.leading or (self.last_batch <= 1 and self._idle())):
+        inline = self._quiet_inline()
+        if inline is not None:
             try:
                 return await inline.run(fn, *args)
             finally:
@@ -140,10 +140,17 @@ class GroupWriter:
         write transaction, when a write would go inline (see :meth:`run`); else it
         joins the thread's next batch. Either way it sees every write acknowledged
         before it was called."""
-        inline = self.inline
-        if inline is not None and (inline.leading or (self.last_batch <= 1 and self._idle())):
+        inline = self._quiet_inline()
+        if inline is not None:
             return await inline.read(fn, *args)
         return await self.run(fn, *args)
+
+    def _quiet_inline(self) -> InlineWriter | None:
+        """The inline writer, when a call should go to it (see :meth:`run`)."""
+        inline = self.inline
+        if inline is not None and (inline.leading or (self.last_batch <= 1 and self._idle())):
+            return inline
+        return None
 
     def _idle(self) -> bool:
         with self._cond:
