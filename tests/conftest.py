@@ -18,6 +18,9 @@ os.environ.setdefault("SKYHOP_LOCAL_NETWORK", "off")
 # about 6 s instead of 15 (keep-alives 2 s apart), and refused within 5 s.
 os.environ.setdefault("SKYHOP_SSH_ALIVE_INTERVAL", "2")
 os.environ.setdefault("SKYHOP_SSH_CONNECT_TIMEOUT", "5")
+# A test's "preemption" kills a node's processes and removes its directory within
+# milliseconds: a managed job's failure is judged 1 s on, not 5.
+os.environ.setdefault("SKYHOP_JOBS_FAILURE_GRACE_SECONDS", "1")
 
 
 @pytest.fixture

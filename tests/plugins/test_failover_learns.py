@@ -46,6 +46,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "SKYHOP_JOBS_RETRY_BASE": "0.2",
         "SKYHOP_JOBS_RETRY_CAP": "0.5",
         "SKYHOP_JOBS_LAUNCH_RETRIES": "1",
+        "SKYHOP_JOBS_FAILURE_GRACE_SECONDS": "3",
     }
     server = ServerProcess(root, env=env).start()
     with using(ApiClient(server.endpoint, auto_start=False)):
@@ -171,7 +172,11 @@ def test_managed_job_relaunch_does_not_ask_again_where_it_was_refused(
     # tries elsewhere than r2 first (EAGER_NEXT_REGION), then anywhere, which is r2 again.
     refuse(cloud, capacity=("r3a",), quota=("r1",))
     where = cloud.root / "backends" / "example" / "clusters" / f"learner-{job_id}"
+    # The machine dies the way a preempted one does: its processes first (the agent may
+    # report the job FAILED_DRIVER), the node a second later. Within the controller's
+    # grace period (3 s here) that is a preemption, not the job's failure.
     kill_processes_under(where)
+    time.sleep(1)
     (where / "cluster.json").unlink()
     row = wait_status(job_id, "SUCCEEDED", timeout=90)
     log = controller_log(job_id)

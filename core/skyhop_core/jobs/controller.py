@@ -9,7 +9,9 @@ with the task's ``persistent: false`` buckets (a recovery keeps them for the new
 
 Preemption vs user failure: the cluster is preempted when a node is not RUNNING (or
 gone), or the agent cannot be reached on a cluster the backend still reports up for
-several polls; the job failed when the agent says FAILED on a healthy cluster.
+several polls; the job failed when the agent says FAILED and the cluster is still healthy
+``SKYHOP_JOBS_FAILURE_GRACE_SECONDS`` (5) later (a dying machine may kill the job before
+its node goes).
 Preemptions always recover and never count against restarts.
 
 Every decision is written to the job's row before it is acted on, so a restarted server
@@ -332,9 +334,21 @@ class Controller:
                     self.log(f"The cluster's agent no longer knows job {agent_job_id}.")
                     break
                 if status is not None and status.is_terminal():
-                    outcome = status
+                    seen = trio.current_time()
                     with trio.move_on_after(max(5.0, 10 * poll)):
                         await tail_done.wait()
+                    # A machine dies over time: its job's processes may die (and the
+                    # agent say FAILED) before the backend sees the node go. A failure
+                    # is the job's only if the cluster is still up a grace period on.
+                    if status.is_failed():
+                        await trio.sleep_until(seen + self.service.settings.failure_grace)
+                    if status.is_failed() and not await self._healthy(handle, bctx):
+                        self.log(
+                            f"Cluster {self.cluster_name!r} is not UP after the job "
+                            f"ended {status.value} (preempted?)."
+                        )
+                        break
+                    outcome = status
                     break
             nursery.cancel_scope.cancel()
         return outcome

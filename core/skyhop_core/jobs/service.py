@@ -46,6 +46,10 @@ class JobsSettings:
     max_running: int = 10_000
     #: How often a controller looks at its cluster and job (SkyPilot: every 20 s).
     poll_seconds: float = 20.0
+    #: How long after the agent says a job failed its cluster is looked at again: a
+    #: machine being preempted may kill the job before the cloud reports it gone
+    #: (SkyPilot waits 5 s too).
+    failure_grace: float = 5.0
     launch_retries: int = 5
     retry_base: float = 10.0
     retry_factor: float = 2.0
@@ -57,6 +61,7 @@ class JobsSettings:
             max_launching=int(_env_float("SKYHOP_JOBS_MAX_LAUNCHES", 8)),
             max_running=int(_env_float("SKYHOP_JOBS_MAX_RUNNING", 10_000)),
             poll_seconds=_env_float("SKYHOP_JOBS_POLL_SECONDS", 20.0),
+            failure_grace=_env_float("SKYHOP_JOBS_FAILURE_GRACE_SECONDS", 5.0),
             launch_retries=int(_env_float("SKYHOP_JOBS_LAUNCH_RETRIES", 5)),
             retry_base=_env_float("SKYHOP_JOBS_RETRY_BASE", 10.0),
             retry_factor=_env_float("SKYHOP_JOBS_RETRY_FACTOR", 2.0),

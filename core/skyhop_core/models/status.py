@@ -37,6 +37,9 @@ class JobStatus(enum.Enum):
     def is_terminal(self) -> bool:
         return self in _TERMINAL_JOB_STATUSES
 
+    def is_failed(self) -> bool:
+        return self.value.startswith("FAILED")
+
 
 _TERMINAL_JOB_STATUSES = frozenset(
     {
