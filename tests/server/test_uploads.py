@@ -230,3 +230,47 @@ def test_unused_uploads_are_garbage_collected(tmp_path: Path) -> None:
         client.close()
         server.stop()
         serverproc.kill_processes_under(tmp_path / "state")
+
+
+def test_a_live_managed_jobs_workdir_outlives_the_retention_and_goes_after(tmp_path: Path) -> None:
+    """A managed job syncs its workdir again when it recovers, however long after the
+    upload: the collector keeps what a live job names, and collects it once it ended."""
+    import shutil
+
+    import serverproc
+    from jobcalls import wait_status
+
+    env = {
+        "SKYHOP_UPLOAD_RETENTION_SECONDS": "1", "SKYHOP_UPLOAD_GC_INTERVAL_SECONDS": "0.2",
+        "SKYHOP_JOBS_POLL_SECONDS": "0.2", "SKYHOP_JOBS_RETRY_BASE": "0.2",
+        "SKYHOP_LOCAL_SANDBOX": "off",  # the job leaves a marker on the host
+    }  # fmt: skip
+    root = tmp_path / "state"
+    server = serverproc.ServerProcess(root, env=env).start()
+    marker = tmp_path / "ran-once"
+    (tmp_path / "wd").mkdir()
+    (tmp_path / "wd" / "data.txt").write_text("synced-again")
+    run = f"if [ -f {marker} ]; then cat data.txt; exit 0; fi; touch {marker}; sleep 600"
+    task = {"name": "long", "workdir": str(tmp_path / "wd"), "run": run,
+            "resources": {"infra": "local"}}  # fmt: skip
+    trees = root / "uploads"
+    try:
+        with using(ApiClient(server.endpoint, auto_start=False)):
+            job_id = int(sky.get(sky.jobs.launch(task))[0])
+            wait_status(job_id, "RUNNING")
+            time.sleep(3)  # the upload is unused for 3 retentions, 15 collections
+            assert len(list(trees.glob("*/trees/*.json"))) == 1
+            where = root / "backends" / "local" / "clusters" / f"long-{job_id}"
+            serverproc.kill_processes_under(where)  # preempted: the relaunch syncs again
+            shutil.rmtree(where)
+            assert wait_status(job_id, "SUCCEEDED", timeout=90)["recovery_count"] == 1
+            out = io.StringIO()
+            sky.jobs.tail_logs(job_id=job_id, follow=False, output_stream=out)  # type: ignore[arg-type]
+            assert "synced-again" in out.getvalue()
+            deadline = time.monotonic() + 15
+            while any(trees.glob("*/trees/*.json")) or any(trees.glob("*/blobs/*/*")):
+                assert time.monotonic() < deadline, "the ended job's upload was never collected"
+                time.sleep(0.2)
+    finally:
+        server.stop()
+        serverproc.kill_processes_under(root)

@@ -7,6 +7,7 @@ tokens (``skyhop api tokens create NAME``) and identity headers are ignored.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
@@ -54,6 +55,7 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from skyhop_core.server.uploads import gc_settings, upload_gc_loop
     from skyhop_core.services import Services
     from skyhop_core.state import open_store
+    from skyhop_core.storage.in_use import uploads_in_use
     from skyhop_core.storage.uploads import UploadStore
 
     root = ensure_persistent_path()
@@ -98,7 +100,10 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
             await nursery.start(jobs_service.serve)
             await nursery.start(serve_service.serve)
             nursery.start_soon(autostop_loop, engine, interval)
-            nursery.start_soon(upload_gc_loop, UploadStore(root), *gc_settings(os.environ))
+            nursery.start_soon(
+                upload_gc_loop, UploadStore(root), *gc_settings(os.environ),
+                functools.partial(store.run, uploads_in_use),
+            )  # fmt: skip
             nursery.start_soon(health_loop, engine, health_interval())
             write_private(pid_file, f"{os.getpid()} {host} {port}\n")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import trio
@@ -229,14 +229,26 @@ def _count(value: str | None, name: str) -> int:
     return int(value)
 
 
-async def upload_gc_loop(store: UploadStore, retention_seconds: float, interval: float) -> None:
+async def upload_gc_loop(
+    store: UploadStore,
+    retention_seconds: float,
+    interval: float,
+    in_use: Callable[[], Awaitable[Collection[tuple[str, str]]]] | None = None,
+) -> None:
     """Every ``interval`` seconds, delete uploads unused for ``retention_seconds``
-    (0 or less: keep them forever)."""
+    (0 or less: keep them forever), but none ``in_use()`` returns (``(user_hash,
+    upload_id)`` pairs: those of live managed jobs and services)."""
     if retention_seconds <= 0:
         return
     while True:
         try:
-            removed = await store.run(store.collect_garbage, retention_seconds)
+            keep = await in_use() if in_use is not None else ()
+        except Exception as exc:  # the database away: collect nothing rather than too much
+            log.warning("upload garbage collection skipped (uploads in use unknown): %s", exc)
+            await trio.sleep(interval)
+            continue
+        try:
+            removed = await store.run(store.collect_garbage, retention_seconds, None, keep)
         except OSError as exc:  # a full or flaky volume must not stop the server
             log.warning("upload garbage collection failed: %s", exc)
         else:

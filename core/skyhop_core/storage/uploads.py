@@ -30,7 +30,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -352,11 +352,19 @@ class UploadStore:
 
     # --- garbage collection ----------------------------------------------------------
 
-    def collect_garbage(self, retention_seconds: float, now: float | None = None) -> dict[str, int]:
-        """Delete uploads unused for ``retention_seconds``, then blobs no remaining
-        upload names and partial blobs, once they too are that old."""
+    def collect_garbage(
+        self,
+        retention_seconds: float,
+        now: float | None = None,
+        keep: Collection[tuple[str, str]] = (),
+    ) -> dict[str, int]:
+        """Delete uploads unused for ``retention_seconds`` except those ``keep`` names
+        (``(user_hash, upload_id)``: what live managed jobs and services will sync
+        again), then blobs no remaining upload names and partial blobs, once they too
+        are that old."""
         now = time.time() if now is None else now
         cutoff = now - retention_seconds
+        kept = {(self.user_dir(user_hash).name, upload) for user_hash, upload in keep}
         removed = {"uploads": 0, "blobs": 0, "partial": 0}
         if not self.root.is_dir():
             return removed
@@ -366,6 +374,7 @@ class UploadStore:
             for meta_path in trees.glob("*.json") if trees.is_dir() else []:
                 try:
                     stale = meta_path.stat().st_mtime < cutoff
+                    stale = stale and (user.name, meta_path.stem) not in kept
                     meta = json.loads(meta_path.read_text())
                 except (OSError, ValueError):
                     continue
