@@ -98,8 +98,21 @@ def preempt(server: ServerProcess, job_id: int, name: str) -> None:
 
 
 def two_attempts(tmp_path: Path) -> str:
+    """A run that sleeps the first time and succeeds the second (see first_attempt)."""
     marker = tmp_path / "ran-once"
     return f"if [ -f {marker} ]; then exit 0; fi; touch {marker}; sleep 600"
+
+
+def first_attempt(job_id: int, tmp_path: Path) -> dict[str, Any]:
+    """The row once the first attempt of a two_attempts job runs its command: RUNNING
+    comes before the shell has left its marker, and a preemption in between would make
+    the second attempt the first one (and sleep the test out)."""
+    row = wait_status(job_id, "RUNNING")
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "ran-once").exists():
+        assert time.monotonic() < deadline, f"job {job_id} never ran its command"
+        time.sleep(0.05)
+    return row
 
 
 def test_eager_next_region_recovers_elsewhere_than_the_preempted_region(
@@ -107,7 +120,7 @@ def test_eager_next_region_recovers_elsewhere_than_the_preempted_region(
 ) -> None:
     full(regional)
     job_id = launch("eager", two_attempts(tmp_path))
-    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"  # the cheaper region
+    assert first_attempt(job_id, tmp_path)["infra"] == "regional/r1"  # the cheaper region
     preempt(regional, job_id, "eager")
     row = wait_status(job_id, "SUCCEEDED", timeout=90)
     assert row["infra"] == "regional/r2"
@@ -120,7 +133,7 @@ def test_failover_recovers_in_the_same_region_first(
 ) -> None:
     full(regional)
     job_id = launch("failover", two_attempts(tmp_path), job_recovery="FAILOVER")
-    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"
+    assert first_attempt(job_id, tmp_path)["infra"] == "regional/r1"
     preempt(regional, job_id, "failover")
     row = wait_status(job_id, "SUCCEEDED", timeout=90)
     assert (row["infra"], row["recovery_count"]) == ("regional/r1", 1)
@@ -133,7 +146,7 @@ def test_a_node_whose_agent_forgot_the_job_is_recovered(
     answers the controller but does not know the job: that is a lost job, recovered."""
     full(regional)
     job_id = launch("forgot", two_attempts(tmp_path), job_recovery="FAILOVER")
-    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"
+    assert first_attempt(job_id, tmp_path)["infra"] == "regional/r1"
     where = regional.root / "backends" / "regional" / "clusters" / f"forgot-{job_id}"
     databases = list(where.rglob("agent.db"))
     assert databases, "the node has no agent database"
@@ -153,7 +166,7 @@ def test_eager_next_region_keeps_a_region_the_user_pinned(
 ) -> None:
     full(regional)
     job_id = launch("pinned", two_attempts(tmp_path), infra="regional/r2")
-    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r2"
+    assert first_attempt(job_id, tmp_path)["infra"] == "regional/r2"
     preempt(regional, job_id, "pinned")
     row = wait_status(job_id, "SUCCEEDED", timeout=90)
     assert (row["infra"], row["recovery_count"]) == ("regional/r2", 1)
@@ -164,7 +177,7 @@ def test_recovery_goes_anywhere_when_the_preferred_place_is_full(
 ) -> None:
     full(regional)
     job_id = launch("crowded", two_attempts(tmp_path), job_recovery="FAILOVER")
-    assert wait_status(job_id, "RUNNING")["infra"] == "regional/r1"
+    assert first_attempt(job_id, tmp_path)["infra"] == "regional/r1"
     full(regional, "r1")
     preempt(regional, job_id, "crowded")
     row = wait_status(job_id, "SUCCEEDED", timeout=90)

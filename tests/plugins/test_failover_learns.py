@@ -166,6 +166,10 @@ def test_managed_job_relaunch_does_not_ask_again_where_it_was_refused(
     refuse(cloud, capacity=("r1a", "r1b"))
     job_id = int(sky.get(sky.jobs.launch(task(run=run, name="learner")))["job_id"])
     assert wait_status(job_id, "RUNNING")["infra"] == "example/r2"
+    deadline = time.monotonic() + 30  # RUNNING comes before the command has started
+    while not marker.exists():
+        assert time.monotonic() < deadline, controller_log(job_id)
+        time.sleep(0.05)
     launched = len(attempts(controller_log(job_id)))
     assert launched == 3  # r1a, r1b refused; r2a
     # r2 is where it ran; r1 is out of quota now and r3 out of capacity: the relaunch

@@ -258,6 +258,8 @@ def test_a_live_managed_jobs_workdir_outlives_the_retention_and_goes_after(tmp_p
         with using(ApiClient(server.endpoint, auto_start=False)):
             job_id = int(sky.get(sky.jobs.launch(task))[0])
             wait_status(job_id, "RUNNING")
+            while not marker.exists():  # the first attempt's command has started
+                time.sleep(0.05)
             time.sleep(3)  # the upload is unused for 3 retentions, 15 collections
             assert len(list(trees.glob("*/trees/*.json"))) == 1
             where = root / "backends" / "local" / "clusters" / f"long-{job_id}"
