@@ -130,6 +130,30 @@ def test_a_missing_bucket_and_an_unknown_store_fail_at_launch(server) -> None:
     assert os.path.isdir(server.env["SKYHOP_PERSISTENT_PATH"])
 
 
+def test_a_source_bucket_that_is_not_there_is_refused_before_anything_is_made(server) -> None:
+    """A typo in a bucket URI would otherwise mount an empty directory (MOUNT is lazy):
+    a launch and a managed job (and a service) are refused up front, naming the mount."""
+    task = sky.Task(run="ls /data", resources=sky.Resources(infra="local"))
+    task.set_storage_mounts({"/data": sky.Storage(source="local://sh-typo", mode="MOUNT")})
+    with pytest.raises(exceptions.StorageError) as caught:
+        sky.stream_and_get(sky.launch(task, cluster_name="st5"), output_stream=io.StringIO())
+    message = str(caught.value)
+    assert "file_mounts['/data']" in message and "'sh-typo'" in message, message
+    assert "does not exist" in message and "name: sh-typo" in message, message
+    assert sky.get(sky.status(["st5"])) == []  # nothing was provisioned
+    assert not bucket_dir(server, "sh-typo").exists()  # nor the bucket made
+    with pytest.raises(exceptions.StorageError, match="sh-typo"):
+        sky.get(sky.jobs.launch(task, name="typo"))
+    assert [j for j in sky.get(sky.jobs.queue(refresh=False)) if j["job_name"] == "typo"] == []
+    # Once it exists, the same task runs and sees it.
+    bucket_dir(server, "sh-typo").mkdir(parents=True)
+    (bucket_dir(server, "sh-typo") / "there.txt").write_text("x")
+    task.run = "cat /data/there.txt && echo saw-it"
+    assert "saw-it" in run(task, "st5")
+    sky.get(sky.down("st5"))
+    assert (bucket_dir(server, "sh-typo") / "there.txt").exists()  # not skyhop's to delete
+
+
 def test_volumes_are_directories_bound_into_local_nodes(server) -> None:
     assert sky.get(sky.volumes_apply("vol-a"))["name"] == "vol-a"
     assert [v["name"] for v in sky.get(sky.volumes_ls())] == ["vol-a"]

@@ -267,6 +267,10 @@ def test_cli_up_status_down_over_tls(client: ServerProcess, tmp_path: Path) -> N
                            match=f"service.tls: the certificate {name!r} and key "
                                  f"'key.pem' cannot be used together .*{why}"):
             sky.get(sky.serve.up(task, "cli"))
+    # A bucket that is not there: refused before a replica is launched.
+    with pytest.raises(sky.exceptions.StorageError, match=r"file_mounts\['/data'\].*'sh-no-bucket'"):
+        sky.get(sky.serve.up({**service_task(replicas=1), "file_mounts": {
+            "/data": "local://sh-no-bucket"}}, "cli"))  # fmt: skip
     assert sky.get(sky.serve.status()) == []
     out = cli("up", "-y", "-n", "cli", str(write("svc.yaml", {"keyfile": "key.pem",
                                                               "certfile": "cert.pem"})))

@@ -18,7 +18,7 @@ from skyhop_core.ops.common import (
     build_job_spec,
     check_name_free,
     check_no_client_paths,
-    check_uploads,
+    check_sources,
     find_cluster,
     generate_cluster_name,
     get_cluster,
@@ -73,7 +73,7 @@ async def launch(ctx: RequestContext, p: P.LaunchParams) -> dict[str, Any]:
         ctx.log("Dry run: nothing was launched.")
         return {"job_id": None, "handle": None}
     check_runnable(task)
-    await check_uploads(ctx, task)
+    await check_sources(ctx, task)
     sync = not (p.fast and p.no_setup)
     async with cluster_lock(ctx, name):
         handle, brought_up = await _ensure_up(ctx, name, task, p)

@@ -221,13 +221,16 @@ def check_no_client_paths(task: Any) -> None:
         )  # fmt: skip
 
 
-async def check_uploads(ctx: RequestContext, task: Any) -> None:
+async def check_sources(ctx: RequestContext, task: Any) -> None:
     """Fail before provisioning anything if an upload the task names is not the
-    caller's, not complete, or gone."""
+    caller's, not complete, or gone, or a bucket its storage mounts name is not there."""
+    from skyhop_core.storage.mounting import check_bucket_sources
+
     check_no_client_paths(task)
     store = UploadStore(ctx.services.persistent_path)
     for _, source, _ in _sources(task, mounts=True, uploads_only=True):
         await store.run(store.resolve, ctx.user.hash, mf.parse_upload_ref(source) or "")
+    await check_bucket_sources(ctx, task)
 
 
 async def sync_files(

@@ -23,6 +23,7 @@ from skyhop_core.ops import params as P
 from skyhop_core.ops.common import (
     MAX_CLUSTER_NAME,
     check_no_client_paths,
+    check_sources,
     may_act_for_all,
     parse_task,
     require_all_users_allowed,
@@ -123,7 +124,9 @@ async def jobs_launch(ctx: RequestContext, p: P.JobsLaunchParams) -> dict[str, A
     from skyhop_core.ops.taskcheck import check_runnable
 
     for config in p.tasks if p.tasks is not None else [p.task or {}]:
-        check_runnable(parse_task(dict(config))[0])  # what cannot run fails before queueing
+        task = parse_task(dict(config))[0]
+        check_runnable(task)  # what cannot run fails before queueing
+        await check_sources(ctx, task)
     prepared = _prepare(p)
     service = _service(ctx)
 

@@ -23,7 +23,7 @@ from skyhop_core.models.service_spec import ServiceSpec, check_task_service
 from skyhop_core.models.status import ReplicaStatus, ServiceComponent, ServiceStatus
 from skyhop_core.models.task_schema import check_wire_task
 from skyhop_core.ops import params as P
-from skyhop_core.ops.common import check_no_client_paths, check_uploads, parse_task
+from skyhop_core.ops.common import check_no_client_paths, check_sources, parse_task
 from skyhop_core.requests.context import RequestContext
 from skyhop_core.serve import state as ss
 
@@ -111,7 +111,7 @@ async def serve_up(ctx: RequestContext, p: P.ServeUpParams) -> list[Any]:
     from skyhop_core.ops.common import validate_cluster_name
 
     task, spec = _check(p.task)
-    await check_uploads(ctx, task)
+    await check_sources(ctx, task)
     service = _service(ctx)
     name = p.service_name or _default_name(task)
     validate_cluster_name(f"{name}-1")
@@ -152,7 +152,7 @@ async def serve_update(ctx: RequestContext, p: P.ServeUpdateParams) -> None:
     """Add a version of the service's task; its controller replaces the replicas by
     ``mode``."""
     task, spec = _check(p.task)
-    await check_uploads(ctx, task)
+    await check_sources(ctx, task)
     service = _service(ctx)
     row = await _owned_row(ctx, p.service_name)
     if row.down_requested or row.status in (ServiceStatus.SHUTTING_DOWN.value,

@@ -101,6 +101,20 @@ def skyhop_store_list(ctx: BackendContext) -> Awaitable[list[str]]:
 
 
 @hookspec
+def skyhop_store_exists(ctx: BackendContext, bucket: Bucket) -> Awaitable[bool]:
+    """*Async.* Whether the store has a bucket named ``bucket.name`` (one these
+    credentials may not read still exists; its prefix is not checked).
+
+    Fires before anything is provisioned for a storage mount whose ``source`` is a bucket
+    URI (a bucket skyhop does not create), and again when it is mounted or copied: a
+    bucket that is not there is refused with the file mount's path instead of mounting an
+    empty directory. Optional: without it, a missing bucket shows when it is used.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def skyhop_store_mount_plan(
     ctx: BackendContext, bucket: Bucket, mount_path: str, cached: bool
 ) -> MountPlan:

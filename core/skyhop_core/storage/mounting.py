@@ -70,15 +70,50 @@ def resolve_bucket(storage: Storage, remote: str, backend: str, user_hash: str) 
     return Bucket(store, name), True
 
 
+def storage_mounts(task: Any) -> dict[str, Storage]:
+    """Every storage mount of ``task`` by mount path: its ``storage_mounts``, and each
+    bucket URI given as a plain file mount (a COPY)."""
+    mounts = dict(task.storage_mounts or {})
+    for remote, source in (task.file_mounts or {}).items():
+        if bucket_uri_store(str(source)):
+            mounts[remote] = Storage(source=str(source), mode=StorageMode.COPY)
+    return mounts
+
+
+async def check_bucket_sources(ctx: Any, task: Any) -> None:
+    """Before anything is provisioned: every bucket a storage mount's ``source`` URI
+    names (skyhop does not create those) exists, and its store is installed."""
+    for remote, storage in storage_mounts(task).items():
+        if storage.source_store is not None:
+            bucket, _ = resolve_bucket(storage, remote, "", ctx.user.hash)
+            ctx.services.stores.info(bucket.store)
+            await _check_exists(ctx, bucket, storage, remote)
+
+
+async def _check_exists(ctx: Any, bucket: Bucket, storage: Storage, remote: str) -> None:
+    """Refuse a source bucket its store says is not there (stores without
+    ``skyhop_store_exists`` are not asked)."""
+    stores = ctx.services.stores
+    if not stores.implements(bucket.store, "skyhop_store_exists"):
+        return
+    sctx = ctx.services.store_ctx(bucket.store, ctx)
+    if await stores.call(bucket.store, "skyhop_store_exists", ctx=sctx, bucket=bucket):
+        return
+    where = stores.info(bucket.store).display_name or bucket.store
+    raise StorageError(
+        f"file_mounts[{remote!r}]: source {storage.source} names the {where} bucket "
+        f"{bucket.name!r}, which does not exist. Check the name (and the store's "
+        f"credentials and endpoint), create it, or give `name: {bucket.name}` without a "
+        "bucket `source:` to have skyhop create it."
+    )
+
+
 async def apply_storage_mounts(
     ctx: Any, bctx: Any, handle: ClusterHandle, task: Any, cluster_name: str
 ) -> None:
     """Create, fill and mount (or copy) every storage mount of ``task`` on the cluster."""
     services = ctx.services
-    mounts = dict(task.storage_mounts or {})
-    for remote, source in (task.file_mounts or {}).items():
-        if bucket_uri_store(str(source)):  # a bucket URI as a plain file mount: a copy
-            mounts[remote] = Storage(source=str(source), mode=StorageMode.COPY)
+    mounts = storage_mounts(task)
     live: dict[str, dict[str, str]] = {}  # what a `start` must mount again
     if task.volumes:
         from skyhop_core.ops.volumes import mount_volumes
@@ -89,6 +124,8 @@ async def apply_storage_mounts(
         bucket, managed = resolve_bucket(storage, remote, handle.backend, ctx.user.hash)
         sctx = services.store_ctx(bucket.store, ctx)
         services.stores.info(bucket.store)  # a precise error for a store not installed
+        if not managed:  # gone since the launch was checked (a recovery, days later)
+            await _check_exists(ctx, bucket, storage, remote)
         recorded = await _claim(ctx, bucket, storage, managed, cluster_name)
         if managed:
             try:

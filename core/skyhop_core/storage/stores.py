@@ -41,6 +41,11 @@ class Stores:
                 "use another store."
             ) from None
 
+    def implements(self, store: str, hook: str) -> bool:
+        """Whether the plugin that owns ``store`` implements the optional ``hook``."""
+        owner = self._owners.get(store)
+        return any(impl.plugin is owner for impl in getattr(self.pm.hook, hook).get_hookimpls())
+
     def call(self, store: str, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on the plugin that owns ``store``; what it returns."""
         self.info(store)

@@ -2,7 +2,8 @@
 
 ``await check_store(stores, name, ctx, scratch)`` runs the bucket lifecycle a launch
 and ``storage delete`` drive: ``skyhop_store_info`` (the store is found by name),
-``skyhop_store_create`` (twice: idempotent),
+``skyhop_store_exists`` (where implemented: false before the create and after the
+delete, true between), ``skyhop_store_create`` (twice: idempotent),
 ``skyhop_store_upload`` of a directory, ``skyhop_store_list``, ``skyhop_store_download``
 (the same files come back), ``skyhop_store_mount_plan`` (a host path or a command) and
 ``skyhop_store_delete`` (twice; the bucket is gone from the list). Store authors call it
@@ -33,8 +34,13 @@ async def check_store(stores: Any, name: str, ctx: Any, scratch: Path) -> Bucket
     (source / "sub").mkdir(parents=True)
     (source / "a.txt").write_text("alpha\n")
     (source / "sub" / "b.txt").write_text("beta\n")
+    exists = stores.implements(name, "skyhop_store_exists")  # optional
+    if exists:
+        assert not await stores.call(name, "skyhop_store_exists", ctx=ctx, bucket=bucket)
     for _ in range(2):
         await stores.call(name, "skyhop_store_create", ctx=ctx, bucket=bucket)
+    if exists:
+        assert await stores.call(name, "skyhop_store_exists", ctx=ctx, bucket=bucket)
     await stores.call(name, "skyhop_store_upload", ctx=ctx, bucket=bucket, source=str(source))
     assert bucket.name in await stores.call(name, "skyhop_store_list", ctx=ctx)
     dest = scratch / "dest"
@@ -48,6 +54,8 @@ async def check_store(stores: Any, name: str, ctx: Any, scratch: Path) -> Bucket
     for _ in range(2):
         await stores.call(name, "skyhop_store_delete", ctx=ctx, bucket=bucket)
     assert bucket.name not in await stores.call(name, "skyhop_store_list", ctx=ctx)
+    if exists:
+        assert not await stores.call(name, "skyhop_store_exists", ctx=ctx, bucket=bucket)
     return bucket
 
 

@@ -168,6 +168,26 @@ async def skyhop_store_delete(ctx: BackendContext, bucket: Bucket) -> None:
     await _call(ctx, _delete, bucket.name)
 
 
+def _bucket_exists(client: Any, name: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_bucket(Bucket=name)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        if code in ("403", "AccessDenied"):
+            return True  # S3 answers 403 only for a bucket that exists
+        raise
+    return True
+
+
+@hookimpl
+async def skyhop_store_exists(ctx: BackendContext, bucket: Bucket) -> bool:
+    return bool(await _call(ctx, _bucket_exists, bucket.name))
+
+
 @hookimpl
 async def skyhop_store_list(ctx: BackendContext) -> list[str]:
     answer = await _call(ctx, lambda client: client.list_buckets())

@@ -121,6 +121,18 @@ class GcsStore:
                     raise
 
     @hookimpl
+    async def skyhop_store_exists(self, ctx: BackendContext, bucket: Bucket) -> bool:
+        from skyhop_gcp.compute import GcpApiError
+
+        async with self.call(ctx, bucket) as gcs:
+            try:
+                return bool(await gcs.bucket_exists(bucket.name))
+            except GcpApiError as exc:
+                if exc.status == 403:  # another project's bucket: there, if not ours to read
+                    return True
+                raise
+
+    @hookimpl
     async def skyhop_store_list(self, ctx: BackendContext) -> list[str]:
         async with self.call(ctx) as gcs:
             return sorted(await gcs.list_buckets())
@@ -243,5 +255,6 @@ skyhop_store_create = _DEFAULT.skyhop_store_create
 skyhop_store_upload = _DEFAULT.skyhop_store_upload
 skyhop_store_download = _DEFAULT.skyhop_store_download
 skyhop_store_delete = _DEFAULT.skyhop_store_delete
+skyhop_store_exists = _DEFAULT.skyhop_store_exists
 skyhop_store_list = _DEFAULT.skyhop_store_list
 skyhop_store_mount_plan = _DEFAULT.skyhop_store_mount_plan

@@ -214,6 +214,7 @@ from skyhop_gcp.gcsstore import (  # noqa: E402, F401
     skyhop_store_create,
     skyhop_store_delete,
     skyhop_store_download,
+    skyhop_store_exists,
     skyhop_store_info,
     skyhop_store_list,
     skyhop_store_mount_plan,

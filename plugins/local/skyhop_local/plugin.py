@@ -61,6 +61,7 @@ from skyhop_local.store import (  # noqa: F401
     skyhop_store_create,
     skyhop_store_delete,
     skyhop_store_download,
+    skyhop_store_exists,
     skyhop_store_info,
     skyhop_store_list,
     skyhop_store_mount_plan,

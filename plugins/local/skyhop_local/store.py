@@ -88,6 +88,12 @@ async def skyhop_store_delete(ctx: BackendContext, bucket: Bucket) -> None:
 
 
 @hookimpl
+async def skyhop_store_exists(ctx: BackendContext, bucket: Bucket) -> bool:
+    path = bucket_dir(ctx, Bucket(bucket.store, bucket.name))
+    return await trio.to_thread.run_sync(os.path.isdir, path)
+
+
+@hookimpl
 async def skyhop_store_list(ctx: BackendContext) -> list[str]:
     root = ctx.state_dir
     return sorted(os.listdir(root)) if os.path.isdir(root) else []

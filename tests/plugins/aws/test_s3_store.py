@@ -15,6 +15,7 @@ import pytest
 import trio
 
 import skyhop as sky
+from skyhop import exceptions
 from skyhop_core.context import BackendContext
 from skyhop_core.plugins import load_backends
 from skyhop_core.storage.stores import Stores
@@ -30,6 +31,7 @@ def s3(aws_env: str) -> Any:
 def test_s3_store_conformance(aws_env: str, tmp_path: Path) -> None:
     stores = Stores(load_backends().pm)
     ctx = BackendContext(state_dir=str(tmp_path / "s3"), persistent_path=str(tmp_path))
+    assert stores.implements("s3", "skyhop_store_exists")  # optional: ours have it
     bucket = trio.run(check_store, stores, "s3", ctx, tmp_path)
     names = [b["Name"] for b in s3(aws_env).list_buckets()["Buckets"]]
     assert bucket.name not in names
@@ -82,6 +84,17 @@ def test_copy_from_s3_onto_local_nodes_and_temporary_buckets(aws_server, aws_env
     names = [b["Name"] for b in client.list_buckets()["Buckets"]]
     assert "sh-ckpt-test" not in names and "public-data" in names
     assert sky.get(sky.storage_ls()) == []
+
+
+def test_a_missing_s3_bucket_is_refused_before_the_cluster_is_made(aws_server) -> None:
+    """HeadBucket says 404: the launch fails naming the mount; no cluster, no bucket."""
+    task = sky.Task(run="ls /data", resources=sky.Resources(infra="local"))
+    task.set_storage_mounts({"/data": sky.Storage(source="s3://sh-no-such-bucket/sub")})
+    with pytest.raises(exceptions.StorageError) as caught:
+        sky.stream_and_get(sky.launch(task, cluster_name="s3m"), output_stream=io.StringIO())
+    message = str(caught.value)
+    assert "file_mounts['/data']" in message and "Amazon S3 bucket 'sh-no-such-bucket'" in message
+    assert sky.get(sky.status(["s3m"])) == []
 
 
 def test_a_mount_on_a_node_without_rclone_or_fuse_says_so(tmp_path: Path) -> None:

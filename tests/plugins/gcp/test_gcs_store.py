@@ -78,6 +78,7 @@ def test_gcs_store_conformance_and_resumable_uploads(gcp_env: Any, tmp_path: Pat
 
     stores = Stores(load_backends().pm)
     ctx = store_ctx(tmp_path)
+    assert stores.implements("gcs", "skyhop_store_exists")  # optional: ours have it
     bucket = trio.run(check_store, stores, "gcs", ctx, tmp_path)
     state = gcp_env.control("gcs/state")
     assert bucket.name not in state["buckets"] and "multipart" in state["uploads"]

@@ -17,6 +17,7 @@ def test_local_store_conformance(tmp_path: Path) -> None:
     assert "local" in stores.names()
     state = tmp_path / "persist" / "stores" / "local"
     ctx = BackendContext(state_dir=str(state), persistent_path=str(tmp_path / "persist"))
+    assert stores.implements("local", "skyhop_store_exists")  # optional: ours have it
     bucket = trio.run(check_store, stores, "local", ctx, tmp_path)
     assert not (state / bucket.name).exists()  # deleted with everything in it
 
