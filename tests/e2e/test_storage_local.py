@@ -154,6 +154,23 @@ def test_a_source_bucket_that_is_not_there_is_refused_before_anything_is_made(se
     assert (bucket_dir(server, "sh-typo") / "there.txt").exists()  # not skyhop's to delete
 
 
+def test_a_mount_over_files_on_the_node_is_refused_and_they_are_kept(server) -> None:
+    """A MOUNT would hide what is at its path (here a COPY's files from the launch
+    before): refused, naming the path; the files are still there."""
+    bucket_dir(server, "sh-seed").mkdir(parents=True)
+    (bucket_dir(server, "sh-seed") / "seed.txt").write_text("seeded\n")
+    first = sky.Task(run="cat /data/seed.txt", resources=sky.Resources(infra="local"))
+    first.set_file_mounts({"/data": "local://sh-seed"})
+    assert "seeded" in run(first, "st6")
+    over = sky.Task(run="true", resources=sky.Resources(infra="local"))
+    over.set_storage_mounts({"/data": sky.Storage(name="sh-over")})
+    with pytest.raises(exceptions.StorageError, match="/data on the node is not empty"):
+        sky.stream_and_get(sky.launch(over, cluster_name="st6"), output_stream=io.StringIO())
+    assert "seeded" in run(sky.Task(run="cat /data/seed.txt"), "st6")
+    sky.get(sky.down("st6"))
+    sky.get(sky.storage_delete("sh-over"))
+
+
 def test_volumes_are_directories_bound_into_local_nodes(server) -> None:
     assert sky.get(sky.volumes_apply("vol-a"))["name"] == "vol-a"
     assert [v["name"] for v in sky.get(sky.volumes_ls())] == ["vol-a"]

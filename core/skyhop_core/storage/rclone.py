@@ -7,6 +7,7 @@ a CA bundle); the script does the rest the same way for every store:
 - says which of rclone or FUSE the node lacks (and makes nothing);
 - keeps a mount of the same bucket on a second launch and replaces one of another
   (rclone's ``--devname`` is what the mount table shows);
+- refuses a mount path that holds files (the mount would hide them), as SkyPilot does;
 - run as root (the local sandbox's mount launcher), mounts for the owner of ``$HOME``
   with ``--allow-other``, so jobs get the files but not rclone's environment;
 - MOUNT writes a file to the bucket when it is closed; MOUNT_CACHED reads and writes
@@ -47,6 +48,9 @@ if mountpoint -q {path}; then
   # A second launch: the same bucket stays mounted, another one replaces it.
   if [ "$(findmnt -n -o SOURCE --mountpoint {path} 2>/dev/null)" = {device} ]; then exit 0; fi
   fusermount3 -u -z {path} 2>/dev/null || fusermount -u -z {path} 2>/dev/null || umount -l {path}
+fi
+if [ -n "$(ls -A {path})" ]; then
+  echo "MOUNT of {uri} at "{path}" on the node: the directory is not empty, and the mount would hide its files; mount at another path, or remove them first" >&2; exit 1
 fi
 cache_dir="${{XDG_CACHE_HOME:-$HOME/.cache}}/skyhop-rclone"
 set -- --daemon --config /dev/null --devname {device} {cache}

@@ -124,10 +124,16 @@ def bind_into_node(holder_pid: int | None, root: str, host_path: str, target: st
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.symlink(host_path, target)
         return
-    script = 'mkdir -p "$2" && if ! mountpoint -q "$2"; then mount --bind "$1" "$2"; fi'
+    script = (
+        'mkdir -p "$2" || exit 1\n'
+        'if mountpoint -q "$2"; then exit 0; fi\n'
+        'if [ -n "$(ls -A "$2")" ]; then echo "$3 on the node is not empty, and the bucket '
+        'would hide its files; mount at another path, or remove them first" >&2; exit 1; fi\n'
+        'mount --bind "$1" "$2"'
+    )
     done = subprocess.run(
         ["nsenter", f"--target={holder_pid}", "--mount", "--", "sh", "-c", script, "sh",
-         host_path, root.rstrip("/") + target],
+         host_path, root.rstrip("/") + target, target],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     if done.returncode != 0:

@@ -90,8 +90,9 @@ def test_gs_buckets_on_local_nodes(gcs_server: Any, gcp_env: Any, tmp_path: Path
             sky.get(sky.launch(bad, cluster_name="gm"))
         missing = sky.Task(run="true", resources=sky.Resources(infra="local"))
         missing.set_file_mounts({"/x": "gs://fk-missing/data"})
-        with pytest.raises(StorageError, match=r"The GCS bucket 'fk-missing' does not exist "
-                                               r"\(gs://fk-missing/data\)"):
+        with pytest.raises(StorageError, match=r"file_mounts\['/x'\]: source gs://fk-missing/data "
+                                               r"names the Google Cloud Storage bucket 'fk-missing', "
+                                               r"which does not exist"):
             sky.get(sky.launch(missing, cluster_name="gm"))
         while mounts and fake.control("gcs/state")["buckets"]["fk-out"] != {"w.txt": "written\n"}:
             assert time.monotonic() < deadline, fake.control("gcs/state")
