@@ -51,7 +51,7 @@ from skyhop_core.models.records import (
     JobSubmission,
     RequestRecord,
 )
-from skyhop_core.models.status import JobStatus, ManagedJobStatus
+from skyhop_core.models.status import ClusterStatus, JobStatus, ManagedJobStatus
 
 
 class WireTypeError(TypeError):
@@ -238,6 +238,9 @@ def decode_result(operation: str, data: Any) -> Any:
         ]
     if operation == "jobs_queue":  # managed-job records: dicts, with status an enum
         return [{**r, "status": ManagedJobStatus(r["status"])} for r in data]
+    if operation == "cost_report":  # a torn-down cluster's status is None (SkyPilot's)
+        return [{**r, "status": None if r["status"] is None else ClusterStatus(r["status"])}
+                for r in data]  # fmt: skip
     cls = RESULT_TYPES.get(operation)
     if cls is None:
         return data

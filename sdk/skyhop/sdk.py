@@ -308,6 +308,14 @@ def status(
     return _submit("status", body)
 
 
+def cost_report(days: int | None = None, all_users: bool = False) -> str:
+    """What your clusters cost: each existing one so far, and those torn down in the
+    last ``days`` days (None: 30, as SkyPilot). The result is a list of dicts with name,
+    status (None once torn down), launched_at, terminated_at, duration (seconds UP),
+    num_nodes, resources_str, price_per_hour, total_cost, user_name, user_hash."""
+    return _submit("cost_report", {"days": 30 if days is None else days, "all_users": all_users})
+
+
 def autostop(
     cluster_name: str, idle_minutes: int, down: bool = False, wait_for: str | None = None
 ) -> str:
@@ -461,6 +469,7 @@ __all__ = [
     "autostop",
     "cancel",
     "check",
+    "cost_report",
     "down",
     "download_logs",
     "exec",

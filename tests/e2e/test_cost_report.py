@@ -39,6 +39,36 @@ def test_cost_report_charges_the_offer_price_for_the_time_up(priced: ServerProce
     assert "2.00" in wide.splitlines()[1]
 
 
+def test_a_torn_down_cluster_stays_in_the_report_with_what_it_cost(priced: ServerProcess) -> None:
+    """As SkyPilot's: a cluster that is gone is TERMINATED in the report, at the cost it
+    had; --days bounds how far back; a launch that never came UP costs nothing."""
+    import skyhop as skysdk
+    from skyhop.client import ApiClient, using
+
+    sky(priced, "launch", "-y", "-c", "gone", "--infra", "regional/r1", "true")
+    time.sleep(1.0)
+    with using(ApiClient(priced.endpoint, auto_start=False)):
+        (live,) = skysdk.get(skysdk.cost_report())
+    assert (live["status"], live["terminated_at"], live["num_nodes"]) == (ClusterStatus.UP, None, 1)
+    sky(priced, "down", "-y", "gone")
+    (priced.root.parent / "full").write_text("r1\nr2\n")  # no capacity left anywhere
+    assert sky(priced, "launch", "-y", "-c", "nocap", "--infra", "regional", "true",
+               check=False).returncode != 0  # fmt: skip
+    report = sky(priced, "cost-report").stdout
+    (row,) = [r for r in report.splitlines() if r.startswith("gone")]
+    assert "TERMINATED" in row and " 1.00 " in row  # its $/h
+    assert "nocap" not in report
+    with using(ApiClient(priced.endpoint, auto_start=False)):
+        (rec,) = skysdk.get(skysdk.cost_report())
+    assert rec["name"] == "gone" and rec["status"] is None and rec["terminated_at"]
+    assert rec["duration"] >= 1.0
+    assert rec["total_cost"] == pytest.approx(rec["duration"] / 3600, rel=0.01)
+    assert "No clusters, existing or torn down in the last 0 days." in sky(
+        priced, "cost-report", "--days", "0").stdout
+    bad = sky(priced, "cost-report", "--days", "-1", check=False)
+    assert bad.returncode == 2 and "-1" in bad.stderr
+
+
 def test_the_clock_runs_while_up_and_stops_when_stopped() -> None:
     meta = {"price_per_hour": 3.6}
     up = _clock(meta, ClusterStatus.UP.value, now=1000.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -352,6 +353,46 @@ async def status(ctx: RequestContext, p: P.StatusParams) -> list[ClusterRecord]:
         for i, record in enumerate(records):
             nursery.start_soon(one, i, record)
     return [r for r in refreshed if r is not None]
+
+
+async def cost_report(ctx: RequestContext, p: P.CostReportParams) -> list[dict[str, Any]]:
+    """What the caller's clusters cost: every existing one (its cost so far), then the
+    torn-down ones of the last ``days`` days, newest first (``status`` None, as
+    SkyPilot's report has it). Each: name, status, launched_at, terminated_at, duration
+    (seconds UP), num_nodes, resources_str, price_per_hour, total_cost, user_name,
+    user_hash."""
+    if p.all_users:
+        require_all_users_allowed(ctx, "report the cost of")
+    user = None if p.all_users else ctx.user.hash
+    since = time.time() - p.days * 86400
+
+    def read(conn: Any) -> tuple[list[ClusterRecord], list[dict[str, Any]]]:
+        live = cl.list_visible(conn, names=None, user_hash=user, include_managed_jobs=True)
+        return live, cl.history(conn, since, user)
+
+    live, gone = await ctx.services.store.run(read)
+    now = time.time()
+    rows = []
+    for record in live:
+        meta = record.metadata
+        rows.append({
+            "name": record.name, "status": record.status, "launched_at": record.launched_at,
+            "terminated_at": None, "duration": cl.uptime_so_far(meta, now),
+            "num_nodes": len(record.handle.nodes) if record.handle is not None else 0,
+            "resources_str": record.resources_str,
+            "price_per_hour": float(meta.get("price_per_hour") or 0.0),
+            "total_cost": cl.cost_so_far(meta, now), "user_name": record.user_name,
+            "user_hash": record.user_hash,
+        })  # fmt: skip
+    for row in gone:
+        rows.append({
+            "name": row["name"], "status": None, "launched_at": row["launched_at"],
+            "terminated_at": row["terminated_at"], "duration": row["uptime_s"],
+            "num_nodes": row["num_nodes"], "resources_str": row["resources_str"],
+            "price_per_hour": row["price_per_hour"], "total_cost": row["cost"],
+            "user_name": row["user_name"], "user_hash": row["user_hash"],
+        })  # fmt: skip
+    return rows
 
 
 async def _refresh(ctx: RequestContext, record: ClusterRecord) -> ClusterRecord | None:

@@ -182,6 +182,15 @@ class StatusParams:
 
 
 @attrs.frozen
+class CostReportParams:
+    """``days``: torn-down clusters terminated in the last ``days`` days (existing ones
+    are always listed). ``all_users``: everyone's (admins on a deployed server)."""
+
+    days: int = integer(0, 36500, default=30)
+    all_users: bool = False
+
+
+@attrs.frozen
 class AutostopParams:
     """``idle_minutes`` -1 cancels autostop."""
 

@@ -26,6 +26,7 @@ def operations() -> dict[str, Operation]:
         Operation("down", P.ClusterParams, clusters.down, "long"),
         Operation("autostop", P.AutostopParams, clusters.autostop, "short"),
         Operation("status", P.StatusParams, clusters.status, "short"),
+        Operation("cost_report", P.CostReportParams, clusters.cost_report, "short"),
         Operation("queue", P.QueueParams, jobs.queue, "short"),
         Operation("job_status", P.JobStatusParams, jobs.job_status, "short"),
         Operation("cancel", P.CancelParams, jobs.cancel, "short"),

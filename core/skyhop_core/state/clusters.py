@@ -9,7 +9,8 @@ Three more keep its cost (``skyhop cost-report``, the record's ``cost``): ``pric
 (the chosen offer's price times the nodes, set when it is provisioned), ``up_since``
 (when it last became UP) and ``uptime_s`` (seconds UP before that). The clock runs while
 the cluster is UP or INIT after having been UP (a relaunch or a failed check), and stops
-when it is STOPPED.
+when it is STOPPED. When a cluster that was ever UP is deleted, its cost goes into
+``cluster_history`` (:func:`history`).
 """
 
 from __future__ import annotations
@@ -23,15 +24,20 @@ import sqlalchemy as sa
 from skyhop_core import wire
 from skyhop_core.models.records import ClusterHandle, ClusterRecord
 from skyhop_core.models.status import ClusterStatus
-from skyhop_core.state.db import clusters
+from skyhop_core.state.db import cluster_history, clusters
 
 
-def cost_so_far(meta: dict[str, Any], now: float | None = None) -> float:
-    """Dollars spent so far: the hourly price over the time UP (see the module docs)."""
+def uptime_so_far(meta: dict[str, Any], now: float | None = None) -> float:
+    """Seconds the cluster has been UP (see the module docs)."""
     seconds = float(meta.get("uptime_s") or 0.0)
     if meta.get("up_since"):
         seconds += max(0.0, (now or time.time()) - float(meta["up_since"]))
-    return float(meta.get("price_per_hour") or 0.0) * seconds / 3600.0
+    return seconds
+
+
+def cost_so_far(meta: dict[str, Any], now: float | None = None) -> float:
+    """Dollars spent so far: the hourly price over the time UP."""
+    return float(meta.get("price_per_hour") or 0.0) * uptime_so_far(meta, now) / 3600.0
 
 
 def _clock(meta: dict[str, Any], status: str | None, now: float) -> dict[str, Any]:
@@ -255,8 +261,35 @@ def set_placement(conn: sa.Connection, name: str, region: str | None, zone: str 
         update(conn, name, metadata=meta)
 
 
-def delete(conn: sa.Connection, name: str) -> None:
+def delete(conn: sa.Connection, name: str, now: float | None = None) -> None:
+    """Forget cluster ``name``; one that was ever UP goes into the history with its cost
+    (same transaction: a cluster is in one table or the other)."""
+    row = conn.execute(sa.select(clusters).where(clusters.c.name == name)).first()
+    if row is None:
+        return
+    meta = dict(row.metadata or {})
+    now = time.time() if now is None else now
+    if meta.get("up_since") or meta.get("uptime_s"):
+        conn.execute(cluster_history.insert().values(
+            name=row.name, backend=row.backend, resources_str=row.resources_str or "",
+            num_nodes=row.num_nodes, launched_at=row.launched_at, terminated_at=now,
+            uptime_s=uptime_so_far(meta, now), price_per_hour=float(meta.get("price_per_hour") or 0.0),
+            cost=cost_so_far(meta, now), user_hash=row.user_hash, user_name=row.user_name,
+        ))  # fmt: skip
     conn.execute(clusters.delete().where(clusters.c.name == name))
+
+
+def history(conn: sa.Connection, since: float, user_hash: str | None) -> list[dict[str, Any]]:
+    """Torn-down clusters terminated at or after ``since``, newest first; ``user_hash``
+    None: every user's."""
+    query = (
+        sa.select(cluster_history)
+        .where(cluster_history.c.terminated_at >= since)
+        .order_by(cluster_history.c.terminated_at.desc())
+    )
+    if user_hash is not None:
+        query = query.where(cluster_history.c.user_hash == user_hash)
+    return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def _update_metadata(

@@ -33,6 +33,25 @@ clusters = sa.Table(
     sa.Column("metadata", sa.JSON, nullable=False, default=dict),
 )
 
+#: Clusters that were torn down (``skyhop cost-report``): what each cost, a row written in
+#: the transaction that deletes its ``clusters`` row (only clusters that were ever UP).
+cluster_history = sa.Table(
+    "cluster_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("backend", sa.String(64), nullable=False),
+    sa.Column("resources_str", sa.Text, nullable=False, default=""),
+    sa.Column("num_nodes", sa.Integer, nullable=False, default=1),
+    sa.Column("launched_at", sa.Float, nullable=True),
+    sa.Column("terminated_at", sa.Float, nullable=False, index=True),
+    sa.Column("uptime_s", sa.Float, nullable=False),
+    sa.Column("price_per_hour", sa.Float, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("user_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("user_name", sa.String(128), nullable=False),
+)
+
 requests = sa.Table(
     "requests",
     metadata,

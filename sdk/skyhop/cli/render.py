@@ -183,29 +183,27 @@ def clusters(
     return table(header, rows) + "".join("\n" + note for note in notes)
 
 
-def cost_report(records: Sequence[dict[str, Any]], *, now: float | None = None) -> str:
-    """``skyhop cost-report``: each cluster's cost so far from its price and time UP."""
+def cost_report(records: Sequence[dict[str, Any]], days: int = 30, *,
+                now: float | None = None) -> str:  # fmt: skip
+    """``skyhop cost-report``: each cluster's cost from its price and time UP, torn-down
+    ones (status None) as TERMINATED."""
     if not records:
-        return "No existing clusters."
+        return f"No clusters, existing or torn down in the last {days} days."
     now = now if now is not None else time.time()
     header = ["NAME", "LAUNCHED", "DURATION", "RESOURCES", "STATUS", "$/HR", "COST ($)"]
     rows = []
     total = 0.0
     for r in records:
-        meta = r.get("metadata") or {}
-        seconds = float(meta.get("uptime_s") or 0.0)
-        if meta.get("up_since"):
-            seconds += max(0.0, now - float(meta["up_since"]))
-        spent = float(r.get("cost") or 0.0)
+        spent = float(r.get("total_cost") or 0.0)
         total += spent
         rows.append(
             [
                 r["name"],
                 ago(r.get("launched_at"), now),
-                duration(seconds),
+                duration(float(r.get("duration") or 0.0)),
                 r.get("resources_str") or "-",
-                _value(r["status"]),
-                cost(float(meta.get("price_per_hour") or 0.0)),
+                "TERMINATED" if r.get("status") is None else _value(r["status"]),
+                cost(float(r.get("price_per_hour") or 0.0)),
                 cost(spent),
             ]
         )

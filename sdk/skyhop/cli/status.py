@@ -96,10 +96,12 @@ def _status_name(record: dict[str, Any]) -> str:
 @click.option(
     "-u", "--all-users", is_flag=True, help="Include other users' clusters (an admin token)."
 )
-def cost_report(all_users: bool) -> None:
-    """Show what each existing cluster has cost so far: its offer's hourly price (all
-    nodes) times the time it has been UP. Torn-down clusters are not listed."""
+@click.option("--days", type=click.IntRange(0, 36500), default=30, show_default=True,
+              help="Also list the clusters torn down in the last DAYS days.")  # fmt: skip
+def cost_report(all_users: bool, days: int) -> None:
+    """Show what each cluster has cost: its offer's hourly price (all nodes) times the
+    time it has been UP, for existing clusters and those torn down in the last DAYS."""
     from skyhop import sdk
     from skyhop.cli import render
 
-    click.echo(render.cost_report(sdk.get(sdk.status(None, all_users=all_users))))
+    click.echo(render.cost_report(sdk.get(sdk.cost_report(days, all_users=all_users)), days))
