@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("cli", "skyhop --help", "ms", cli.help_start, False),
     ("cli", "skyhop status (warm server)", "ms", cli.status_start, True),
+    ("cli", "skyhop cost-report (1,000 rows)", "ms", cli.cost_report_start, True),
     ("server", "server cold start / idle RSS", "ms", server.server_figures, False),
     ("requests", "read round trip (SDK status)", "ms", requests.round_trip, True),
     ("jobs", "exec to first output (UP cluster)", "ms", jobs.exec_first_output, True),

@@ -61,6 +61,42 @@ def status_start(run: Run) -> list[Figure]:
                     Target("<", 300), f"{runs} runs after 1 warm-up; no clusters")]
 
 
+def _seed_history(root: Path, recent: int, old: int) -> None:
+    """``recent`` torn-down clusters of this user in the last 30 days, ``old`` before."""
+    import time
+
+    from skyhop.client import identity
+    from skyhop_core.state import open_store
+    from skyhop_core.state.db import cluster_history
+
+    user, user_hash = identity()
+    now = time.time()
+    rows = [dict(name=f"bench-gone-{i}", backend="local", resources_str="1x local",
+                 num_nodes=1, launched_at=now - age - 3600, terminated_at=now - age,
+                 uptime_s=3600.0, price_per_hour=1.0, cost=1.0, user_hash=user_hash,
+                 user_name=user)  # fmt: skip
+            for i, age in enumerate([i * 60.0 for i in range(recent)]
+                                    + [31 * 86400.0 + i for i in range(old)])]
+    store = open_store(root)
+    try:
+        store.run_sync(lambda conn: conn.execute(cluster_history.insert(), rows))
+    finally:
+        store.close()
+
+
+def cost_report_start(run: Run) -> list[Figure]:
+    """``skyhop cost-report`` with a month of history (1,000 torn-down clusters, 9,000
+    older ones it leaves out), against ``skyhop status`` in the same run."""
+    exe = skyhop_executable()
+    env = run.server.env
+    _seed_history(run.server.root, 1000, 9000)
+    runs = run.reps(5, 20)
+    cmd, base = paired(lambda: run_quiet([exe, "cost-report"], env=env),
+                       lambda: run_quiet([exe, "status"], env=env), runs)  # fmt: skip
+    return [_figure("skyhop cost-report (1,000 rows)", cmd, base, "skyhop status",
+                    None, f"{runs} runs after 1 warm-up; 10,000 history rows")]
+
+
 def _figure(
     name: str, cmd: list[float], base: list[float], label: str, target: Target | None, note: str
 ) -> Figure:
