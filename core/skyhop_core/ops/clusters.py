@@ -381,7 +381,7 @@ async def cost_report(ctx: RequestContext, p: P.CostReportParams) -> list[dict[s
             "num_nodes": len(record.handle.nodes) if record.handle is not None else 0,
             "resources_str": record.resources_str,
             "price_per_hour": float(meta.get("price_per_hour") or 0.0),
-            "total_cost": cl.cost_so_far(meta, now), "user_name": record.user_name,
+            "total_cost": record.cost, "user_name": record.user_name,
             "user_hash": record.user_hash,
         })  # fmt: skip
     for row in gone:
