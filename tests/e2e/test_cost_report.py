@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from clirun import sky
 from serverproc import ServerProcess, kill_processes_under
@@ -63,6 +64,12 @@ def test_a_torn_down_cluster_stays_in_the_report_with_what_it_cost(priced: Serve
     assert rec["name"] == "gone" and rec["status"] is None and rec["terminated_at"]
     assert rec["duration"] >= 1.0
     assert rec["total_cost"] == pytest.approx(rec["duration"] / 3600, rel=0.01)
+    # Another user's report does not have it.
+    other = {"X-Skyhop-User": "eve", "X-Skyhop-User-Hash": "e0e00002"}
+    r = httpx.post(f"{priced.endpoint}/api/v1/cost_report", json={}, headers=other, timeout=30)
+    done = httpx.get(f"{priced.endpoint}/api/get", params={"request_id": r.json()["request_id"]},
+                     timeout=60).json()  # fmt: skip
+    assert (done["status"], done["result"]) == ("SUCCEEDED", [])
     assert "No clusters, existing or torn down in the last 0 days." in sky(
         priced, "cost-report", "--days", "0").stdout
     bad = sky(priced, "cost-report", "--days", "-1", check=False)

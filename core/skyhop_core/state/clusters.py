@@ -264,7 +264,11 @@ def set_placement(conn: sa.Connection, name: str, region: str | None, zone: str 
 def delete(conn: sa.Connection, name: str, now: float | None = None) -> None:
     """Forget cluster ``name``; one that was ever UP goes into the history with its cost
     (same transaction: a cluster is in one table or the other)."""
-    row = conn.execute(sa.select(clusters).where(clusters.c.name == name)).first()
+    c = clusters.c
+    row = conn.execute(
+        sa.select(c.name, c.backend, c.resources_str, c.num_nodes, c.launched_at, c.user_hash,
+                  c.user_name, c.metadata).where(c.name == name)  # not the handle
+    ).first()  # fmt: skip
     if row is None:
         return
     meta = dict(row.metadata or {})
