@@ -228,3 +228,21 @@ def test_preempting_a_spot_vm(gcp_env: Any) -> None:
     assert [o["targetId"] for o in ops["items"]] == [inst["id"]]
     time.sleep(0.1)
     assert api.call("GET", f"zones/{ZONE}/instances/od")["status"] == "RUNNING"
+
+
+def test_a_step_due_while_the_ticker_looks_is_run_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake's clock under load: time passes between reading what is due and keeping
+    the rest. A step that falls due in that gap still runs on the next tick (it once
+    vanished, and an insert's operation then never ended: a provision hung for 120 s)."""
+    from fakegce import world as world_module
+
+    clock = iter(float(t) for t in range(100, 200))
+    monkeypatch.setattr(world_module.time, "monotonic", lambda: next(clock))
+    world = world_module.World("p", "http://fake/compute/v1", tmp_path, hosts=None)
+    ran: list[str] = []
+    world.schedule.append((100.5, 0, lambda: ran.append("step")))  # due after the first read
+    for _ in range(3):
+        world.tick()
+    assert ran == ["step"]

@@ -98,8 +98,11 @@ class World:
     def tick(self) -> None:
         """Run every step that is due (called from the ticker thread)."""
         with self.lock:
-            due = sorted(s for s in self.schedule if s[0] <= time.monotonic())
-            self.schedule = [s for s in self.schedule if s[0] > time.monotonic()]
+            # One reading of the clock: with two, a step due between them would be neither
+            # run nor kept, and its operation would never end.
+            now = time.monotonic()
+            due = sorted(s for s in self.schedule if s[0] <= now)
+            self.schedule = [s for s in self.schedule if s[0] > now]
             for _, _, fn in due:
                 try:
                     fn()
