@@ -74,7 +74,9 @@ def main(config_path: str) -> None:
 
         threading.Thread(target=ticker, daemon=True).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-        (root / "port").write_text(str(server.server_address[1]))
+        # Renamed into place: the test polls for the file and must never read half of it.
+        (root / "port.tmp").write_text(str(server.server_address[1]))
+        (root / "port.tmp").rename(root / "port")
         print(f"fakegce on {base}, hosts {hosts.describe() if hosts else None}", flush=True)
         server.serve_forever(poll_interval=0.1)
     finally:

@@ -73,7 +73,9 @@ async def main(config_path: str) -> None:
             nursery.start_soon(on_signals)
             binds = await nursery.start(serve_app, make_app(cluster), hyper, stop)
             port = binds[0].rsplit(":", 1)[1]
-            (root / "port").write_text(port)
+            # Renamed into place: the test polls for the file and must never read half of it.
+            (root / "port.tmp").write_text(port)
+            (root / "port.tmp").rename(root / "port")
             await stop.wait()
             nursery.cancel_scope.cancel()
     finally:
