@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fakegce_proc import FakeGceProcess  # noqa: E402
 
+_running: list[FakeGceProcess] = []  # the session's fake, for failure reports
+
 
 def _hosts_unavailable() -> str | None:
     from fakegce.hosts import ssh_netns
@@ -35,10 +37,22 @@ def fake_gce(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGceProces
     reason = _hosts_unavailable()
     fake = FakeGceProcess(Path(tmp_path_factory.mktemp("fakegce")), slots=0 if reason else 4)
     fake.hosts_unavailable = reason  # type: ignore[attr-defined]
+    _running.append(fake)
     try:
         yield fake
     finally:
+        _running.remove(fake)
         fake.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A failed test that used the fake shows the end of the fake's log (its steps, hosts
+    that did not boot, tracebacks), which CI keeps no other copy of."""
+    report = yield
+    if report.failed and _running and "fake_gce" in getattr(item, "fixturenames", ()):
+        report.sections.append(("fakegce log (last 5,000 characters)", _running[0].log_text()))
+    return report
 
 
 @pytest.fixture
