@@ -291,6 +291,29 @@ def test_cli_up_status_down_over_tls(client: ServerProcess, tmp_path: Path) -> N
     # The scheme stays: an update cannot drop tls.
     with pytest.raises(ValueError, match="cannot add or remove service.tls"):
         sky.get(sky.serve.update(service_task(replicas=1), "cli"))
+    # A renewed certificate (here from another CA) is served to new connections on the
+    # same endpoint as soon as the update is in; a connection opened before it stays up
+    # (the load balancer was not restarted).
+    (tmp_path / "renewed").mkdir()
+    new_ca, new_key, new_cert = make_tls(tmp_path / "renewed")
+    with httpx.Client(verify=pinned, trust_env=False, timeout=30) as before:
+        assert before.get(endpoint + "/").text == "v1 r1"
+        out = cli("update", "-y", "cli", str(write("renewed.yaml", {
+            "keyfile": str(new_key), "certfile": str(new_cert)})))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        renewed = ssl.create_default_context(cafile=str(new_ca))
+
+        def serves_renewed() -> bool:
+            try:
+                return get(endpoint, verify=renewed).text == "v1 r1"
+            except httpx.ConnectError:
+                return False
+
+        wait_for(serves_renewed, 60, "the renewed certificate on " + endpoint)
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            get(endpoint, verify=pinned)  # a new connection gets the renewed one
+        assert before.get(endpoint + "/").text == "v1 r1"  # the open connection
+    assert cli("status", "cli", "--endpoint").stdout.strip() == endpoint
     out = cli("down", "-y", "cli")
     assert out.returncode == 0, out.stderr
     assert sky.get(sky.serve.status()) == []

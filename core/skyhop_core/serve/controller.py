@@ -34,6 +34,7 @@ with ``down_requested`` is taken down.
 from __future__ import annotations
 
 import errno
+import ssl
 import time
 from typing import Any
 
@@ -84,6 +85,8 @@ class ServiceController:
         self.http: httpx.AsyncClient = None  # type: ignore[assignment]  # set in _main
         self._versions: dict[int, Version] = {}
         self._seen_version = 0
+        #: The version whose TLS files the load balancer serves (None: plain HTTP).
+        self.tls_version: int | None = None
         self._born = time.monotonic()
 
     # --- helpers --------------------------------------------------------------------
@@ -191,10 +194,40 @@ class ServiceController:
             endpoint = self.service.endpoint(port, tls=tls is not None)
             await self.store_run(lambda c: ss.update(c, self.name, lb_port=port,
                                                      endpoint=endpoint))
+        self.tls_version = latest.number if tls else None
         scheme = "HTTPS" if tls else "HTTP"
         self.log(f"Load balancer listening on {host}:{port} ({scheme}).")
         self.lb_log(f"Listening on {host}:{port} ({scheme}, "
                     f"{latest.spec.load_balancing_policy}).")
+
+    async def use_certificate_of(self, number: int) -> None:
+        """Serve version ``number``'s TLS files from now on, if they differ from those
+        served (``serve update`` with a renewed certificate): new connections get it,
+        the port and open connections stay. Files that no longer load are logged and
+        the served ones kept."""
+        if self.tls_version is None or self.tls_version == number:
+            return
+        new = self.service.tls_paths(self.name, number)
+        served = self.service.tls_paths(self.name, self.tls_version)
+
+        def changed() -> bool:  # blocking: reads the files and loads the new pair
+            if all(a.read_bytes() == b.read_bytes() for a, b in zip(new, served, strict=True)):
+                return False
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                certfile=new[1], keyfile=new[0])
+            return True
+
+        try:
+            if await trio.to_thread.run_sync(changed):
+                self.lb.use_certificate(certfile=str(new[1]), keyfile=str(new[0]))
+                self.log(f"Load balancer: new TLS connections get version {number}'s "
+                         "certificate.")
+                self.lb_log(f"Serving version {number}'s TLS certificate.")
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.log(f"Version {number}'s TLS files cannot be used ({exc}); the load "
+                     f"balancer keeps version {self.tls_version}'s certificate.")
+            return
+        self.tls_version = number
 
     def _connect_failed(self, replica_id: int) -> None:
         self.wake()

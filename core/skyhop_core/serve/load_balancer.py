@@ -71,8 +71,18 @@ class LoadBalancer:
         # One connection pool per replica: a pooled connection never outlives its
         # replica, so a new replica at a reused address gets fresh connections.
         self._clients: dict[int, httpx.AsyncClient] = {}
+        #: The SSL context every new TLS connection is wrapped with (None: plain HTTP).
+        self.tls_context: Any = None
 
     # --- what the controller sees and sets ---------------------------------------------
+
+    def use_certificate(self, certfile: str, keyfile: str) -> None:
+        """Serve new TLS connections with this certificate and key (connections already
+        open keep theirs). Check the pair first (:func:`.tls.load`): a pair that fails
+        here half-way could leave the context with a certificate and the old key."""
+        if self.tls_context is None:
+            raise RuntimeError(f"the load balancer of {self.service_name!r} does not speak TLS")
+        self.tls_context.load_cert_chain(certfile=certfile, keyfile=keyfile)
 
     def set_ready(self, ready: dict[int, str]) -> None:
         if ready != self.ready:
@@ -266,6 +276,23 @@ async def _body(receive: Any) -> AsyncIterator[bytes]:
             return
 
 
+def _tls_config() -> Any:
+    """hypercorn's Config whose SSL context is made once and kept: hypercorn's listener
+    wraps every new connection with it, so a certificate loaded into it later
+    (:meth:`LoadBalancer.use_certificate`) serves every new handshake."""
+    from hypercorn.config import Config
+
+    class KeptContext(Config):  # type: ignore[misc]
+        _context: Any = None
+
+        def create_ssl_context(self) -> Any:
+            if self._context is None:
+                self._context = super().create_ssl_context()
+            return self._context
+
+    return KeptContext()
+
+
 async def serve_load_balancer(
     lb: LoadBalancer, host: str, port: int, *, tls: Any = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
@@ -274,7 +301,7 @@ async def serve_load_balancer(
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
-    config = Config()
+    config = _tls_config() if tls is not None else Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = None
@@ -284,6 +311,7 @@ async def serve_load_balancer(
     if tls is not None:
         config.certfile = tls.certfile
         config.keyfile = tls.keyfile
+        lb.tls_context = config.create_ssl_context()
     try:
         await serve(lb, config, task_status=task_status)  # type: ignore[arg-type]
     finally:

@@ -8,8 +8,9 @@ as PEM — then keep them 0600 next to the version's secrets. The load balancer 
 speaks HTTPS with them and the service's endpoint is ``https://``.
 
 A service keeps the scheme it was started with: an update cannot add or remove
-``tls``. New files in an update are kept for that version; the listening load balancer
-takes them up when its controller next starts (a restart or takeover).
+``tls``. New files in an update (a renewed certificate) are kept for that version and
+the listening load balancer serves them to every new connection as soon as its
+controller sees the version, on the same port; connections already open keep theirs.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ async def load(ctl: ServiceController, number: int) -> Version:
 
 async def on_new_version(ctl: ServiceController, row: Any, latest: Version) -> None:
     """The latest version moved to ``row.version``: follow its load-balancing policy and
-    relabel the running replicas when only ``service:`` changed."""
+    TLS certificate, and relabel the running replicas when only ``service:`` changed."""
     if latest.spec.load_balancing_policy != type(ctl.lb.policy).__name__:
         from skyhop_core.serve.policies import make_policy
 
@@ -68,6 +68,8 @@ async def on_new_version(ctl: ServiceController, row: Any, latest: Version) -> N
         if type(wanted) is not type(ctl.lb.policy):
             wanted.in_flight = ctl.lb.policy.in_flight
             ctl.lb.policy = wanted
+    if latest.spec.tls is not None:
+        await ctl.use_certificate_of(latest.number)
     if row.version <= 1:
         return
     previous = await ctl.version(row.version - 1)
