@@ -41,6 +41,19 @@ from __future__ import annotations
 from typing import Any
 
 
+def innermost(exc: BaseException) -> BaseException:
+    """``exc``, or what a group of one (a nursery's) holds, however deeply nested."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def reason_of(exc: BaseException) -> str:
+    """``Type: message`` of an error for a failure reason, looking inside groups of one."""
+    exc = innermost(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class SkyhopError(Exception):
     """Base of every error skyhop raises on purpose; its message is meant for users."""
 

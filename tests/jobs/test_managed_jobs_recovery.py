@@ -312,3 +312,29 @@ def test_sigkill_while_cancelling_cleans_up_after_the_restart(
         assert sky.jobs.tail_logs(job_id=job_id, output_stream=Capture()) == 103  # type: ignore[arg-type]
     cluster = root / "backends" / "slow" / f"doomed-{job_id}"
     assert not cluster.exists(), "the cancelled job's cluster leaked"
+
+
+def test_a_source_bucket_deleted_before_recovery_fails_prechecks_naming_it(
+    regional: ServerProcess, tmp_path: Path
+) -> None:
+    """The bucket a job mounts was there at submission and is gone when the job recovers:
+    the job can never run again, which is FAILED_PRECHECKS saying which mount and bucket
+    (as SkyPilot's storage errors at launch), not FAILED_CONTROLLER (a skyhop fault), and
+    the relaunched cluster is taken down."""
+    full(regional)
+    bucket = regional.root / "stores" / "local" / "sh-gone"
+    bucket.mkdir(parents=True)
+    (bucket / "f.txt").write_text("seed")
+    task = {"name": "gone", "run": two_attempts(tmp_path),
+            "resources": {"infra": "regional"},
+            "file_mounts": {"~/data": {"source": "local://sh-gone", "mode": "COPY"}}}  # fmt: skip
+    job_id = int(sky.get(sky.jobs.launch(task))["job_id"])
+    first_attempt(job_id, tmp_path)
+    shutil.rmtree(bucket)
+    preempt(regional, job_id, "gone")
+    row = wait_status(job_id, "FAILED_PRECHECKS", "FAILED_CONTROLLER", "SUCCEEDED", timeout=90)
+    assert row["status"] is sky.ManagedJobStatus.FAILED_PRECHECKS, row
+    reason = row["failure_reason"]
+    assert "file_mounts['~/data']" in reason and "sh-gone" in reason, reason
+    assert "Relaunching" in controller_log(job_id)  # it failed recovering, not before
+    assert sky.get(sky.status([f"gone-{job_id}"], all_users=True)) == []

@@ -34,6 +34,7 @@ import trio
 from skyhop_core.exceptions import (
     ClusterDoesNotExist,
     SkyhopError,
+    reason_of,
 )
 from skyhop_core.jobs import launching, pipeline
 from skyhop_core.jobs import state as js
@@ -131,7 +132,7 @@ class Controller:
         except Exception as exc:
             final = _wrapped_finish(exc)
             if final is None:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = reason_of(exc)
                 self.log(f"Controller error: {reason}")
                 final = Finished(S.FAILED_CONTROLLER, reason)
         finally:

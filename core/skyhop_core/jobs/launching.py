@@ -1,7 +1,9 @@
 """Launching (and relaunching) a managed job's cluster, by its recovery strategy.
 
 - First launch: a precheck plans the task once; what can never launch (infeasible
-  resources, a backend without credentials, a bad name) is FAILED_PRECHECKS.
+  resources, a backend without credentials, a bad name) is FAILED_PRECHECKS. So is a
+  task whose files cannot be put on the cluster it got, on any launch: a bucket or
+  upload gone since submission, a mount the backend refuses.
 - Then ``provision_with_failover`` as ``launch`` does. When every candidate fails the
   controller backs off (``SKYHOP_JOBS_RETRY_BASE`` × ``SKYHOP_JOBS_RETRY_FACTOR`` ^ n,
   capped at ``SKYHOP_JOBS_RETRY_CAP`` seconds) and tries again, up to
@@ -28,8 +30,12 @@ from skyhop_core.exceptions import (
     ResourcesMismatchError,
     ResourcesUnavailableError,
     SkyhopError,
+    StorageError,
     TaskValidationError,
     UnknownBackendError,
+    UploadNotFoundError,
+    innermost,
+    reason_of,
 )
 from skyhop_core.failover import Failover
 from skyhop_core.jobs import pipeline
@@ -172,7 +178,14 @@ async def launch(ctl: Controller, parsed: tuple[Any, Any], row: Any) -> ClusterH
             await trio.sleep(delay)
         except _PRECHECK_ERRORS as exc:
             raise Finished(S.FAILED_PRECHECKS, f"{type(exc).__name__}: {exc}") from None
-    await _submit(ctl, parsed, handle)
+    try:
+        await _submit(ctl, parsed, handle)
+    except Exception as exc:
+        # What the task names cannot be put on any cluster (a bucket or upload gone
+        # since submission, a mount the backend refuses): no relaunch would help.
+        if isinstance(innermost(exc), (*_PRECHECK_ERRORS, StorageError, UploadNotFoundError)):
+            raise Finished(S.FAILED_PRECHECKS, reason_of(exc)) from None
+        raise
     return handle
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 import trio
 
+from skyhop_core.exceptions import reason_of
 from skyhop_core.models.service_spec import TlsConfig
 from skyhop_core.models.status import ReplicaStatus, ServiceStatus
 from skyhop_core.requests.context import RequestContext, User
@@ -53,13 +54,6 @@ from skyhop_core.serve.versions import Version
 
 R = ReplicaStatus
 S = ServiceStatus
-
-
-def _reason(exc: BaseException) -> str:
-    """``Type: message`` of the error, looking inside a group of one (a nursery's)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"
 
 
 class ServiceController:
@@ -126,7 +120,7 @@ class ServiceController:
             with self.scope:
                 await self._main()
         except Exception as exc:
-            reason = _reason(exc)
+            reason = reason_of(exc)
             self.log(f"Controller error: {reason}")
             with trio.CancelScope(shield=True):
                 await self.store_run(ss.controller_failed, self.name, reason)
