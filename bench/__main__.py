@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import (
     asgi_floor,
+    autostop,
     cli,
     clusters,
     dashboard,
@@ -53,6 +54,7 @@ FIGURES: list[tuple[str, str, str, Callable[[Run], list[Figure]], bool]] = [
     ("sandbox", sandbox.NAME, "ms", sandbox.exec_first_output_sandbox, False),
     ("ssh", ssh.NAME, "ms", ssh.exec_first_output_ssh, False),
     ("clusters", "start of an UP cluster (cluster lease)", "ms", clusters.lease_round_trip, True),
+    ("autostop", autostop.NAME, "ms", autostop.idle_check, False),
     ("cancel", "cancel latency", "ms", jobs.cancel_latency, True),
     ("logs", "log streaming", "MB/s", logs.log_streaming, True),
     ("load", "reads under load", "ms", load.reads_under_load, True),

@@ -216,8 +216,14 @@ async def skyhop_cancel_jobs(
 
 
 @hookimpl
-async def skyhop_idle_seconds(ctx: BackendContext, handle: ClusterHandle) -> float:
-    reply = await agent_call(head_runner(ctx, handle), "idle")
+async def skyhop_idle_seconds(
+    ctx: BackendContext, handle: ClusterHandle, wait_for: str = "jobs"
+) -> float:
+    runner = head_runner(ctx, handle)
+    # SSH sessions are looked for only where users reach the node with SSH: a local
+    # node's "SSH sessions" would be the host's own.
+    ssh = wait_for == "jobs_and_ssh" and runner.ssh_sessions
+    reply = await agent_call(runner, "idle", *(["--ssh"] if ssh else []))
     return float(reply["idle_seconds"])
 
 

@@ -250,12 +250,18 @@ def skyhop_cancel_jobs(
 
 
 @hookspec
-def skyhop_idle_seconds(ctx: BackendContext, handle: ClusterHandle) -> Awaitable[float]:
-    """*async* — How long the cluster has had no pending or running job (0 when busy).
+def skyhop_idle_seconds(
+    ctx: BackendContext, handle: ClusterHandle, wait_for: str
+) -> Awaitable[float]:
+    """*async* — How long the cluster has been idle (0 when busy).
 
-    The server's autostop loop compares it with the cluster's autostop setting.
+    ``wait_for`` is the cluster's ``autostop --wait-for``: ``"jobs"`` (no pending or
+    running job), or ``"jobs_and_ssh"`` (and no interactive SSH session open on the
+    head node: SkyPilot's default). The server's autostop loop compares the answer with
+    the cluster's autostop setting (``"none"`` never asks).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 ``wait_for``; an implementation without it is still called.
     """
 
 

@@ -80,22 +80,29 @@ class Backends:
     def call(self, backend: str, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on the plugin that owns ``backend`` (or on the default plugin).
 
-        Returns what the hook returns (an awaitable for async hooks).
+        Returns what the hook returns (an awaitable for async hooks). As pluggy does, an
+        implementation gets only the arguments it names: a hook that gains an argument
+        keeps working with the plugins written before it.
         """
         self.info(backend)
         owner = self._owners[backend]
         impls = getattr(self.pm.hook, hook).get_hookimpls()
         for impl in impls:
             if impl.plugin is owner:
-                return impl.function(**kwargs)
+                return _call_impl(impl, kwargs)
         if hook in DEFAULT_HOOKS:
             for impl in impls:
                 if self.pm.get_name(impl.plugin) == "skyhop-default-agent":
-                    return impl.function(**kwargs)
+                    return _call_impl(impl, kwargs)
         raise NotSupportedError(
             f"The {self._infos[backend].display_name} backend does not support "
             f"{hook.removeprefix('skyhop_').replace('_', ' ')}."
         )
+
+
+def _call_impl(impl: Any, kwargs: dict[str, Any]) -> Any:
+    names = (*impl.argnames, *impl.kwargnames)
+    return impl.function(**{k: v for k, v in kwargs.items() if k in names})
 
 
 def load_backends(

@@ -30,6 +30,10 @@ class CommandRunner(abc.ABC):
     method returns.
     """
 
+    #: Whether users reach this node with SSH, so that an interactive SSH session on it
+    #: is activity for ``autostop --wait-for jobs_and_ssh`` (see ``agent/sessions.py``).
+    ssh_sessions: bool = False
+
     def __init__(self, node: NodeInfo) -> None:
         self.node = node
 

@@ -322,8 +322,10 @@ def autostop(
     """Stop (``down=True``: tear down) the cluster after ``idle_minutes`` without jobs.
 
     A negative ``idle_minutes`` cancels autostop. ``wait_for``: ``"jobs_and_ssh"`` (the
-    default) or ``"jobs"`` wait for running jobs; ``"none"`` stops ``idle_minutes`` after
-    this call whatever runs. Returns the request ID (result ``None``).
+    default) waits for running jobs and for interactive SSH sessions on the head node
+    (of a backend reached over SSH) to end, ``"jobs"`` only for jobs; ``"none"`` stops
+    ``idle_minutes`` after this call whatever runs. Returns the request ID (result
+    ``None``).
     """
     body: dict[str, Any] = {"cluster_name": cluster_name, "idle_minutes": idle_minutes, "down": down}
     if wait_for is not None:

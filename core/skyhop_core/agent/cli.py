@@ -14,7 +14,7 @@ submit            JobSpec JSON on stdin → {"job_id": N}
 queue             [--skip-finished] → [job, ...] newest first
 status            [--job-ids N ...] → {"N": "RUNNING" | null}; none given: the latest
 cancel            --job-ids N ... | --all [--user-hash H] → {"cancelled": [N, ...]}
-idle              → {"idle_seconds": float}
+idle              [--ssh] → {"idle_seconds": float}; --ssh: SSH sessions are activity
 health            → {"daemon_pid": N | null, "heartbeat_age": s | null, "failed_driver": [N]}
 tail              [JOB_ID] [--follow] [--tail N] → log bytes; exit 0/100/101/102/103
 daemon            (internal) run the scheduler loop in the foreground
@@ -195,14 +195,25 @@ def cmd_cancel(runtime: Runtime, args: argparse.Namespace) -> Any:
 
 
 def cmd_idle(runtime: Runtime, args: argparse.Namespace) -> Any:
+    """Seconds since the last job ended (0 while one is pending or running). With
+    ``--ssh``, an interactive SSH session is activity too: 0 while one is open, and
+    the time since the last one was seen once it closed."""
     if not os.path.exists(runtime.db):
         return {"idle_seconds": 0.0}
+    now = time.time()
     with db.connect(runtime.db) as conn:
         if db.jobs_with_status(conn, db.UNFINISHED):
             return {"idle_seconds": 0.0}
         marks = [db.last_end(conn), float(db.get_meta(conn, "daemon_started_at") or 0) or None]
+        if getattr(args, "ssh", False):
+            from .sessions import active
+
+            if active():
+                db.set_meta(conn, "ssh_session_seen_at", repr(now))
+                return {"idle_seconds": 0.0}
+            marks.append(float(db.get_meta(conn, "ssh_session_seen_at") or 0) or None)
     since = max((m for m in marks if m is not None), default=None)
-    return {"idle_seconds": 0.0 if since is None else max(0.0, time.time() - since)}
+    return {"idle_seconds": 0.0 if since is None else max(0.0, now - since)}
 
 
 def _options(command: str, parser: argparse.ArgumentParser) -> None:
@@ -235,6 +246,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str, Any]]] = {
         "--user-hash": ("user_hash", "str", None),
     },
     "tail": {"--follow": ("follow", "flag", False), "--tail": ("tail", "int", 0)},
+    "idle": {"--ssh": ("ssh", "flag", False)},
 }
 
 

@@ -7,10 +7,11 @@ by the cluster's owner, so it shows in ``skyhop api status`` and can be cancelle
 marks the cluster AUTOSTOPPING and runs the autostop hook first
 (:mod:`skyhop_core.ops.autostopping`).
 
-``wait_for`` (``autostop --wait-for``, ``resources.autostop.wait_for``): ``jobs_and_ssh``
-(the default) and ``jobs`` count running jobs and requests as activity — skyhop does not
-see SSH sessions, so both mean the same here — and ``none`` stops the cluster
-``idle_minutes`` after autostop was set, whatever runs.
+``wait_for`` (``autostop --wait-for``, ``resources.autostop.wait_for``): ``jobs`` counts
+running jobs and requests as activity; ``jobs_and_ssh`` (the default) also an interactive
+SSH session open on the head node of a backend reached over SSH (the idle time then
+counts from when the last one closed); ``none`` stops the cluster ``idle_minutes`` after
+autostop was set, whatever runs.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ async def _maybe_stop(engine: Engine, record: ClusterRecord) -> None:
             "skyhop_idle_seconds",
             ctx=services.backend_ctx(record.backend),
             handle=record.handle,
+            wait_for=wait_for,
         )
         if float(agent_idle) <= 0:
             return  # a job is running (this matters with idle_minutes 0)

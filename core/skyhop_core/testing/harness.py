@@ -437,7 +437,7 @@ class BackendHarness:
         return health
 
     async def idle_seconds(self, handle: ClusterHandle) -> float:
-        idle = await self.call("skyhop_idle_seconds", handle=handle)
+        idle = await self.call("skyhop_idle_seconds", handle=handle, wait_for="jobs_and_ssh")
         if not isinstance(idle, int | float) or idle < 0:
             raise self.fail("skyhop_idle_seconds", f"returned {idle!r}, expected seconds >= 0.")
         return float(idle)

@@ -157,6 +157,8 @@ def remote_line(
 class SSHCommandRunner(CommandRunner):
     """Runs commands on one node over multiplexed OpenSSH; uploads with rsync."""
 
+    ssh_sessions = True
+
     def __init__(self, node: NodeInfo, known_hosts: str, log: Callable[[str], None] | None = None):
         super().__init__(node)
         self.target = Target.from_node(node)

@@ -336,8 +336,9 @@ def down(
 @click.option(
     "--wait-for",
     type=click.Choice(["jobs_and_ssh", "jobs", "none"]),
-    help="What counts as activity: jobs (jobs_and_ssh, the default, is the same here), "
-    "or none: stop N minutes from now whatever runs.",
+    help="What counts as activity: jobs_and_ssh (the default): jobs and an interactive "
+    "SSH session on the head node; jobs: only jobs; none: stop N minutes from now "
+    "whatever runs.",
 )
 @_yes
 @_async

@@ -121,3 +121,68 @@ def delete_instance(fake: Any, instance: dict[str, Any]) -> None:
     while any(i["name"] == instance["name"] for i in fake.instances()):
         assert time.monotonic() < deadline, "the fake never deleted the instance"
         time.sleep(0.05)
+
+
+def test_autostop_waits_for_an_interactive_ssh_session(
+    gce_hosts: Any, make_server: Any, tmp_path: Path
+) -> None:
+    """``autostop -i 0`` (``--wait-for jobs_and_ssh``, the default) leaves an idle cluster
+    up while someone has a terminal on its head over SSH and stops it once they log out;
+    with ``--wait-for jobs`` another cluster stops under an open session."""
+    root = tmp_path / "state"
+    root.mkdir()
+    (root / "config.yaml").write_text(CONFIG)
+    server = make_server(root, env={"SKYHOP_AUTOSTOP_INTERVAL": "0.5"})
+    task = tmp_path / "task.yaml"
+    task.write_text("resources:\n  infra: gcp/us-central1\n  instance_type: e2-standard-2\n"
+                    "run: echo up\n")  # fmt: skip
+
+    def status(name: str) -> str:
+        return next(ln for ln in skyhop(server, "status").splitlines() if ln.startswith(name))
+
+    def instance(name: str) -> dict[str, Any]:
+        return next(i for i in gce_hosts.instances() if i["labels"]["skyhop-cluster"] == name)
+
+    def wait_stopped(name: str, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while "STOPPED" not in status(name):
+            assert time.monotonic() < deadline, f"{what}: not stopped: {status(name)}"
+            time.sleep(0.5)
+        assert instance(name)["status"] == "TERMINATED"
+
+    def terminal(name: str) -> subprocess.Popen[str]:
+        """An interactive login on the head (a pseudo-terminal), once it says so."""
+        key = next(p for p in (root / "backends" / "gcp" / "keys").glob("skyhop-*")
+                   if p.suffix != ".pub")  # fmt: skip
+        proc = subprocess.Popen(
+            ["ssh", "-tt", "-i", str(key), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+             f"skyhop@{instance(name)['natIP']}", "echo logged-in; sleep 300"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        sessions.append(proc)
+        assert proc.stdout is not None and "logged-in" in proc.stdout.readline()
+        return proc
+
+    sessions: list[subprocess.Popen[str]] = []
+    try:
+        skyhop(server, "launch", "-y", "-c", "gidle", str(task))
+        session = terminal("gidle")
+        skyhop(server, "autostop", "-y", "gidle", "-i", "0")
+        time.sleep(5)  # ten rounds of the autostop loop, each finding the session
+        assert "UP" in status("gidle"), status("gidle")
+        session.kill()
+        wait_stopped("gidle", "after the session closed")
+
+        skyhop(server, "launch", "-y", "-c", "gjobs", str(task))
+        terminal("gjobs")
+        skyhop(server, "autostop", "-y", "gjobs", "-i", "0", "--wait-for", "jobs")
+        wait_stopped("gjobs", "waiting for jobs only, with a session open")
+    finally:
+        for proc in sessions:
+            proc.kill()
+            proc.wait(timeout=10)
+        for name in ("gidle", "gjobs"):  # the second may not have been made
+            subprocess.run([sys.executable, "-m", "skyhop.cli", "down", "-y", name],
+                           env=server.env, capture_output=True, timeout=300)  # fmt: skip
+    assert gce_hosts.instances() == []
