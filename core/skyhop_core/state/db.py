@@ -313,7 +313,7 @@ class Store:
         from skyhop_core.state.writer import make_writer
 
         self.limiter = trio.CapacityLimiter(max_threads)
-        self.writer = make_writer(engine, writer)
+        self.writer = make_writer(engine, writer, self.limiter)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` in a transaction on a worker thread."""

@@ -235,9 +235,14 @@ class InlineWriter:
     #: Inline commits between two WAL checkpoints (SQLite's own default is 1,000 pages).
     CHECKPOINT_EVERY = 500
 
-    def __init__(self, engine: sa.Engine, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, engine: sa.Engine, *, max_batch: int = MAX_BATCH, limiter: Any = None
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        #: Bounds the worker threads of the fallbacks (the store's: each holds one of
+        #: the pool's connections); None: trio's default.
+        self.limiter = limiter
         self._queue: collections.deque[_Write] = collections.deque()
         self._leading = False
         self._closed = False
@@ -305,7 +310,7 @@ class InlineWriter:
             with self.engine.begin() as other:
                 return fn(other, *args)
 
-        return await trio.to_thread.run_sync(on_thread)
+        return await trio.to_thread.run_sync(on_thread, limiter=self.limiter)
 
     def _connection(self) -> sa.Connection:
         if self._conn is None:
@@ -327,14 +332,14 @@ class InlineWriter:
             self._drop_connection()
         if not applied:
             self.deferred += 1
-            await trio.to_thread.run_sync(apply_batch, self.engine, batch)
+            await trio.to_thread.run_sync(apply_batch, self.engine, batch, limiter=self.limiter)
         self.batches += 1
         self.writes += len(batch)
         self.last_batch = len(batch)
         self._since_checkpoint += 1
         if self._since_checkpoint >= self.CHECKPOINT_EVERY:
             self._since_checkpoint = 0
-            await trio.to_thread.run_sync(_checkpoint, self.engine)
+            await trio.to_thread.run_sync(_checkpoint, self.engine, limiter=self.limiter)
 
     def close(self, timeout: float = 10.0) -> None:
         """Later writes raise (nothing is ever left queued: a batch is applied at once)."""
@@ -392,8 +397,11 @@ def _checkpoint(engine: sa.Engine) -> None:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
-def make_writer(engine: sa.Engine, kind: str | None = None) -> GroupWriter | InlineWriter:
+def make_writer(
+    engine: sa.Engine, kind: str | None = None, limiter: Any = None
+) -> GroupWriter | InlineWriter:
     """The writer for ``engine``: ``kind``, else ``SKYHOP_DB_WRITER``, else ``auto``.
+    ``limiter``: what bounds the event-loop writer's worker threads (the store's).
 
     ``auto``: the thread writer, which applies writes that come one at a time on the event
     loop when the database is a SQLite file (see :meth:`GroupWriter.run`); ``thread``:
@@ -407,7 +415,7 @@ def make_writer(engine: sa.Engine, kind: str | None = None) -> GroupWriter | Inl
         raise ValueError(f"SKYHOP_DB_WRITER={kind!r}: use auto, inline or thread.")
     sqlite_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
     if kind == "inline" and sqlite_file:
-        return InlineWriter(engine)
+        return InlineWriter(engine, limiter=limiter)
     if kind == "auto" and sqlite_file:
-        return GroupWriter(engine, inline=InlineWriter(engine))
+        return GroupWriter(engine, inline=InlineWriter(engine, limiter=limiter))
     return GroupWriter(engine)

@@ -256,3 +256,53 @@ def test_a_read_that_sqlite_refuses_at_once_runs_on_a_thread(tmp_path):
     trio.run(main)
     assert calls[0] == threading.main_thread().name and calls[1] != calls[0]
     store.close()
+
+
+def test_the_event_loop_writers_fallbacks_wait_for_the_stores_thread_limit(tmp_path):
+    """A deferred write and a refused read go to worker threads within the store's limit
+    (each holds one of the pool's connections), not trio's default of 40: with every
+    slot taken they wait, and run once one frees."""
+    store = open_store(tmp_path, writer="inline")
+    store.run_sync(lambda c: rq.insert(c, **_row("x")))
+    other = sqlite3.connect(tmp_path / "skyhop.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the event loop's write is deferred to a thread
+    refused: list[bool] = []
+
+    def refused_once(conn, request_id):
+        if not refused:
+            refused.append(True)
+            raise sa.exc.OperationalError("SELECT", {}, sqlite3.OperationalError("locked"))
+        return rq.get_row(conn, request_id)
+
+    async def main() -> None:
+        done: list[str] = []
+        slots = [object() for _ in range(int(store.limiter.total_tokens))]
+        for slot in slots:
+            await store.limiter.acquire_on_behalf_of(slot)
+
+        async def write() -> None:
+            await store.write(lambda c: rq.insert(c, **_row("late")))
+            done.append("write")
+
+        async def read() -> None:
+            assert (await store.read(refused_once, "x")).request_id == "x"
+            done.append("read")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()  # both sent to a thread: waiting
+            other.execute("COMMIT")
+            await trio.sleep(0.5)
+            assert done == [] and store.limiter.statistics().tasks_waiting == 2
+            store.limiter.release_on_behalf_of(slots[0])
+            with trio.fail_after(10):
+                while len(done) < 2:
+                    await trio.sleep(0.01)
+        for slot in slots[1:]:
+            store.limiter.release_on_behalf_of(slot)
+
+    trio.run(main)
+    assert "late" in _ids(tmp_path)
+    other.close()
+    store.close()
