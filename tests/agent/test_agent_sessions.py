@@ -14,11 +14,15 @@ PTS = (136 << 8) | 3  # /dev/pts/3, as /proc/PID/stat encodes a terminal
 TTY1 = (4 << 8) | 1  # /dev/tty1, a console: not SSH
 
 
-def proc(root: Path, pid: int, name: str, ppid: int, tty: int = 0, net: str = "net:[1]") -> None:
+def proc(
+    root: Path, pid: int, name: str, ppid: int, tty: int = 0, net: str | None = "net:[1]"
+) -> None:
+    """A process in the fake /proc; ``net`` None: it ended after its stat was read."""
     where = root / str(pid)
     (where / "ns").mkdir(parents=True)
     (where / "stat").write_text(f"{pid} ({name}) S {ppid} {pid} {pid} {tty} -1 4194560 0 0\n")
-    os.symlink(net, where / "ns" / "net")
+    if net is not None:
+        os.symlink(net, where / "ns" / "net")
 
 
 def tree(tmp_path: Path) -> Path:
@@ -49,6 +53,7 @@ def test_what_is_not_an_interactive_ssh_session_is_not_counted(tmp_path: Path) -
     proc(root, 731, "bash", 730, PTS)
     proc(root, 740, "sshd", 500)
     proc(root, 741, "bash", 740, (136 << 8) | 4, net="net:[2]")  # another namespace's
+    proc(root, 742, "bash", 740, (136 << 8) | 5, net=None)  # ended mid-scan
     (root / "750").mkdir()  # vanished between listing and reading
     (root / "751").mkdir()
     (root / "751" / "stat").write_text("garbage")

@@ -39,8 +39,10 @@ def _same_network(proc: str, pid: str, mine: str | None) -> bool:
         return True
     try:
         return os.readlink(f"{proc}/{pid}/ns/net") == mine
-    except OSError:  # another user's process: it cannot be told apart, so it counts
+    except PermissionError:  # another user's process: it cannot be told apart, so it counts
         return True
+    except OSError:  # it ended since the scan
+        return False
 
 
 def active(proc: str = "/proc") -> int:

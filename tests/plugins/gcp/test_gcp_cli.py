@@ -156,7 +156,7 @@ def test_autostop_waits_for_an_interactive_ssh_session(
                    if p.suffix != ".pub")  # fmt: skip
         proc = subprocess.Popen(
             ["ssh", "-tt", "-i", str(key), "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
              f"skyhop@{instance(name)['natIP']}", "echo logged-in; sleep 300"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
