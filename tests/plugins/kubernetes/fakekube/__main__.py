@@ -58,6 +58,10 @@ async def main(config_path: str) -> None:
     if cfg.get("certfile"):
         hyper.certfile, hyper.keyfile = cfg["certfile"], cfg["keyfile"]
     hyper.graceful_timeout = 1
+    # HTTP/1.1 only: kubectl (Go) negotiates HTTP/2, and hypercorn's h2 protocol raised
+    # KeyError for a frame of a stream it had already closed (seen once in a full run),
+    # which ended the whole fake server. skyhop's client speaks HTTP/1.1 either way.
+    hyper.alpn_protocols = ["http/1.1"]
     try:
         async with trio.open_nursery() as nursery:
             cluster.nursery = nursery
