@@ -301,6 +301,9 @@ async def serve_load_balancer(
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
+    from skyhop_core.server.connguard import guard_connections
+
+    guard_connections()  # a client's broken connection must not stop the service
     config = _tls_config() if tls is not None else Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None

@@ -36,6 +36,10 @@ async def serve(host: str, port: int, deploy: bool = False) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
+    from skyhop_core.server.connguard import guard_connections
+
+    guard_connections()  # one client's broken connection must not stop the server
+
     from skyhop_core.jobs.service import JobsService
     from skyhop_core.models.task_schema import warm_up
     from skyhop_core.ops.registry import operations
