@@ -142,6 +142,8 @@ def test_a_version_that_never_gets_ready_stops_launching(client: ServerProcess) 
     wait_for(lambda: record("never")["status"].value == "FAILED", 60, "service FAILED")
     time.sleep(1.5)  # no launch/fail loop (rounds are 0.3 s apart): still the one replica
     assert replicas("never") == {1: ("FAILED_INITIAL_DELAY", 1)}
+    reason = next(i["failure_reason"] for i in record("never")["replica_info"])
+    assert "initial delay (2 s)" in reason and "The last probe: GET /missing: HTTP 404" in reason
     assert get(endpoint).status_code == 503
     # An update brings a fixed version up.
     sky.get(sky.serve.update(service_task(replicas=1), "never"))

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 R = ReplicaStatus
 
 
-async def probe(client: httpx.AsyncClient, endpoint: str, spec: ReadinessProbe) -> bool:
-    """True when ``http://endpoint<path>`` answers 200 in time."""
+async def probe(client: httpx.AsyncClient, endpoint: str, spec: ReadinessProbe) -> str | None:
+    """None when ``http://endpoint<path>`` answers 200 in time; else what went wrong
+    (``HTTP 503``, the connection error, no answer in time), for the failure reason."""
     url = f"http://{endpoint}{spec.path}"
     try:
         with trio.fail_after(spec.timeout_seconds):
@@ -36,9 +37,13 @@ async def probe(client: httpx.AsyncClient, endpoint: str, spec: ReadinessProbe) 
                 response = await client.post(url, json=spec.post_data, headers=spec.headers)
             else:
                 response = await client.get(url, headers=spec.headers)
-    except (httpx.HTTPError, trio.TooSlowError, OSError):
-        return False
-    return response.status_code == 200
+    except trio.TooSlowError:
+        return f"GET {spec.path}: no answer within {spec.timeout_seconds:g} s"
+    except (httpx.HTTPError, OSError) as exc:
+        return f"GET {spec.path}: {type(exc).__name__}: {exc}"[:300]
+    if response.status_code != 200:
+        return f"GET {spec.path}: HTTP {response.status_code}"
+    return None
 
 
 def next_status(
@@ -88,7 +93,8 @@ async def probe_all(ctl: ServiceController) -> None:
 
 async def _probe_one(ctl: ServiceController, r: Any) -> None:
     version = await ctl.version(r.version)
-    ok = await probe(ctl.http, r.endpoint, version.spec.readiness_probe)
+    failure = await probe(ctl.http, r.endpoint, version.spec.readiness_probe)
+    ok = failure is None
     status, values = next_status(
         R(r.status), ok, now=time.time(), starting_since=r.starting_since,
         not_ready_since=r.not_ready_since,
@@ -97,6 +103,8 @@ async def _probe_one(ctl: ServiceController, r: Any) -> None:
     )
     if not ok and r.status != R.STARTING.value and await cluster_gone(ctl, r):
         status, values = R.PREEMPTED, {"failure_reason": "Its cluster is not UP."}
+    elif "failure_reason" in values:  # why the last probe failed says what to look at
+        values["failure_reason"] += f" The last probe: {failure}."
     if status.value == r.status and not values:
         return
     applied = await ctl.store_run(lambda c: ss.probed(c, ctl.name, r.replica_id, r.status,
