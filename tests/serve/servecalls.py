@@ -100,8 +100,13 @@ def ready_count(name: str, version: int | None = None) -> int:
 def wait_ready(name: str, count: int, version: int | None = None, timeout: float = 180) -> None:
     # A wait, not a timing claim: two local clusters launching under a two-worker suite
     # on two cores took over 90 s once.
-    wait_for(lambda: ready_count(name, version) >= count and record(name)["status"].value
-             == "READY", timeout, f"{count} READY replica(s) of {name}")
+    try:
+        wait_for(lambda: ready_count(name, version) >= count and record(name)["status"].value
+                 == "READY", timeout, f"{count} READY replica(s) of {name}")
+    except AssertionError as exc:  # say what the replicas are and why, for a CI log
+        info = [(r["replica_id"], r["status"].value, r["failure_reason"])
+                for r in record(name)["replica_info"]]
+        raise AssertionError(f"{exc}; replicas: {info}") from None
 
 
 def get(endpoint: str, path: str = "/", **kwargs: Any) -> httpx.Response:
