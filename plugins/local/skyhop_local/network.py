@@ -264,7 +264,11 @@ class NodeNetwork:
             f.write(f"{slirp_pid}\n")
 
     def stop(self) -> None:
-        """Stop the node's egress helper (the namespace itself dies with the holder)."""
+        """Unplug the node from the bridge and stop its egress helper. The namespace dies
+        with the holder, but the kernel frees a dead namespace later, on its own time:
+        until then its end of the cable would still answer for the address, which the
+        next node may already have (a replica that never answered its probes)."""
+        _ip("link", "del", self.host_interface, check=False)
         pid_file = os.path.join(self.layer_dir, "slirp4netns.pid")
         with contextlib.suppress(OSError, ValueError):
             with open(pid_file) as f:

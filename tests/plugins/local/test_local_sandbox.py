@@ -257,7 +257,12 @@ async def test_nodes_have_their_own_addresses_and_ports(networked: Local, tmp_pa
     for rank, ip in enumerate(ips):
         assert await _get(ip, port) == f"node {rank}"
 
+    bridge = local.ctx.config["network"]["bridge"]
+    assert len(_plugged_into(bridge)) == 2
     await local.call("skyhop_stop", handle=handle)
+    # Unplugged at once: a dead namespace the kernel has not freed yet must not answer
+    # for an address the next node may get.
+    assert _plugged_into(bridge) == []
     started = await local.call("skyhop_start", handle=handle)
     assert [n.ip for n in started.nodes] == ips
     await local.call("skyhop_setup_runtime", handle=started)
@@ -266,6 +271,15 @@ async def test_nodes_have_their_own_addresses_and_ports(networked: Local, tmp_pa
     assert sorted(p.name for p in registry.iterdir()) == sorted(ips)
     await local.call("skyhop_down", handle=started)
     assert list(registry.iterdir()) == []  # the addresses are free again
+
+
+def _plugged_into(bridge: str) -> list[str]:
+    """The interfaces attached to ``bridge``."""
+    import subprocess
+
+    out = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
 
 
 async def _get(host: str, port: int) -> str:
