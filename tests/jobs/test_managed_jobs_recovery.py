@@ -85,7 +85,9 @@ def preempt(server: ServerProcess, job_id: int, name: str) -> None:
     # sharing the relaunched node's paths and job IDs, write the old attempt's status over
     # the new one's. Swept again until the controller says it noticed, never after: it
     # relaunches into the same directory.
-    noticed = ("is not UP (preempted?)", "did not answer", "no longer knows job")
+    # Its words: "is not UP (preempted?)", "is not UP after the job ended FAILED_DRIVER
+    # (preempted?)" (the agent died with the node), "did not answer", "no longer knows job".
+    noticed = ("(preempted?)", "did not answer", "no longer knows job")
     for _ in range(20):
         kill_until_none_left(where)
         shutil.rmtree(where, ignore_errors=True)
