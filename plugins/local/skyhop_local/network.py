@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import ipaddress
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -180,8 +181,14 @@ class NodeNetwork:
     def _lease(self, address: str) -> bool:
         path = os.path.join(self.config.registry, address)
         mine = os.path.realpath(self.layer_dir)
+        # The lease is written whole, then linked into place (as exclusive as O_EXCL): a
+        # node leasing at the same moment never reads it empty and takes it for stale.
+        draft = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.draft"
+        with open(draft, "w") as f:
+            f.write(mine + "\n")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(draft, path)
+            return True
         except FileExistsError:
             with contextlib.suppress(OSError), open(path) as f:
                 holder = f.read().strip()
@@ -192,9 +199,8 @@ class NodeNetwork:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # its layer is gone: the lease is stale
             return self._lease(address) if not os.path.exists(path) else False
-        with os.fdopen(fd, "w") as f:
-            f.write(mine + "\n")
-        return True
+        finally:
+            os.unlink(draft)
 
     def release(self) -> None:
         """Give the address back (at ``down``)."""
