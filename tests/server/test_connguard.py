@@ -40,3 +40,17 @@ def test_a_broken_http2_connection_does_not_stop_the_server(make_server) -> None
     assert response.status_code == 200, response.text
     assert server.proc is not None and server.proc.poll() is None, server.log()
     assert "A client connection failed in the HTTP server and was closed" in server.log()
+
+
+def test_the_guard_refuses_a_hypercorn_whose_tcp_server_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If a hypercorn release stops using ``run.TCPServer``, installing the guard fails
+    (the server does not start) instead of leaving connections unguarded."""
+    from hypercorn.trio import run
+
+    from skyhop_core.server.connguard import guard_connections
+
+    monkeypatch.setattr(run, "TCPServer", type("Elsewhere", (), {}))
+    with pytest.raises(RuntimeError, match="cannot guard the server"):
+        guard_connections()

@@ -12,7 +12,8 @@ to any client that sends the HTTP/2 preface, whatever the configuration says.
 catches what the connection raised (after hypercorn has closed it) and logs it once per
 kind. Cancellation still propagates. This replaces a name in a hypercorn module, so it
 is checked at start-up: if a hypercorn release moves it, the server refuses to start
-instead of running unguarded (see ``tests/server/test_connguard.py``).
+instead of running unguarded. ``tests/server/test_connguard.py`` sends the frame that
+broke it and checks that the server goes on answering.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ def guard_connections() -> None:
 
 
 def _log(exc: BaseException) -> None:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    kind = f"{type(exc).__name__}: {exc}"[:200]
+    from skyhop_core.exceptions import reason_of
+
+    kind = reason_of(exc)[:200]
     if kind not in _logged and len(_logged) < 100:
         _logged.add(kind)
         print(f"A client connection failed in the HTTP server and was closed ({kind}); "
