@@ -71,6 +71,19 @@ class CommandRunner(abc.ABC):
         ``excludes`` are gitignore-style patterns to skip.
         """
 
+    def interactive_argv(self, command: str | None, *, tty: bool) -> list[str] | None:
+        """The argv that, run on the API server, is an interactive session on this node
+        (``skyhop ssh``): a login shell in the node's home, or the shell line ``command``.
+
+        With ``tty`` the server runs it on a new pseudo-terminal of its own (the size and
+        ``TERM`` of the user's terminal, resized with it; ``ssh -t`` carries it to the
+        node), else with pipes for stdin, stdout and stderr. The session ends when the
+        process does; a user who goes away hangs it up (SIGHUP, then SIGTERM and SIGKILL
+        to its process group). None (the default): this runner cannot open sessions, and
+        ``skyhop ssh`` says so.
+        """
+        return None
+
     def python(self) -> list[str]:
         """argv prefix that runs the node's Python interpreter."""
         return ["python3"]

@@ -242,6 +242,8 @@ class ClientBase:
         self.start_timeout = start_timeout
         self.submit_wait = submit_wait()
         self._inline: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: What identifies the caller (identity headers, the token): every call sends it.
+        self.call_headers = headers
         return headers
 
     def _submit_path(self, operation: str) -> str:

@@ -231,3 +231,29 @@ def test_a_secret_from_the_cli_reaches_the_job_and_nothing_else(
         if p.is_file() and not p.is_symlink() and secret.encode() in p.read_bytes()
     ]  # fmt: skip
     assert leaked == []
+
+
+def test_ssh_on_a_team_server_is_the_owners_as_the_jobs_user_and_nobody_elses(
+    deployed: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    """``skyhop ssh`` on a deployed server: the owner gets a shell in the node as the
+    user jobs run as (``run_as: nobody``), sandboxed like a job (the server's state is
+    hidden); another user is told the cluster does not exist; no token, no session."""
+    admin, endpoint = deployed
+    state = admin["SKYHOP_PERSISTENT_PATH"]
+    owner = {**base_env(tmp_path / "dana"), "SKYHOP_API_SERVER_ENDPOINT": endpoint,
+             "SKYHOP_API_TOKEN": create_token(admin, "dana")}  # fmt: skip
+    other = {**owner, "SKYHOP_API_TOKEN": create_token(admin, "erin")}
+    skyhop(owner, "launch", "-y", "-c", "box", "--infra", "local", "echo up")
+    mine = skyhop(owner, "ssh", "box", "--", f'id -un; test -e {state}/skyhop.db || echo hidden')
+    assert mine.stdout.split() == ["nobody", "hidden"]
+    theirs = skyhop(other, "ssh", "box", "--", "id", check=False)
+    assert theirs.returncode == 1 and "Cluster 'box' does not exist" in theirs.stderr
+    assert theirs.stdout == ""
+    anonymous = {**owner}
+    del anonymous["SKYHOP_API_TOKEN"]
+    refused = skyhop(anonymous, "ssh", "box", "--", "id", check=False)
+    assert refused.returncode == 1 and "NotAuthenticatedError" in refused.stderr
+    boss = {**owner, "SKYHOP_API_TOKEN": create_token(admin, "boss", "--role", "admin")}
+    assert skyhop(boss, "ssh", "box", "--", "id -un").stdout == "nobody\n"
+    skyhop(owner, "down", "-y", "box")

@@ -23,6 +23,8 @@ from skyhop_core.requests.logs import follow, tail_offset
 from skyhop_core.server import bodies, openapi
 from skyhop_core.server.auth import AuthMiddleware, current_user
 from skyhop_core.server.querycheck import QueryCheckMiddleware
+from skyhop_core.server.shell import PATH as SHELL_PATH
+from skyhop_core.server.shell import serve_session
 from skyhop_core.server.uploads import openapi_paths as upload_openapi_paths
 from skyhop_core.server.uploads import upload_routes
 from skyhop_core.state import requests as rq
@@ -351,7 +353,12 @@ def build_app(engine: Engine, shutdown: Any, *, deploy: bool = False) -> FastRou
         Middleware(AuthMiddleware, store=services.store, deploy=deploy),
         Middleware(QueryCheckMiddleware, document=openapi_doc),
     ]
-    return FastRoutes(Starlette(routes=routes, middleware=middleware), auth, submit, health)
+    async def shell_session(scope: Any, receive: Any, send: Any) -> None:
+        await serve_session(services, _user(scope), scope, receive, send)
+
+    return FastRoutes(
+        Starlette(routes=routes, middleware=middleware), auth, submit, health, shell_session
+    )
 
 
 class FastRoutes:
@@ -360,15 +367,20 @@ class FastRoutes:
     middlewares wrap every ``send``, its router matches each route in turn): the caller
     is identified exactly as :class:`AuthMiddleware` does, then the route's bare ASGI
     endpoint runs, which answers every error itself. Anything else, including those
-    paths with another method, goes to ``app`` unchanged."""
+    paths with another method, goes to ``app`` unchanged. The WebSocket of ``skyhop ssh``
+    (:mod:`skyhop_core.server.shell`) is identified the same way, then served here."""
 
     _SUBMIT = "/api/v1/"
+    _SHELL = SHELL_PATH
 
-    def __init__(self, app: Starlette, auth: AuthMiddleware, submit: Any, health: Any) -> None:
+    def __init__(
+        self, app: Starlette, auth: AuthMiddleware, submit: Any, health: Any, shell: Any
+    ) -> None:
         self.app = app
         self.auth = auth
         self.submit = submit
         self.health = health
+        self.shell = shell
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -384,4 +396,8 @@ class FastRoutes:
                 if await self.auth.identify(scope, send):
                     await self.health(scope, receive, send)
                 return
+        elif scope["type"] == "websocket" and scope["path"] == self._SHELL:
+            if await self.auth.identify(scope, send):
+                await self.shell(scope, receive, send)
+            return
         await self.app(scope, receive, send)

@@ -139,9 +139,12 @@ class AuthMiddleware:
             + LOGIN_HINT.format(endpoint=endpoint)
         )
         body = json.dumps({"error": wire.encode_error(error)}).encode()
+        # A WebSocket is refused before its upgrade with the same answer (ASGI's
+        # websocket.http.response extension, which hypercorn has).
+        kind = "websocket.http.response" if scope["type"] == "websocket" else "http.response"
         await send(
             {
-                "type": "http.response.start",
+                "type": f"{kind}.start",
                 "status": 401,
                 "headers": [
                     (b"content-type", b"application/json"),
@@ -150,4 +153,4 @@ class AuthMiddleware:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": f"{kind}.body", "body": body})

@@ -11,7 +11,9 @@ host.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 from collections.abc import Sequence
 
 import trio
@@ -50,6 +52,17 @@ class LocalNodeRunner(LocalCommandRunner):
         check_target(path, home, self.support)
         assert self.layer is not None  # check_target refuses absolute paths without one
         return self.layer.host_path(path) + slash
+
+    def interactive_argv(self, command: str | None, *, tty: bool) -> list[str]:
+        """Inside the sandbox through the node's launcher (as ``run_as``, with the clean
+        environment jobs get); without one, a shell on this machine in the node's home
+        (a personal server: ``run_as`` needs sandboxes)."""
+        line = command or "exec bash -l"
+        launcher = self.node.extra.get("job_launcher")
+        if launcher:
+            return [*json.loads(launcher), line]
+        home = shlex.quote(self.node.home)
+        return ["bash", "-c", f"cd {home} && export HOME={home} && {line}"]
 
     async def upload(
         self, local_path: str, remote_path: str, *, excludes: Sequence[str] = ()

@@ -172,6 +172,14 @@ class SSHCommandRunner(CommandRunner):
     def python(self) -> list[str]:
         return ["python3"]
 
+    def interactive_argv(self, command: str | None, *, tty: bool) -> list[str]:
+        # Through the cluster's master connection when it is up, never becoming one: a
+        # master started here would outlive the session in its process group.
+        opts = ssh_options(self.target, self.known_hosts)
+        opts += ["-o", f"ControlPath={control_path(self.target)}", "-o", "ControlMaster=no"]
+        return ["ssh", *opts, "-t" if tty else "-T", self.target.destination,
+                *([command] if command else [])]  # fmt: skip
+
     def agent_command(self) -> list[str]:
         from skyhop_core.agent.daemon import boot_argv
 

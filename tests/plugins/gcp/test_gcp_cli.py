@@ -127,7 +127,8 @@ def test_autostop_waits_for_an_interactive_ssh_session(
     gce_hosts: Any, make_server: Any, tmp_path: Path
 ) -> None:
     """``autostop -i 0`` (``--wait-for jobs_and_ssh``, the default) leaves an idle cluster
-    up while someone has a terminal on its head over SSH and stops it once they log out;
+    up while someone has a terminal on its head over SSH (``skyhop ssh``) and stops it
+    once they log out (the client killed: the server hangs the session up);
     with ``--wait-for jobs`` another cluster stops under an open session."""
     root = tmp_path / "state"
     root.mkdir()
@@ -151,14 +152,13 @@ def test_autostop_waits_for_an_interactive_ssh_session(
         assert instance(name)["status"] == "TERMINATED"
 
     def terminal(name: str) -> subprocess.Popen[str]:
-        """An interactive login on the head (a pseudo-terminal), once it says so."""
-        key = next(p for p in (root / "backends" / "gcp" / "keys").glob("skyhop-*")
-                   if p.suffix != ".pub")  # fmt: skip
+        """An interactive login on the head (a pseudo-terminal), once it says so: `skyhop
+        ssh -t`, through the server, which holds the key."""
         proc = subprocess.Popen(
-            ["ssh", "-tt", "-i", str(key), "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
-             f"skyhop@{instance(name)['natIP']}", "echo logged-in; sleep 300"],
+            [sys.executable, "-m", "skyhop.cli", "ssh", "-t", name, "--",
+             "echo logged-in; sleep 300"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=server.env,
         )  # fmt: skip
         sessions.append(proc)
         assert proc.stdout is not None and "logged-in" in proc.stdout.readline()
